@@ -1,0 +1,1 @@
+"""The ledger core: canonical encoding, events, entries, Merkle log, checkpoints, rules, store."""

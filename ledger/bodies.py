@@ -1,0 +1,440 @@
+"""The body of each event kind (DESIGN 3), as strict, frozen values.
+
+``from_dict`` rejects missing, unknown and ill-typed fields; ``to_dict`` gives back exactly the
+object that was parsed (optional fields absent when None), so canonical bytes computed from the
+parsed JSON and from the value always agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, NewType, TypeVar
+
+from crypto import KeyFormatError, PublicKey
+from ledger import fields as f
+from ledger.errors import FormatError
+
+EventId = NewType("EventId", str)
+
+# ASCII printable without whitespace; the site client applies Docker's full grammar.
+IMAGE = re.compile(r"[\x21-\x7e]{1,512}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}")
+E = TypeVar("E", bound=StrEnum)
+
+
+class EventKind(StrEnum):
+    CONSORTIUM = "consortium"
+    MEMBER = "member"
+    TASK = "task"
+    CANCEL = "cancel"
+    STATUS = "status"
+    RESULT = "result"
+    TRANSFER = "transfer"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    RESEARCHER = "researcher"
+    SITE = "site"
+    AUDITOR = "auditor"
+
+
+class MemberAction(StrEnum):
+    ADD = "add"
+    REVOKE = "revoke"
+
+
+class StatusState(StrEnum):
+    ACCEPTED = "accepted"
+    STARTED = "started"
+    INTERRUPTED = "interrupted"
+
+
+class ResultState(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+def _enum(cls: type[E], value: object, where: str) -> E:
+    text = f.string(value, where, max_len=32)
+    try:
+        return cls(text)
+    except ValueError:
+        allowed = ", ".join(member.value for member in cls)
+        raise FormatError(f"{where}: expected one of {allowed}, found {text!r}") from None
+
+
+def _public_key(value: object, where: str) -> str:
+    text = f.string(value, where, max_len=64)
+    try:
+        PublicKey.from_b64(text)
+    except KeyFormatError as exc:
+        raise FormatError(f"{where}: {exc}") from exc
+    return text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberSpec:
+    name: str
+    role: Role
+    public_key: str  # base64 of the 32 raw Ed25519 bytes
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> MemberSpec:
+        d = f.obj(value, where, ("name", "role", "public_key"))
+        return cls(
+            name=f.name(d["name"], f"{where}.name"),
+            role=_enum(Role, d["role"], f"{where}.role"),
+            public_key=_public_key(d["public_key"], f"{where}.public_key"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role.value, "public_key": self.public_key}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Consortium:
+    KIND: ClassVar[EventKind] = EventKind.CONSORTIUM
+    name: str
+    origin: str
+    log_key: str  # C2SP note verifier key of the registry
+    members: tuple[MemberSpec, ...]
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Consortium:
+        d = f.obj(value, where, ("name", "origin", "log_key", "members"))
+        return cls(
+            name=f.string(d["name"], f"{where}.name", max_len=200),
+            origin=f.string(d["origin"], f"{where}.origin", pattern=ORIGIN, what="a log origin"),
+            log_key=f.string(d["log_key"], f"{where}.log_key", max_len=512),
+            members=f.array(d["members"], f"{where}.members", MemberSpec.from_dict),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "origin": self.origin,
+            "log_key": self.log_key,
+            "members": [m.to_dict() for m in self.members],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    KIND: ClassVar[EventKind] = EventKind.MEMBER
+    action: MemberAction
+    name: str
+    role: Role
+    public_key: str
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Member:
+        d = f.obj(value, where, ("action", "name", "role", "public_key"))
+        return cls(
+            action=_enum(MemberAction, d["action"], f"{where}.action"),
+            name=f.name(d["name"], f"{where}.name"),
+            role=_enum(Role, d["role"], f"{where}.role"),
+            public_key=_public_key(d["public_key"], f"{where}.public_key"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "name": self.name,
+            "role": self.role.value,
+            "public_key": self.public_key,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Optional per-task limits; each site caps them by its own configuration."""
+
+    timeout_s: int | None = None
+    memory_mb: int | None = None
+    cpu_millis: int | None = None
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Limits:
+        d = f.obj(value, where, (), ("timeout_s", "memory_mb", "cpu_millis"))
+        return cls(
+            timeout_s=f.optional(
+                d, "timeout_s", where, lambda v, w: f.integer(v, w, low=1, high=86400 * 7)
+            ),
+            memory_mb=f.optional(
+                d, "memory_mb", where, lambda v, w: f.integer(v, w, low=4, high=1 << 20)
+            ),
+            cpu_millis=f.optional(
+                d, "cpu_millis", where, lambda v, w: f.integer(v, w, low=1, high=1 << 20)
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            key: value
+            for key, value in (
+                ("timeout_s", self.timeout_s),
+                ("memory_mb", self.memory_mb),
+                ("cpu_millis", self.cpu_millis),
+            )
+            if value is not None
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    KIND: ClassVar[EventKind] = EventKind.TASK
+    image: str
+    sites: tuple[str, ...]
+    config: Mapping[str, Any] | None = None
+    config_blob: str | None = None
+    limits: Limits | None = None
+    parent: EventId | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.config is None) == (self.config_blob is None):
+            raise FormatError("task.body: give exactly one of config (inline) and config_blob")
+        if not self.sites:
+            raise FormatError("task.body.sites: name at least one site")
+        if len(set(self.sites)) != len(self.sites):
+            raise FormatError(f"task.body.sites: a site is named twice in {list(self.sites)}")
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Task:
+        d = f.obj(
+            value, where, ("image", "sites"), ("config", "config_blob", "limits", "parent", "label")
+        )
+        config = d.get("config")
+        if config is not None and not isinstance(config, dict):
+            raise FormatError(f"{where}.config: expected an object, found {f.describe(config)}")
+        return cls(
+            image=f.string(
+                d["image"],
+                f"{where}.image",
+                pattern=IMAGE,
+                max_len=512,
+                what="an image reference of printable ASCII",
+            ),
+            sites=f.array(d["sites"], f"{where}.sites", f.name, max_items=256),
+            config=config,
+            config_blob=f.optional(d, "config_blob", where, f.hex64),
+            limits=f.optional(d, "limits", where, Limits.from_dict),
+            parent=f.optional(d, "parent", where, lambda v, w: EventId(f.hex64(v, w))),
+            label=f.optional(d, "label", where, lambda v, w: f.string(v, w, max_len=200)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"image": self.image, "sites": list(self.sites)}
+        if self.config is not None:
+            out["config"] = self.config
+        if self.config_blob is not None:
+            out["config_blob"] = self.config_blob
+        if self.limits is not None:
+            out["limits"] = self.limits.to_dict()
+        if self.parent is not None:
+            out["parent"] = self.parent
+        if self.label is not None:
+            out["label"] = self.label
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel:
+    KIND: ClassVar[EventKind] = EventKind.CANCEL
+    task: EventId
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Cancel:
+        d = f.obj(value, where, ("task",), ("reason",))
+        return cls(
+            task=EventId(f.hex64(d["task"], f"{where}.task")),
+            reason=f.optional(d, "reason", where, lambda v, w: f.string(v, w, max_len=1000)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": self.task}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    KIND: ClassVar[EventKind] = EventKind.STATUS
+    task: EventId
+    state: StatusState
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Status:
+        d = f.obj(value, where, ("task", "state"), ("reason",))
+        return cls(
+            task=EventId(f.hex64(d["task"], f"{where}.task")),
+            state=_enum(StatusState, d["state"], f"{where}.state"),
+            reason=f.optional(d, "reason", where, lambda v, w: f.string(v, w, max_len=1000)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": self.task, "state": self.state.value}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlobRef:
+    """A content-addressed blob: its SHA-256 (hex) and size in bytes."""
+
+    sha256: str
+    size: int
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> BlobRef:
+        d = f.obj(value, where, ("sha256", "size"))
+        return cls(
+            sha256=f.hex64(d["sha256"], f"{where}.sha256"),
+            size=f.integer(d["size"], f"{where}.size"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size}
+
+
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Output:
+    name: str
+    sha256: str
+    size: int
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Output:
+        d = f.obj(value, where, ("name", "sha256", "size"))
+        return cls(
+            name=f.string(
+                d["name"],
+                f"{where}.name",
+                pattern=OUTPUT_NAME,
+                max_len=128,
+                what="a file name of A-Z, a-z, 0-9, '.', '_', '-'",
+            ),
+            sha256=f.hex64(d["sha256"], f"{where}.sha256"),
+            size=f.integer(d["size"], f"{where}.size"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    KIND: ClassVar[EventKind] = EventKind.RESULT
+    task: EventId
+    state: ResultState
+    outputs: tuple[Output, ...] = ()
+    exit_code: int | None = None
+    image_digest: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    log: BlobRef | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.outputs]
+        if len(set(names)) != len(names):
+            raise FormatError("result.body.outputs: an output name appears twice")
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Result:
+        d = f.obj(
+            value,
+            where,
+            ("task", "state", "outputs"),
+            ("exit_code", "image_digest", "started", "finished", "log", "reason"),
+        )
+        return cls(
+            task=EventId(f.hex64(d["task"], f"{where}.task")),
+            state=_enum(ResultState, d["state"], f"{where}.state"),
+            outputs=f.array(d["outputs"], f"{where}.outputs", Output.from_dict, max_items=1000),
+            exit_code=f.optional(
+                d, "exit_code", where, lambda v, w: f.integer(v, w, low=-(2**31), high=2**32)
+            ),
+            image_digest=f.optional(
+                d,
+                "image_digest",
+                where,
+                lambda v, w: f.string(v, w, pattern=DIGEST, max_len=80, what="sha256:<64 hex>"),
+            ),
+            started=f.optional(d, "started", where, f.timestamp),
+            finished=f.optional(d, "finished", where, f.timestamp),
+            log=f.optional(d, "log", where, BlobRef.from_dict),
+            reason=f.optional(d, "reason", where, lambda v, w: f.string(v, w, max_len=2000)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "task": self.task,
+            "state": self.state.value,
+            "outputs": [o.to_dict() for o in self.outputs],
+        }
+        for key in ("exit_code", "image_digest", "started", "finished", "reason"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.log is not None:
+            out["log"] = self.log.to_dict()
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    KIND: ClassVar[EventKind] = EventKind.TRANSFER
+    sender: str
+    recipient: str
+    task: EventId
+    sha256: str
+    size: int
+
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Transfer:
+        d = f.obj(value, where, ("sender", "recipient", "task", "sha256", "size"))
+        return cls(
+            sender=f.name(d["sender"], f"{where}.sender"),
+            recipient=f.name(d["recipient"], f"{where}.recipient"),
+            task=EventId(f.hex64(d["task"], f"{where}.task")),
+            sha256=f.hex64(d["sha256"], f"{where}.sha256"),
+            size=f.integer(d["size"], f"{where}.size"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "task": self.task,
+            "sha256": self.sha256,
+            "size": self.size,
+        }
+
+
+Body = Consortium | Member | Task | Cancel | Status | Result | Transfer
+
+BODY_TYPES: dict[EventKind, type[Body]] = {
+    EventKind.CONSORTIUM: Consortium,
+    EventKind.MEMBER: Member,
+    EventKind.TASK: Task,
+    EventKind.CANCEL: Cancel,
+    EventKind.STATUS: Status,
+    EventKind.RESULT: Result,
+    EventKind.TRANSFER: Transfer,
+}

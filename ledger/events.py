@@ -1,0 +1,245 @@
+"""Events, signed events and ledger entries (DESIGN 3).
+
+- ``Event`` is the unsigned statement; ``SignedEvent`` the envelope an author posts; ``Entry`` what
+  the registry appends (the Merkle leaf and a link of the git-like prev-hash chain).
+- ``event_id`` = hex SHA-256 of JCS(event); entry hash = SHA-256(JCS(entry));
+  Merkle leaf hash = SHA-256(0x00 || JCS(entry)).
+- Canonical bytes are computed from the parsed JSON object (never from a re-serialized guess) and,
+  for stored entries, compared with the bytes on disk: a stored record that is not exactly the
+  canonical form of what it parses to (duplicate keys, other spacing, reordered keys) is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NewType
+
+from crypto import KeyId, Purpose, SigningKey, domain_bytes
+from ledger import fields as f
+from ledger.bodies import BODY_TYPES, Body, EventId, EventKind
+from ledger.canonical import canonical_bytes, parse_json, parse_plain
+from ledger.errors import EncodingError, FormatError
+
+EntryHash = NewType("EntryHash", str)
+
+VERSION = 1
+ZERO_HASH = EntryHash("0" * 64)
+SIG_B64_LEN = 88  # base64 of 64 bytes
+
+
+def utc_now() -> str:
+    """The current UTC time as the ledger writes it (microseconds, 'Z')."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """The unsigned statement. ``canonical`` is filled from the parsed JSON by ``from_dict``;
+    leave it empty when constructing an event in code."""
+
+    v: int = VERSION
+    kind: EventKind
+    ledger: str
+    author: KeyId
+    time: str
+    nonce: str
+    body: Body
+    canonical: bytes = field(default=b"", repr=False, compare=False)
+    id: EventId = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.v != VERSION:
+            raise FormatError(f"event.v: expected {VERSION}, found {self.v}")
+        if type(self.body) is not BODY_TYPES[self.kind]:
+            raise FormatError(
+                f"event.body: a {self.kind} event cannot carry {type(self.body).__name__}"
+            )
+        if not self.canonical:
+            object.__setattr__(self, "canonical", canonical_bytes(self.to_dict()))
+        object.__setattr__(self, "id", EventId(hashlib.sha256(self.canonical).hexdigest()))
+
+    @classmethod
+    def from_dict(cls, value: object, where: str = "event", *, plain: bool = False) -> Event:
+        d = f.obj(value, where, ("v", "kind", "ledger", "author", "time", "nonce", "body"))
+        kind_text = f.string(d["kind"], f"{where}.kind", max_len=32)
+        try:
+            kind = EventKind(kind_text)
+        except ValueError:
+            allowed = ", ".join(k.value for k in EventKind)
+            raise FormatError(
+                f"{where}.kind: expected one of {allowed}, found {kind_text!r}"
+            ) from None
+        return cls(
+            v=f.integer(d["v"], f"{where}.v", low=VERSION, high=VERSION),
+            kind=kind,
+            ledger=f.string(d["ledger"], f"{where}.ledger", max_len=128),
+            author=KeyId(f.hex64(d["author"], f"{where}.author")),
+            time=f.timestamp(d["time"], f"{where}.time"),
+            nonce=f.string(
+                d["nonce"],
+                f"{where}.nonce",
+                pattern=f.HEX32,
+                max_len=32,
+                what="32 lowercase hex digits",
+            ),
+            body=BODY_TYPES[kind].from_dict(d["body"], f"{kind.value}.body"),
+            canonical=canonical_bytes(value, known_plain=plain),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "kind": self.kind.value,
+            "ledger": self.ledger,
+            "author": self.author,
+            "time": self.time,
+            "nonce": self.nonce,
+            "body": self.body.to_dict(),
+        }
+
+    def signing_bytes(self) -> bytes:
+        return domain_bytes(Purpose.EVENT, self.canonical)
+
+
+def new_event(
+    body: Body,
+    *,
+    ledger: str,
+    author: KeyId,
+    clock: Callable[[], str] = utc_now,
+    nonce: Callable[[], str] = lambda: secrets.token_hex(16),
+) -> Event:
+    """An event for ``body``; time and nonce are injectable for deterministic tests."""
+    return Event(
+        kind=body.KIND, ledger=ledger, author=author, time=clock(), nonce=nonce(), body=body
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedEvent:
+    event: Event
+    sig: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.sig) != 64:
+            raise FormatError(f"sig: expected 64 signature bytes, found {len(self.sig)}")
+
+    @classmethod
+    def sign(cls, event: Event, key: SigningKey) -> SignedEvent:
+        if key.key_id != event.author:
+            raise FormatError(
+                f"event.author is {event.author[:16]} but the signing key is {key.key_id[:16]}"
+            )
+        return cls(event=event, sig=key.sign(event.signing_bytes()))
+
+    @classmethod
+    def from_dict(
+        cls, value: object, where: str = "signed event", *, plain: bool = False
+    ) -> SignedEvent:
+        d = f.obj(value, where, ("event", "sig"))
+        return cls(event=Event.from_dict(d["event"], plain=plain), sig=_sig(d["sig"], "sig"))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> SignedEvent:
+        """Strictly parse a posted signed event (duplicate keys, NaN, unknown fields refused)."""
+        return cls.from_dict(parse_json(data, what="signed event"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event.to_dict(), "sig": self.sig_b64}
+
+    @property
+    def sig_b64(self) -> str:
+        return base64.b64encode(self.sig).decode("ascii")
+
+    def canonical(self) -> bytes:
+        # Keys sort as "event" < "sig"; the sig is base64 and needs no escaping.
+        return b'{"event":' + self.event.canonical + b',"sig":"' + self.sig_b64.encode() + b'"}'
+
+
+def _sig(value: object, where: str) -> bytes:
+    text = f.string(value, where, pattern=f.B64, max_len=SIG_B64_LEN, what="base64")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FormatError(f"{where}: not valid base64") from exc
+    if len(raw) != 64 or len(text) != SIG_B64_LEN:
+        raise FormatError(f"{where}: expected a 64-byte Ed25519 signature, found {len(raw)} bytes")
+    return raw
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """A ledger entry. ``canonical`` is JCS(entry); ``hash`` its hex SHA-256."""
+
+    index: int
+    prev: EntryHash
+    received: str
+    event: SignedEvent
+    canonical: bytes = field(init=False, repr=False, compare=False)
+    hash: EntryHash = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        f.integer(self.index, "entry.index")
+        f.hex64(self.prev, "entry.prev")
+        f.timestamp(self.received, "entry.received")
+        # JCS composes: with the keys in their sorted order ("event" < "index" < "prev" <
+        # "received") and every leaf value needing no escaping (validated above), the entry's
+        # canonical bytes are the canonical event envelope spliced into fixed text. A test
+        # checks this against canonical_bytes(to_dict()) for every kind.
+        data = (
+            b'{"event":'
+            + self.event.canonical()
+            + b',"index":'
+            + str(self.index).encode()
+            + b',"prev":"'
+            + self.prev.encode()
+            + b'","received":"'
+            + self.received.encode()
+            + b'"}'
+        )
+        object.__setattr__(self, "canonical", data)
+        object.__setattr__(self, "hash", EntryHash(hashlib.sha256(data).hexdigest()))
+
+    @classmethod
+    def from_dict(cls, value: object, where: str = "entry", *, plain: bool = False) -> Entry:
+        d = f.obj(value, where, ("index", "prev", "received", "event"))
+        return cls(
+            index=f.integer(d["index"], f"{where}.index"),
+            prev=EntryHash(f.hex64(d["prev"], f"{where}.prev")),
+            received=f.timestamp(d["received"], f"{where}.received"),
+            event=SignedEvent.from_dict(d["event"], f"{where}.event", plain=plain),
+        )
+
+    @classmethod
+    def from_canonical(cls, data: bytes) -> Entry:
+        """Parse stored entry bytes, refusing any that are not exactly canonical."""
+        try:
+            value, plain = parse_plain(data)
+        except EncodingError as exc:
+            raise EncodingError(f"stored entry: {exc}") from exc
+        entry = cls.from_dict(value, plain=plain)
+        if entry.canonical != data:
+            raise EncodingError(f"entry {entry.index}: stored bytes are not in canonical form")
+        return entry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "prev": self.prev,
+            "received": self.received,
+            "event": self.event.to_dict(),
+        }
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return hashlib.sha256(b"\x00" + self.canonical).digest()

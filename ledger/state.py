@@ -1,0 +1,147 @@
+"""The replayed state (projection) of a ledger: members and roles, tasks and each site's progress.
+
+The state is produced only by :func:`ledger.rules.apply`. It is a plain value owned by one writer;
+``apply`` checks everything before it changes anything, so a refused entry leaves it untouched.
+``to_dict``/``from_dict`` give the snapshot form, so that opening a large ledger does not replay
+its whole history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crypto import KeyId, PublicKey
+from ledger.bodies import EventId, ResultState, Role, StatusState
+from ledger.events import ZERO_HASH, EntryHash
+
+PENDING = "pending"
+
+
+@dataclass(slots=True, kw_only=True)
+class MemberRecord:
+    name: str
+    role: Role
+    public_key: PublicKey
+    added: int
+    revoked: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role.value,
+            "public_key": self.public_key.b64(),
+            "added": self.added,
+            "revoked": self.revoked,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemberRecord:
+        return cls(
+            name=d["name"],
+            role=Role(d["role"]),
+            public_key=PublicKey.from_b64(d["public_key"]),
+            added=d["added"],
+            revoked=d["revoked"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class SiteProgress:
+    """One site's view of one task: the latest state and the index of the event that set it."""
+
+    state: str = PENDING  # pending, a StatusState, or a ResultState once finished
+    index: int | None = None
+    finished: bool = False
+
+    def to_list(self) -> list[Any]:
+        return [self.state, self.index, self.finished]
+
+    @classmethod
+    def from_list(cls, value: list[Any]) -> SiteProgress:
+        return cls(state=value[0], index=value[1], finished=value[2])
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRecord:
+    event_id: EventId
+    index: int
+    author: str
+    sites: dict[str, SiteProgress]
+    parent: EventId | None = None
+    cancelled: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return all(progress.finished for progress in self.sites.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "author": self.author,
+            "sites": {name: p.to_list() for name, p in self.sites.items()},
+            "parent": self.parent,
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_dict(cls, event_id: str, d: dict[str, Any]) -> TaskRecord:
+        return cls(
+            event_id=EventId(event_id),
+            index=d["index"],
+            author=d["author"],
+            sites={name: SiteProgress.from_list(p) for name, p in d["sites"].items()},
+            parent=d["parent"],
+            cancelled=d["cancelled"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class State:
+    """Everything the rules need to judge the next entry."""
+
+    size: int = 0
+    head: EntryHash = ZERO_HASH
+    origin: str = ""
+    name: str = ""
+    log_key: str = ""
+    members: dict[str, MemberRecord] = field(default_factory=dict)
+    keys: dict[KeyId, str] = field(default_factory=dict)
+    tasks: dict[EventId, TaskRecord] = field(default_factory=dict)
+
+    def member_by_key(self, key_id: KeyId) -> MemberRecord | None:
+        name = self.keys.get(key_id)
+        return None if name is None else self.members[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "head": self.head,
+            "origin": self.origin,
+            "name": self.name,
+            "log_key": self.log_key,
+            "members": [m.to_dict() for m in self.members.values()],
+            "tasks": {event_id: t.to_dict() for event_id, t in self.tasks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> State:
+        members = [MemberRecord.from_dict(m) for m in d["members"]]
+        return cls(
+            size=d["size"],
+            head=EntryHash(d["head"]),
+            origin=d["origin"],
+            name=d["name"],
+            log_key=d["log_key"],
+            members={m.name: m for m in members},
+            keys={m.public_key.key_id: m.name for m in members},
+            tasks={EventId(k): TaskRecord.from_dict(k, v) for k, v in d["tasks"].items()},
+        )
+
+
+FINAL_STATES = frozenset(s.value for s in ResultState)
+STATUS_STATES = frozenset(s.value for s in StatusState)
