@@ -66,7 +66,7 @@ start_dockerd_with() {
     local flags=$1 pid deadline
     log "starting dockerd ${flags:-(default flags)}; log in $DOCKERD_LOG"
     # shellcheck disable=SC2086  # flags are deliberately word-split
-    setsid dockerd $flags </dev/null >>"$DOCKERD_LOG" 2>&1 &
+    setsid dockerd $flags </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$STATE_DIR/dockerd.pid"
     deadline=$((SECONDS + WAIT_SECONDS))
@@ -156,7 +156,7 @@ start_registry() {
     fi
     write_registry_config
     log "starting docker-registry on $REGISTRY_ADDR; log in $REGISTRY_LOG"
-    setsid docker-registry serve "$REGISTRY_DIR/config.yml" </dev/null >>"$REGISTRY_LOG" 2>&1 &
+    setsid docker-registry serve "$REGISTRY_DIR/config.yml" </dev/null >>"$REGISTRY_LOG" 2>&1 9>&- &
     local pid=$! deadline=$((SECONDS + WAIT_SECONDS))
     echo "$pid" >"$STATE_DIR/registry.pid"
     while ((SECONDS < deadline)); do
@@ -273,6 +273,14 @@ status() {
 
 main() {
     mkdir -p "$STATE_DIR"
+    case ${1:-} in
+        start | stop)
+            # One start or stop at a time, so concurrent callers (CI, tests, the demo) do not race
+            # to start a second dockerd. The daemons themselves are started with fd 9 closed.
+            exec 9>"$STATE_DIR/lock"
+            flock --timeout 300 9 || die "another services.sh start/stop holds $STATE_DIR/lock"
+            ;;
+    esac
     case ${1:-} in
         start)
             local t0 t1 t2 t3

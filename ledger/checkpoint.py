@@ -45,8 +45,10 @@ __all__ = [
     "CheckpointError",
     "NoteVerifier",
     "key_hash",
+    "open_note",
     "parse_verifier_key",
     "sign_checkpoint",
+    "sign_note",
     "verifier_key",
     "verify_checkpoint",
 ]
@@ -59,6 +61,7 @@ KEY_HASH_SIZE = 4
 _SIGNATURE_PREFIX = "\u2014 "  # em dash, space
 _SIZE_PATTERN = re.compile(r"0|[1-9][0-9]*")
 _KEY_HASH_PATTERN = re.compile(r"[0-9a-f]{8}")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _ED25519_SIGNATURE_SIZE = 64
 
 
@@ -176,8 +179,11 @@ class NoteVerifier:
 
     @classmethod
     def for_key(cls, name: str, public_key: PublicKey) -> NoteVerifier:
-        return cls(name=_check_name(name, "key name"), key_hash=key_hash(name, public_key),
-                   public_key=public_key)
+        return cls(
+            name=_check_name(name, "key name"),
+            key_hash=key_hash(name, public_key),
+            public_key=public_key,
+        )
 
     def text(self) -> str:
         """The verifier key string (see :func:`verifier_key`)."""
@@ -195,7 +201,7 @@ def parse_verifier_key(text: str) -> NoteVerifier:
     """Parse a verifier key string strictly; the key hash must match the name and key."""
     if not isinstance(text, str):
         raise CheckpointError(f"verifier key must be a string, found {type(text).__name__}")
-    parts = text.split("+")
+    parts = text.split("+", 2)  # the base64 key may itself contain '+'
     if len(parts) != 3:
         raise CheckpointError(
             f"verifier key must be <name>+<key hash>+<key>, found {len(parts)} '+'-separated "
@@ -228,43 +234,39 @@ def parse_verifier_key(text: str) -> NoteVerifier:
 # -- signing and verifying -----------------------------------------------------------------------
 
 
+def sign_note(text: bytes, signing_key: SigningKey, *, name: str) -> bytes:
+    """Sign note ``text`` (UTF-8, ending in a newline) with one Ed25519 line under key ``name``."""
+    _check_note_text(text, "note text")
+    if not text.endswith(b"\n"):
+        raise CheckpointError("note text must end with a newline")
+    _check_name(name, "key name")
+    signature = key_hash(name, signing_key.public) + signing_key.sign(text)
+    return text + f"\n{_SIGNATURE_PREFIX}{name} {_b64(signature)}\n".encode()
+
+
 def sign_checkpoint(
     checkpoint: Checkpoint, signing_key: SigningKey, *, name: str | None = None
 ) -> bytes:
     """The signed note for ``checkpoint``, signed under key name ``name`` (default: the origin)."""
-    key_name = _check_name(checkpoint.origin if name is None else name, "key name")
-    body = checkpoint.body()
-    signature = key_hash(key_name, signing_key.public) + signing_key.sign(body)
-    return body + f"\n{_SIGNATURE_PREFIX}{key_name} {_b64(signature)}\n".encode()
+    return sign_note(
+        checkpoint.body(), signing_key, name=checkpoint.origin if name is None else name
+    )
 
 
-def verify_checkpoint(note: bytes, verifier: NoteVerifier, *, origin: str) -> Checkpoint:
-    """Verify a signed checkpoint note from ``verifier`` for the log ``origin``; return it.
+def open_note(note: bytes, verifier: NoteVerifier) -> bytes:
+    """Verify a signed note from ``verifier`` and return its text (ending in a newline).
 
     Raises :class:`CheckpointError` when the note is too large, not UTF-8, holds control
     characters, is malformed anywhere, has no verifying signature line from ``verifier`` (name
-    and key hash), has a line from ``verifier`` that does not verify, or its body is not a
-    three-line checkpoint for ``origin``.
+    and key hash), or has a line from ``verifier`` that does not verify.
     """
-    if not isinstance(note, bytes):
-        raise CheckpointError(f"signed note must be bytes, found {type(note).__name__}")
-    if len(note) > MAX_NOTE_SIZE:
-        raise CheckpointError(f"signed note must be at most {MAX_NOTE_SIZE} bytes, found {len(note)}")
-    try:
-        text = note.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(f"signed note is not UTF-8: {exc}") from exc
-    for position, char in enumerate(text):
-        if (ord(char) < 0x20 and char != "\n") or ord(char) == 0x7F:
-            raise CheckpointError(
-                f"signed note must not contain control characters, found {char!r} at {position}"
-            )
+    text = _check_note_text(note, "signed note")
     if not text.endswith("\n"):
         raise CheckpointError("signed note must end with a newline")
     split = text.rfind("\n\n")
     if split < 0:
         raise CheckpointError("signed note has no blank line before its signatures")
-    body_text, signature_block = text[: split + 1], text[split + 2 :]
+    body, signature_block = note[: split + 1], text[split + 2 :]
     lines = signature_block[:-1].split("\n") if signature_block else []
     if not lines:
         raise CheckpointError("signed note has no signature lines")
@@ -273,7 +275,6 @@ def verify_checkpoint(note: bytes, verifier: NoteVerifier, *, origin: str) -> Ch
             f"signed note must have at most {MAX_SIGNATURES} signatures, found {len(lines)}"
         )
 
-    body = body_text.encode()
     verified = False
     for number, line in enumerate(lines, start=1):
         name, signature = _parse_signature_line(line, number)
@@ -290,20 +291,45 @@ def verify_checkpoint(note: bytes, verifier: NoteVerifier, *, origin: str) -> Ch
         except BadSignatureError as exc:
             raise CheckpointError(
                 f"signature line {number} by {verifier.name}+{verifier.key_hash.hex()} does "
-                "not verify over the checkpoint body"
+                "not verify over the note text"
             ) from exc
         verified = True
     if not verified:
         raise CheckpointError(
             f"signed note has no signature by {verifier.name}+{verifier.key_hash.hex()}"
         )
+    return body
 
-    checkpoint = Checkpoint.parse_body(body)
+
+def verify_checkpoint(note: bytes, verifier: NoteVerifier, *, origin: str) -> Checkpoint:
+    """Verify a signed checkpoint note from ``verifier`` for the log ``origin``; return it.
+
+    Raises :class:`CheckpointError` for every reason :func:`open_note` gives, and when the
+    verified text is not a three-line checkpoint body or names another origin.
+    """
+    checkpoint = Checkpoint.parse_body(open_note(note, verifier))
     if checkpoint.origin != origin:
-        raise CheckpointError(
-            f"checkpoint origin must be {origin!r}, found {checkpoint.origin!r}"
-        )
+        raise CheckpointError(f"checkpoint origin must be {origin!r}, found {checkpoint.origin!r}")
     return checkpoint
+
+
+def _check_note_text(data: object, what: str) -> str:
+    """UTF-8 bytes with no control characters except newline; returns the decoded text."""
+    if not isinstance(data, bytes):
+        raise CheckpointError(f"{what} must be bytes, found {type(data).__name__}")
+    if len(data) > MAX_NOTE_SIZE:
+        raise CheckpointError(f"{what} must be at most {MAX_NOTE_SIZE} bytes, found {len(data)}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{what} is not UTF-8: {exc}") from exc
+    match = _CONTROL_CHARACTER.search(text)
+    if match:
+        raise CheckpointError(
+            f"{what} must not contain control characters other than newline, found "
+            f"{match.group()!r} at {match.start()}"
+        )
+    return text
 
 
 def _parse_signature_line(line: str, number: int) -> tuple[str, bytes]:

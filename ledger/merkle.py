@@ -61,7 +61,7 @@ def leaf_hash(data: bytes) -> bytes:
     return _sha256(b"\x00" + data).digest()
 
 
-def node_hash(left: bytes, right: bytes) -> bytes:
+def node_hash(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """``SHA-256(0x01 || left || right)``: the hash of an interior node."""
     hasher = _NODE_PREFIX.copy()
     hasher.update(left)

@@ -1,0 +1,372 @@
+"""The ledger: the single write path and the read side of one data directory.
+
+``Ledger.append`` is the only way an entry is written: parse (done by the caller), check the
+signature, apply the rules, append durably (group commit: many concurrent appends share one
+fsync), then sign a new checkpoint. An append returns only after its entry is durable.
+
+Data directory::
+
+    LOCK            exclusive lock: one registry process per data directory
+    entries.log     the append-only entry log (see ledger.store)
+    entries.idx     offsets into it; rebuildable
+    objects/        content-addressed blobs
+    checkpoint      the latest signed checkpoint note, replaced atomically
+    SNAPSHOT, snapshots/   derived state, Merkle levels and event ids (see ledger.snapshot)
+
+Opening recovers: the store cuts a torn tail; the snapshot is loaded; every entry after it is
+re-checked against the chain and the rules (their signatures were checked when they were
+appended, and every record carries a checksum; ``pht audit`` re-verifies everything); the stored
+checkpoint must be a prefix of the recovered tree (else acknowledged entries were lost, which is
+reported loudly); then a fresh checkpoint is signed for the recovered size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crypto import KeyId, SigningKey
+from ledger.blobs import BlobStore
+from ledger.checkpoint import Checkpoint, parse_verifier_key, sign_checkpoint, verify_checkpoint
+from ledger.errors import (
+    CheckpointError,
+    CorruptStoreError,
+    LedgerError,
+    ProofError,
+    StoreError,
+)
+from ledger.events import Entry, SignedEvent, utc_now
+from ledger.groupcommit import GroupCommitter
+from ledger.merkle import MerkleTree
+from ledger.rules import apply, check_signature
+from ledger.snapshot import read_snapshot, write_snapshot
+from ledger.state import MemberRecord, State, TaskRecord
+from ledger.store import EntryStore, write_atomic
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY = 50_000
+CHECKPOINT_FILE = "checkpoint"
+
+
+class UnknownTaskError(LedgerError, LookupError):
+    """No task with this event id is in the ledger."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendResult:
+    entry: Entry
+    created: bool  # False when the same signed event was already in the ledger
+
+
+class Ledger:
+    """One open data directory. Thread-safe; one process per directory (the store locks it)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        store: EntryStore,
+        *,
+        log_key: SigningKey,
+        clock: Callable[[], str],
+        snapshot_every: int = SNAPSHOT_EVERY,
+    ) -> None:
+        self.data_dir = data_dir
+        self.blobs = BlobStore(data_dir / "objects")
+        self._store = store
+        self._log_key = log_key
+        self._clock = clock
+        self._snapshot_every = snapshot_every
+        self._lock = threading.Lock()  # guards state, tree, ids and the checkpoint
+        self._grown = threading.Condition(self._lock)
+        self._state = State()
+        self._tree = MerkleTree()
+        self._ids: dict[bytes, int] = {}
+        self._id_bytes = bytearray()
+        self._snapshot_size = 0
+        self._checkpoint = b""
+        self._recover()
+        self._committer: GroupCommitter[SignedEvent, AppendResult | LedgerError] = GroupCommitter(
+            self._commit
+        )
+
+    # ---- opening
+
+    @classmethod
+    def create(
+        cls,
+        data_dir: Path,
+        *,
+        genesis: SignedEvent,
+        log_key: SigningKey,
+        clock: Callable[[], str] = utc_now,
+    ) -> Ledger:
+        """Create a new ledger whose entry 0 is ``genesis``; refuse an existing one."""
+        data_dir = Path(data_dir)
+        if (data_dir / "entries.log").exists():
+            raise StoreError(f"{data_dir} already holds a ledger; refusing to overwrite it")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        ledger = cls(data_dir, EntryStore.open(data_dir), log_key=log_key, clock=clock)
+        try:
+            ledger.append(genesis)
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    @classmethod
+    def open(
+        cls, data_dir: Path, *, log_key: SigningKey, clock: Callable[[], str] = utc_now
+    ) -> Ledger:
+        data_dir = Path(data_dir)
+        if not (data_dir / "entries.log").exists():
+            raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
+        return cls(data_dir, EntryStore.open(data_dir), log_key=log_key, clock=clock)
+
+    def _recover(self) -> None:
+        snapshot = read_snapshot(self.data_dir)
+        count = self._store.count
+        if snapshot is not None and snapshot.size <= count:
+            self._state, self._tree = snapshot.state, snapshot.tree
+            self._id_bytes = bytearray(snapshot.ids)
+            self._snapshot_size = snapshot.size
+        elif snapshot is not None:
+            raise CorruptStoreError(
+                f"the snapshot covers {snapshot.size} entries but the log holds only {count}: "
+                "acknowledged entries are missing"
+            )
+        ids = self._id_bytes
+        self._ids = {bytes(ids[i : i + 32]): i // 32 for i in range(0, len(ids), 32)}
+        start = self._state.size
+        if start < count:
+            log.info("re-checking %d entries written after the last snapshot", count - start)
+        for first in range(start, count, 4096):
+            for data in self._store.read_range(first, min(count, first + 4096)):
+                try:
+                    entry = Entry.from_canonical(data)
+                    apply(self._state, entry, signature_checked=True)
+                except LedgerError as exc:
+                    raise CorruptStoreError(f"recovery stopped: {exc}") from exc
+                self._remember(entry)
+        self._check_stored_checkpoint()
+        if self._state.size:
+            self._sign_checkpoint()
+
+    def _check_stored_checkpoint(self) -> None:
+        path = self.data_dir / CHECKPOINT_FILE
+        if not path.exists() or not self._state.size:
+            return
+        verifier = parse_verifier_key(self._state.log_key)
+        try:
+            stored = verify_checkpoint(path.read_bytes(), verifier, origin=self._state.origin)
+        except CheckpointError as exc:
+            raise CorruptStoreError(f"stored checkpoint does not verify: {exc}") from exc
+        if stored.size > self._tree.size:
+            raise CorruptStoreError(
+                f"the stored checkpoint covers {stored.size} entries but only "
+                f"{self._tree.size} were recovered: acknowledged entries are missing"
+            )
+        if self._tree.root(stored.size) != stored.root:
+            raise CorruptStoreError(
+                f"the recovered log disagrees with the stored checkpoint at size {stored.size}"
+            )
+
+    # ---- writing
+
+    def append(self, signed: SignedEvent) -> AppendResult:
+        """Append ``signed`` durably; return its entry (the existing one for a duplicate).
+
+        Raises :class:`SignatureError`, :class:`RuleViolation` (and other :class:`LedgerError`)
+        for events the ledger refuses, :class:`StoreError` when the disk fails.
+        """
+        existing = self._existing(signed)
+        if existing is not None:
+            return existing
+        # Verify the signature here, in the caller's thread, so the single committer thread
+        # does only the cheap work. The key is found by its id, which commits to the key itself,
+        # so the verdict holds whatever the membership; the rules still check membership.
+        member = self.member_for_key(signed.event.author)
+        if member is not None:
+            check_signature(_pending_entry(signed), member.public_key)
+        outcome = self._committer.submit(signed)
+        if isinstance(outcome, LedgerError):
+            raise outcome
+        return outcome
+
+    def _existing(self, signed: SignedEvent) -> AppendResult | None:
+        index = self._ids.get(bytes.fromhex(signed.event.id))
+        if index is None:
+            return None
+        return AppendResult(entry=self.entry(index), created=False)
+
+    def _commit(self, batch: list[SignedEvent]) -> list[AppendResult | LedgerError]:
+        outcomes: list[AppendResult | LedgerError] = []
+        fresh: list[Entry] = []
+        with self._lock:
+            state = self._state
+            ids_in_batch: dict[bytes, Entry] = {}
+            for signed in batch:
+                key = bytes.fromhex(signed.event.id)
+                if key in self._ids or key in ids_in_batch:
+                    prior = ids_in_batch.get(key)
+                    entry = prior if prior is not None else self._read_entry(self._ids[key])
+                    outcomes.append(AppendResult(entry=entry, created=False))
+                    continue
+                entry = Entry(
+                    index=state.size, prev=state.head, received=self._clock(), event=signed
+                )
+                author = state.member_by_key(signed.event.author)
+                try:
+                    # Signatures by already known authors were verified in append().
+                    apply(state, entry, signature_checked=author is not None)
+                except LedgerError as exc:
+                    outcomes.append(exc)
+                    continue
+                ids_in_batch[key] = entry
+                fresh.append(entry)
+                outcomes.append(AppendResult(entry=entry, created=True))
+        if not fresh:
+            return outcomes
+        try:
+            self._store.append_batch([entry.canonical for entry in fresh])
+        except BaseException:
+            # The state already holds entries that are not durable: rebuild it from disk.
+            with self._lock:
+                self._reload()
+            raise
+        with self._grown:
+            for entry in fresh:
+                self._remember(entry)
+            self._sign_checkpoint()
+            self._grown.notify_all()
+            due = self._state.size - self._snapshot_size >= self._snapshot_every
+        if due:
+            self.snapshot()
+        return outcomes
+
+    def _reload(self) -> None:
+        self._state, self._tree, self._ids, self._id_bytes = State(), MerkleTree(), {}, bytearray()
+        self._snapshot_size = 0
+        self._recover()
+
+    def _remember(self, entry: Entry) -> None:
+        event_id = bytes.fromhex(entry.event.event.id)
+        self._ids[event_id] = entry.index
+        self._id_bytes += event_id
+        self._tree.append(entry.leaf_hash)
+
+    def _sign_checkpoint(self) -> None:
+        cp = Checkpoint(origin=self._state.origin, size=self._tree.size, root=self._tree.root())
+        self._checkpoint = sign_checkpoint(cp, self._log_key)
+
+    def snapshot(self) -> None:
+        """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
+        with self._lock:
+            self._store.sync_index()
+            write_atomic(self.data_dir / CHECKPOINT_FILE, self._checkpoint)
+            write_snapshot(
+                self.data_dir, state=self._state, tree=self._tree, ids=bytes(self._id_bytes)
+            )
+            self._snapshot_size = self._state.size
+
+    def close(self) -> None:
+        self._committer.close()
+        if self._state.size:
+            self.snapshot()
+        self._store.close()
+
+    # ---- reading
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    @property
+    def origin(self) -> str:
+        return self._state.origin
+
+    @property
+    def log_key(self) -> str:
+        """The registry's C2SP note verifier key, as the genesis event names it."""
+        return self._state.log_key
+
+    def checkpoint(self) -> bytes:
+        return self._checkpoint
+
+    def entry_bytes(self, index: int) -> bytes:
+        if not 0 <= index < self.size:
+            raise StoreError(f"entry {index} does not exist (the ledger has {self.size})")
+        return self._store.read(index)
+
+    def entries_bytes(self, start: int, limit: int) -> list[bytes]:
+        stop = min(self.size, start + max(0, limit))
+        if start >= stop:
+            return []
+        return self._store.read_range(start, stop)
+
+    def entry(self, index: int) -> Entry:
+        return self._read_entry(index)
+
+    def _read_entry(self, index: int) -> Entry:
+        return Entry.from_canonical(self.entry_bytes(index))
+
+    def root(self, size: int | None = None) -> bytes:
+        with self._lock:
+            return self._tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        with self._lock:
+            if size > self._tree.size:
+                raise ProofError(f"tree size {size} is beyond the ledger's {self._tree.size}")
+            return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        with self._lock:
+            if new > self._tree.size:
+                raise ProofError(f"tree size {new} is beyond the ledger's {self._tree.size}")
+            return self._tree.consistency_proof(old, new)
+
+    def wait_for(self, size: int, timeout: float) -> bool:
+        """Block until the ledger holds more than ``size`` entries or ``timeout`` passes."""
+        with self._grown:
+            return self._grown.wait_for(lambda: self._tree.size > size, timeout=timeout)
+
+    def member_for_key(self, key_id: str) -> MemberRecord | None:
+        member = self._state.member_by_key(KeyId(key_id))
+        return member if member is not None and member.active else None
+
+    def task(self, event_id: str) -> TaskRecord:
+        with self._lock:
+            record = self._state.tasks.get(event_id)  # type: ignore[call-overload]
+        if record is None:
+            raise UnknownTaskError(f"no task {event_id[:16]} in this ledger")
+        return record  # type: ignore[no-any-return]
+
+    def task_view(self, event_id: str) -> dict[str, Any]:
+        """The read model of a task: its entry and each site's latest state."""
+        record = self.task(event_id)
+        with self._lock:
+            sites = {
+                name: {"state": p.state, "index": p.index, "finished": p.finished}
+                for name, p in record.sites.items()
+            }
+            cancelled = record.cancelled
+        return {
+            "task": self.entry(record.index).to_dict(),
+            "sites": sites,
+            "cancelled": cancelled,
+        }
+
+
+def _pending_entry(signed: SignedEvent) -> Entry:
+    """A throwaway entry around ``signed`` for signature checking before it has an index."""
+    return Entry(index=0, prev="0" * 64, received="1970-01-01T00:00:00Z", event=signed)  # type: ignore[arg-type]
+
+
+def event_id_bytes(signed: SignedEvent) -> bytes:
+    return hashlib.sha256(signed.event.canonical).digest()

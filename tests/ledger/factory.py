@@ -1,0 +1,83 @@
+"""Deterministic consortia, keys and events for ledger tests (pure values, no I/O)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from crypto import SigningKey
+from ledger.bodies import Body, Consortium, MemberSpec, Role
+from ledger.checkpoint import verifier_key
+from ledger.events import ZERO_HASH, Entry, EntryHash, SignedEvent, new_event
+
+ORIGIN = "pht.example/test"
+
+
+def key(name: str) -> SigningKey:
+    seed = name.encode().ljust(32, b"\x00")[:32]
+    return SigningKey.from_seed(seed)
+
+
+@dataclass
+class World:
+    """A consortium with admin, researcher, auditor and three sites; builds chained entries."""
+
+    origin: str = ORIGIN
+    log_key: SigningKey = field(default_factory=lambda: key("log"))
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        for name, role in [
+            ("admin", Role.ADMIN),
+            ("alice", Role.RESEARCHER),
+            ("audrey", Role.AUDITOR),
+            ("site-a", Role.SITE),
+            ("site-b", Role.SITE),
+            ("site-c", Role.SITE),
+        ]:
+            self.keys[name] = key(name)
+            self.roles[name] = role
+
+    def clock(self) -> str:
+        n = next(self._counter)
+        return f"2026-11-25T17:{n // 60 % 60:02d}:{n % 60:02d}Z"
+
+    def nonce(self) -> str:
+        return f"{next(self._counter):032x}"
+
+    def genesis_body(self) -> Consortium:
+        return Consortium(
+            name="Test consortium",
+            origin=self.origin,
+            log_key=verifier_key(self.origin, self.log_key.public),
+            members=tuple(
+                MemberSpec(name=n, role=self.roles[n], public_key=self.keys[n].public.b64())
+                for n in self.keys
+            ),
+        )
+
+    def sign(self, author: str, body: Body, *, ledger: str | None = None) -> SignedEvent:
+        signer = self.keys[author] if author in self.keys else key(author)
+        event = new_event(
+            body,
+            ledger=ledger or self.origin,
+            author=signer.key_id,
+            clock=self.clock,
+            nonce=self.nonce,
+        )
+        return SignedEvent.sign(event, signer)
+
+    def entry(self, signed: SignedEvent) -> Entry:
+        """The next entry of the chain around ``signed`` (not recorded until ``push``)."""
+        prev = self.entries[-1].hash if self.entries else ZERO_HASH
+        return Entry(
+            index=len(self.entries), prev=EntryHash(prev), received=self.clock(), event=signed
+        )
+
+    def push(self, signed: SignedEvent) -> Entry:
+        entry = self.entry(signed)
+        self.entries.append(entry)
+        return entry
