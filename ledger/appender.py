@@ -33,6 +33,7 @@ from typing import Any
 from crypto import KeyId, SigningKey
 from ledger.blobs import BlobStore
 from ledger.checkpoint import Checkpoint, parse_verifier_key, sign_checkpoint, verify_checkpoint
+from ledger.durable import write_atomic
 from ledger.errors import (
     CheckpointError,
     CorruptStoreError,
@@ -46,7 +47,7 @@ from ledger.merkle import MerkleTree
 from ledger.rules import apply, check_signature
 from ledger.snapshot import read_snapshot, write_snapshot
 from ledger.state import MemberRecord, State, TaskRecord
-from ledger.store import EntryStore, write_atomic
+from ledger.store import EntryStore
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,20 @@ class Ledger:
         genesis: SignedEvent,
         log_key: SigningKey,
         clock: Callable[[], str] = utc_now,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> Ledger:
         """Create a new ledger whose entry 0 is ``genesis``; refuse an existing one."""
         data_dir = Path(data_dir)
         if (data_dir / "entries.log").exists():
             raise StoreError(f"{data_dir} already holds a ledger; refusing to overwrite it")
         data_dir.mkdir(parents=True, exist_ok=True)
-        ledger = cls(data_dir, EntryStore.open(data_dir), log_key=log_key, clock=clock)
+        ledger = cls(
+            data_dir,
+            EntryStore.open(data_dir),
+            log_key=log_key,
+            clock=clock,
+            snapshot_every=snapshot_every,
+        )
         try:
             ledger.append(genesis)
         except BaseException:
@@ -121,12 +129,18 @@ class Ledger:
 
     @classmethod
     def open(
-        cls, data_dir: Path, *, log_key: SigningKey, clock: Callable[[], str] = utc_now
+        cls,
+        data_dir: Path,
+        *,
+        log_key: SigningKey,
+        clock: Callable[[], str] = utc_now,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> Ledger:
         data_dir = Path(data_dir)
         if not (data_dir / "entries.log").exists():
             raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
-        return cls(data_dir, EntryStore.open(data_dir), log_key=log_key, clock=clock)
+        store = EntryStore.open(data_dir)
+        return cls(data_dir, store, log_key=log_key, clock=clock, snapshot_every=snapshot_every)
 
     def _recover(self) -> None:
         snapshot = read_snapshot(self.data_dir)

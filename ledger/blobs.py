@@ -122,6 +122,7 @@ class BlobStore:
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
+                os.fchmod(out.fileno(), 0o444)  # blobs are immutable
                 os.fsync(out.fileno())
             found = digest.hexdigest()
             if expected_sha256 is not None and found != expected_sha256:

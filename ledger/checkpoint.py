@@ -74,6 +74,10 @@ def _check_name(name: object, what: str) -> str:
             raise CheckpointError(
                 f"{what} must not contain spaces, '+' or control characters, found {name!r}"
             )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise CheckpointError(f"{what} is not encodable as UTF-8, found {name!r}") from exc
     return name
 
 
@@ -179,6 +183,7 @@ class NoteVerifier:
 
     @classmethod
     def for_key(cls, name: str, public_key: PublicKey) -> NoteVerifier:
+        """The verifier for ``public_key`` under key name ``name`` (the log's origin)."""
         return cls(
             name=_check_name(name, "key name"),
             key_hash=key_hash(name, public_key),
@@ -266,7 +271,8 @@ def open_note(note: bytes, verifier: NoteVerifier) -> bytes:
     split = text.rfind("\n\n")
     if split < 0:
         raise CheckpointError("signed note has no blank line before its signatures")
-    body, signature_block = note[: split + 1], text[split + 2 :]
+    # Index the text, not the bytes: they differ once the note holds non-ASCII characters.
+    body, signature_block = text[: split + 1].encode(), text[split + 2 :]
     lines = signature_block[:-1].split("\n") if signature_block else []
     if not lines:
         raise CheckpointError("signed note has no signature lines")

@@ -24,6 +24,12 @@ Decisions beyond the RFC text (which only covers ``0 < first < second`` for cons
 - ``old_size == 0``: the proof must be empty and ``old_root`` must be :data:`EMPTY_ROOT` (a tree
   head claiming zero leaves with any other root is not a tree head of this log).
 - Tree sizes are at most :data:`MAX_TREE_SIZE` (``2**63 - 1``, a signed 64-bit integer).
+
+What a proof does not bind: an RFC 9162 proof ties a leaf (or an old root) to a *root*; a
+verifier told a wrong size can still succeed when both sizes give the tree the same shape along
+the path (leaf 1 of 5 verifies as leaf 1 of 6 against the size-5 root). The size is bound by
+the signed checkpoint that carries it together with the root, so callers take both from one
+verified checkpoint.
 """
 
 from __future__ import annotations
