@@ -227,9 +227,9 @@ class MerkleTree:
         while count % 2 == 0:
             if depth + 1 == len(levels):
                 levels.append(bytearray())
-            levels[depth + 1] += node_hash(
-                levels[depth][-2 * HASH_SIZE : -HASH_SIZE], levels[depth][-HASH_SIZE:]
-            )
+            hasher = _NODE_PREFIX.copy()
+            hasher.update(levels[depth][-2 * HASH_SIZE :])  # left || right, adjacent
+            levels[depth + 1] += hasher.digest()
             count //= 2
             depth += 1
 

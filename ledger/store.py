@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import fcntl
 import logging
+import operator
 import os
 import threading
 from array import array
@@ -178,9 +179,13 @@ class EntryStore:
         self._end = found.end
 
     def _trusted_prefix(self, indexed: array[int], size: int) -> int:
-        """How many leading index items to trust: up to the newest one that points at a valid
-        record inside the log, directly after its (also valid) predecessor."""
-        newest = min(bisect.bisect_left(indexed, size), len(indexed))
+        """How many leading index items to trust: of the strictly increasing prefix (a cheap
+        in-memory pass), up to the newest item that points at a valid record inside the log,
+        directly after its (also valid) predecessor."""
+        increasing = len(indexed)
+        if not all(map(operator.lt, indexed, indexed[1:])):
+            increasing = next(k + 1 for k in range(len(indexed)) if indexed[k] >= indexed[k + 1])
+        newest = bisect.bisect_left(indexed, size, hi=increasing)
         for k in range(newest - 1, max(newest - 1 - WALK_BACK, -1), -1):
             if self._item_holds(indexed, k, size):
                 return k + 1

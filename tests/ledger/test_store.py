@@ -209,7 +209,8 @@ def test_mid_index_damage_is_found_by_verify_and_fixed_by_rebuild(tmp_path: Path
     items = make_store(tmp_path, 20)
     index_path = tmp_path / INDEX_NAME
     idx = bytearray(index_path.read_bytes())
-    idx[8 * 7 : 8 * 8] = struct.pack("<Q", 3)
+    offset = struct.unpack_from("<Q", idx, 8 * 7)[0]
+    idx[8 * 7 : 8 * 8] = struct.pack("<Q", offset + 1)  # still increasing, so open keeps it
     index_path.write_bytes(bytes(idx))
     with EntryStore.open(tmp_path) as store:  # open trusts the index up to its validated end
         with pytest.raises(CorruptStoreError, match="entry 7: expected offset"):

@@ -1,0 +1,268 @@
+"""Ledger-core figures (issue 2), each beside a baseline measured in the same run.
+
+    python bench/ledger_bench.py [--appends 20000] [--replay 100000] [--open 1000000]
+
+1. Durable appends of signed ~300-byte task events, in process, 8 writer threads (signature,
+   rules, group-committed fsync), beside the raw rate of one fsync'd write per event.
+2. Replay verification of N entries (hashes, chain, signatures, rules), single process and with
+   2 worker processes, as a ratio of the raw single-core Ed25519 verify rate.
+3. Opening an existing ledger of M entries (tasks, their status and result events): seconds and
+   peak resident memory of a fresh process; inclusion and consistency proof times at that size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from crypto import SigningKey
+from ledger.appender import Ledger
+from ledger.bodies import Output, Result, ResultState, Status, StatusState, Task
+from ledger.events import SignedEvent
+from ledger.verify import verify_ledger
+from tests.ledger.factory import World
+
+
+def raw_verify_rate(seconds: float = 2.0) -> float:
+    key = SigningKey.generate()
+    message = os.urandom(300)
+    signature = key.sign(message)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            key.public.verify(signature, message)
+        count += 200
+    return count / (time.perf_counter() - start)
+
+
+def raw_fsync_rate(directory: Path, events: int = 2000) -> float:
+    path = directory / "raw.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    payload = os.urandom(300)
+    start = time.perf_counter()
+    for _ in range(events):
+        os.write(fd, payload)
+        os.fsync(fd)
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    path.unlink()
+    return events / elapsed
+
+
+def task_event(world: World, n: int) -> SignedEvent:
+    # ~300 bytes of canonical event
+    return world.sign(
+        "alice",
+        Task(image="myconsortium/avg:1.2", sites=("site-a", "site-b"), config={"n": n}),
+    )
+
+
+def bench_appends(directory: Path, count: int) -> None:
+    world = World()
+    events = [task_event(world, n) for n in range(count)]
+    size = len(events[0].event.canonical)
+    ledger = Ledger.create(
+        directory / "append",
+        genesis=world.sign("admin", world.genesis_body()),
+        log_key=world.log_key,
+    )
+    barrier = threading.Barrier(9)
+
+    def writer(chunk: list[SignedEvent]) -> None:
+        barrier.wait()
+        for signed in chunk:
+            ledger.append(signed)
+
+    threads = [threading.Thread(target=writer, args=(events[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    stats = ledger._committer.stats
+    ledger.close()
+    fsync = raw_fsync_rate(directory)
+    rate = count / elapsed
+    print(
+        f"appends: {count} signed {size}-byte task events, 8 threads: {rate:,.0f} events/s "
+        f"(mean batch {stats.mean_batch:.1f}); target >= 4,000/s"
+    )
+    print(f"         raw one-fsync-per-event rate here: {fsync:,.0f}/s -> {rate / fsync:.1f}x")
+
+
+def build_entries(count: int) -> list[bytes]:
+    """``count`` entries: genesis, then tasks each followed by a status and a result."""
+    world = World()
+    directory = Path(tempfile.mkdtemp(prefix="pht-bench-"))
+    try:
+        ledger = Ledger.create(
+            directory / "d",
+            genesis=world.sign("admin", world.genesis_body()),
+            log_key=world.log_key,
+        )
+        batch: list[SignedEvent] = []
+        produced = 1
+        n = 0
+        while produced < count:
+            task = task_event(world, n)
+            n += 1
+            group = [
+                task,
+                world.sign("site-a", Status(task=task.event.id, state=StatusState.STARTED)),
+                world.sign(
+                    "site-a",
+                    Result(
+                        task=task.event.id,
+                        state=ResultState.COMPLETED,
+                        exit_code=0,
+                        outputs=(Output(name="out.json", sha256="ab" * 32, size=120),),
+                    ),
+                ),
+            ]
+            batch.extend(group[: count - produced])
+            produced += len(group[: count - produced])
+            if len(batch) >= 5000:
+                ledger._commit(batch)  # bulk load through the same commit path
+                batch = []
+        if batch:
+            ledger._commit(batch)
+        records = ledger.entries_bytes(0, ledger.size)
+        ledger.close()
+        return records
+    finally:
+        shutil.rmtree(directory)
+
+
+def bench_replay(count: int, verify_rate: float) -> None:
+    print(f"replay: building {count:,} entries ...", flush=True)
+    records = build_entries(count)
+    start = time.perf_counter()
+    verify_ledger(records)
+    single = count / (time.perf_counter() - start)
+    start = time.perf_counter()
+    verify_ledger(records, workers=2)
+    double = count / (time.perf_counter() - start)
+    print(
+        f"replay: {count:,} entries, 1 process: {single:,.0f}/s = "
+        f"{single / verify_rate:.0%} of raw Ed25519 verify ({verify_rate:,.0f}/s); target >= 80%"
+    )
+    print(
+        f"        2 workers: {double:,.0f}/s = {double / verify_rate:.2f}x raw single-core; "
+        "target >= 1.6x"
+    )
+
+
+OPEN_CHILD = """
+import resource, sys, time
+from pathlib import Path
+from crypto import SigningKey
+from ledger.appender import Ledger
+from tests.ledger.factory import World
+world = World()
+start = time.perf_counter()
+ledger = Ledger.open(Path(sys.argv[1]), log_key=world.log_key)
+opened = time.perf_counter() - start
+size = ledger.size
+times = []
+for i in range(200):
+    t = time.perf_counter(); ledger.inclusion_proof((i * 7919) % size, size)
+    times.append(time.perf_counter() - t)
+ctimes = []
+for i in range(200):
+    t = time.perf_counter(); ledger.consistency_proof(1 + (i * 7919) % (size - 1), size)
+    ctimes.append(time.perf_counter() - t)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+times.sort(); ctimes.sort()
+print(f"{size} {opened:.3f} {rss:.0f} {times[100]*1e3:.3f} {times[-1]*1e3:.3f} "
+      f"{ctimes[100]*1e3:.3f} {ctimes[-1]*1e3:.3f}")
+ledger._committer.close(); ledger._store.close()
+"""
+
+
+def bench_open(count: int) -> None:
+    print(f"open: building a {count:,}-entry ledger ...", flush=True)
+    world = World()
+    directory = Path(tempfile.mkdtemp(prefix="pht-bench-open-"))
+    try:
+        ledger = Ledger.create(
+            directory / "d",
+            genesis=world.sign("admin", world.genesis_body()),
+            log_key=world.log_key,
+        )
+        built = 1
+        n = 0
+        while built < count:
+            batch: list[SignedEvent] = []
+            while len(batch) < 6000 and built + len(batch) < count:
+                task = task_event(world, n)
+                n += 1
+                batch += [
+                    task,
+                    world.sign("site-a", Status(task=task.event.id, state=StatusState.STARTED)),
+                    world.sign(
+                        "site-a",
+                        Result(
+                            task=task.event.id,
+                            state=ResultState.COMPLETED,
+                            exit_code=0,
+                            outputs=(Output(name="out.json", sha256="ab" * 32, size=120),),
+                        ),
+                    ),
+                ]
+            batch = batch[: count - built]
+            ledger._commit(batch)
+            built += len(batch)
+            if built % 60000 < 6000:
+                print(f"  {built:,} / {count:,}", flush=True)
+        ledger.close()
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(
+            [sys.executable, "-c", OPEN_CHILD, str(directory / "d")],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+        ).stdout.split()
+        size, opened, rss, inc50, incmax, con50, conmax = out
+        print(
+            f"open: {int(size):,} entries in {float(opened):.2f} s (target <= 3 s), "
+            f"peak RSS {rss} MB (target <= 512 MB)"
+        )
+        print(
+            f"      inclusion proof p50 {inc50} ms, max {incmax} ms; consistency proof p50 "
+            f"{con50} ms, max {conmax} ms (target <= 5 ms)"
+        )
+    finally:
+        shutil.rmtree(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--appends", type=int, default=20000)
+    parser.add_argument("--replay", type=int, default=100000)
+    parser.add_argument("--open", type=int, default=1000000)
+    args = parser.parse_args()
+    rate = raw_verify_rate()
+    print(f"baseline: raw single-core Ed25519 verify {rate:,.0f}/s")
+    with tempfile.TemporaryDirectory(prefix="pht-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+        if args.appends:
+            bench_appends(Path(tmp), args.appends)
+    if args.replay:
+        bench_replay(args.replay, rate)
+    if args.open:
+        bench_open(args.open)
+
+
+if __name__ == "__main__":
+    main()
