@@ -64,9 +64,10 @@ class ProblemError(ApiError):
         self.type = str(problem.get("type", "about:blank"))
         self.title = str(problem.get("title", ""))
         self.detail = str(problem.get("detail", ""))
-        self.slug = self.type.removeprefix(PROBLEM_BASE) if self.type.startswith(PROBLEM_BASE) else ""
+        ours = self.type.startswith(PROBLEM_BASE)
+        self.slug = self.type.removeprefix(PROBLEM_BASE) if ours else ""
         reason = self.detail or self.title or "no detail given"
-        super().__init__(f"registry refused the request ({status} {self.slug or self.type}): {reason}")
+        super().__init__(f"registry answered {status} {self.slug or self.type}: {reason}")
 
 
 class UnauthenticatedError(ProblemError):

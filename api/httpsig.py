@@ -35,7 +35,7 @@ import heapq
 import re
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -178,12 +178,11 @@ class Verified:
     created: int
     nonce: str
     body: bytes
+    digest: str | None  # the signed Content-Digest field value, when covered
 
 
-class KeyLookup(Protocol):
-    """Resolves a key id to the current member's public key (None: no current member)."""
-
-    def __call__(self, key_id: KeyId) -> PublicKey | None: ...
+# Resolves a key id to the current member's public key (None: no current member).
+KeyLookup = Callable[[KeyId], PublicKey | None]
 
 
 class _Stale(InvalidSignature):
@@ -302,12 +301,13 @@ class RequestVerifier:
         self._not_before = not_before
         self.replay = replay if replay is not None else ReplayCache()
 
-    def verify(self, message: ServerMessage, body: bytes) -> Verified:
+    def verify(self, message: ServerMessage, body: bytes | None) -> Verified:
         """Return who signed ``message``; raise :class:`RequestAuthError` naming why not.
 
         The signature must follow the profile, verify under the current member key named by
-        ``keyid``, be fresh, cover the digest of ``body`` when the method carries one, and not
-        have been used before.
+        ``keyid``, be fresh, cover ``Content-Digest`` when the method carries a body, and not have
+        been used before. The digest is checked against ``body``; pass ``None`` for a body the
+        caller streams later, and check it against ``Verified.digest`` then.
         """
         if not _has_signature(message.headers):
             raise RequestAuthError(
@@ -350,22 +350,22 @@ class RequestVerifier:
             )
         key_id = KeyId(str(params["keyid"]))
         created = int(params["created"])
-        self.replay.remember(
-            key_id, nonce, until=created + self._window + self._skew + 1, now=now
+        self.replay.remember(key_id, nonce, until=created + self._window + self._skew + 1, now=now)
+        return Verified(
+            key_id=key_id,
+            created=created,
+            nonce=nonce,
+            body=body or b"",
+            digest=results[0].covered_components.get('"content-digest"'),
         )
-        return Verified(key_id=key_id, created=created, nonce=nonce, body=body)
 
 
 def _has_signature(headers: Mapping[str, str]) -> bool:
-    names = {name.lower() for name in _names(headers)}
+    names = {name.lower() for name in headers}
     return "signature" in names and "signature-input" in names
-
-
-def _names(headers: Mapping[str, str] | Iterable[str]) -> Iterable[str]:
-    return headers.keys() if isinstance(headers, Mapping) else headers
 
 
 def accept_signature() -> str:
     """The ``Accept-Signature`` field (RFC 9421 section 5.1) a 401 answer carries."""
     components = " ".join(f'"{c}"' for c in BODY_COMPONENTS)
-    return f'{LABEL}=({components});created;keyid;nonce;alg="{ALGORITHM}";tag="{TAG}"'
+    return f'{LABEL}=({components});created;nonce;alg="{ALGORITHM}";tag="{TAG}"'

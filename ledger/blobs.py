@@ -44,7 +44,7 @@ def check_name(sha256: object) -> str:
     return sha256
 
 
-def _chunks(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
+def _chunks(source: bytes | Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
     read = getattr(source, "read", None)
     if isinstance(source, bytes | bytearray | memoryview):
         yield bytes(source)
@@ -91,12 +91,12 @@ class BlobStore:
 
     def put_stream(
         self,
-        source: Iterable[bytes] | BinaryIO,
+        source: bytes | Iterable[bytes] | BinaryIO,
         expected_sha256: str | None = None,
         max_size: int | None = None,
     ) -> tuple[str, int]:
-        """Store the bytes of ``source`` (chunks, or a binary file read in 1 MiB chunks); return
-        (sha256, size). Stops reading as soon as ``max_size`` is exceeded.
+        """Store the bytes of ``source`` (bytes, chunks, or a binary file read in 1 MiB chunks);
+        return (sha256, size). Stops reading as soon as ``max_size`` is exceeded.
 
         Raises BlobError (leaving no temp file) if the hash differs from ``expected_sha256``,
         the size exceeds ``max_size``, or the bytes cannot be written.

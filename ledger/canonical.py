@@ -115,6 +115,9 @@ def _safe_int(text: str) -> int:
     raise EncodingError(f"integer {text[:30]} is outside the exact range ±(2**53-1)")
 
 
+_plain_decoder = json.JSONDecoder(parse_float=_no_float, parse_int=_safe_int)
+
+
 def parse_plain(data: bytes) -> tuple[Any, bool]:
     """Parse JSON bytes for the hot path; return the value and whether it is in the plain subset.
 
@@ -124,10 +127,16 @@ def parse_plain(data: bytes) -> tuple[Any, bool]:
     general parser.
     """
     if data.isascii():
-        try:
-            return json.loads(data, parse_float=_no_float, parse_int=_safe_int), True
-        except _NotPlain:
-            pass
-        except (ValueError, RecursionError) as exc:
-            raise EncodingError(f"not valid JSON: {exc}") from exc
+        return parse_plain_text(data.decode("ascii"))
     return parse_json(data), False
+
+
+def parse_plain_text(text: str) -> tuple[Any, bool]:
+    """:func:`parse_plain` for text already known to be ASCII."""
+    try:
+        return _plain_decoder.decode(text), True
+    except _NotPlain:
+        pass
+    except (ValueError, RecursionError) as exc:
+        raise EncodingError(f"not valid JSON: {exc}") from exc
+    return parse_json(text), False

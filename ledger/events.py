@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ from typing import Any, NewType
 from crypto import KeyId, Purpose, SigningKey, domain_bytes
 from ledger import fields as f
 from ledger.bodies import BODY_TYPES, Body, EventId, EventKind
-from ledger.canonical import canonical_bytes, parse_json, parse_plain
-from ledger.errors import EncodingError, FormatError
+from ledger.canonical import canonical_bytes, parse_json, parse_plain, parse_plain_text
+from ledger.errors import EncodingError, FormatError, LedgerError
 
 EntryHash = NewType("EntryHash", str)
 
@@ -223,6 +224,9 @@ class Entry:
     @classmethod
     def from_canonical(cls, data: bytes) -> Entry:
         """Parse stored entry bytes, refusing any that are not exactly canonical."""
+        entry = _read_canonical(data)
+        if entry is not None:
+            return entry
         try:
             value, plain = parse_plain(data)
         except EncodingError as exc:
@@ -243,3 +247,74 @@ class Entry:
     @property
     def leaf_hash(self) -> bytes:
         return hashlib.sha256(b"\x00" + self.canonical).digest()
+
+
+_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z"
+# The canonical text of an entry whose envelope strings need no JSON escaping. Every character
+# outside the groups is fixed, and each group admits only the canonical encoding of a value its
+# field reader accepts (the readers' patterns, restricted to ASCII and to no escapes; a
+# signature's last base64 digit carries no stray bits). Only the body is free text, and it is
+# checked by parsing, its kind's strict ``from_dict`` and a canonical-form comparison.
+_CANONICAL_ENTRY = re.compile(
+    r'\{"event":\{"event":\{"author":"([0-9a-f]{64})","body":(\{.*\}),'
+    r'"kind":"([a-z]{1,32})","ledger":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})",'
+    r'"nonce":"([0-9a-f]{32})","time":"(' + _TIME + r')","v":1\},'
+    r'"sig":"([A-Za-z0-9+/]{85}[AQgw]==)"\},"index":(0|[1-9][0-9]{0,15}),'
+    r'"prev":"([0-9a-f]{64})","received":"(' + _TIME + r')"\}',
+    re.DOTALL,
+)
+_EVENT_START = len('{"event":{"event":')
+_EVENT_TAIL = len('","v":1}')
+_KINDS = {kind.value: kind for kind in EventKind}
+_MAX_INDEX = 2**53 - 1
+
+
+def _read_canonical(data: bytes) -> Entry | None:
+    """The fast path of :meth:`Entry.from_canonical` for the usual, escape-free entry.
+
+    It accepts exactly what the general path accepts for such bytes and builds the same value
+    (``data`` is the canonical text of the fields read here, validated by the same rules). It
+    returns None for anything else, including every invalid record, so that the general path
+    reports the problem with its usual message.
+    """
+    if not data.isascii():
+        return None
+    text = data.decode("ascii")
+    match = _CANONICAL_ENTRY.fullmatch(text)
+    if match is None:
+        return None
+    author, body_text, kind_text, ledger, nonce, time, sig, index_text, prev, received = (
+        match.groups()
+    )
+    kind = _KINDS.get(kind_text)
+    index = int(index_text)
+    if kind is None or index > _MAX_INDEX:
+        return None
+    try:
+        datetime.fromisoformat(time)
+        datetime.fromisoformat(received)
+        value, plain = parse_plain_text(body_text)
+        if not plain or canonical_bytes(value, known_plain=True) != body_text.encode("ascii"):
+            return None
+        body = BODY_TYPES[kind].from_dict(value, f"{kind.value}.body")
+    except (LedgerError, ValueError):
+        return None
+    event = Event(
+        kind=kind,
+        ledger=ledger,
+        author=KeyId(author),
+        time=time,
+        nonce=nonce,
+        body=body,
+        canonical=data[_EVENT_START : match.end(6) + _EVENT_TAIL],
+    )
+    signed = SignedEvent(event=event, sig=base64.b64decode(sig))
+    entry: Entry = object.__new__(Entry)
+    put = object.__setattr__
+    put(entry, "index", index)
+    put(entry, "prev", EntryHash(prev))
+    put(entry, "received", received)
+    put(entry, "event", signed)
+    put(entry, "canonical", data)
+    put(entry, "hash", EntryHash(hashlib.sha256(data).hexdigest()))
+    return entry

@@ -101,7 +101,9 @@ class EntryStore:
         """
         fds: list[int] = []
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            if not data_dir.is_dir():
+                data_dir.mkdir(parents=True)
+                fsync_dir(data_dir.parent)
             lock_fd, _ = _open_rw(data_dir / LOCK_NAME)
             fds.append(lock_fd)
             try:
@@ -158,10 +160,10 @@ class EntryStore:
                     "everything after it)"
                 )
             logger.warning(
-                "%s: cut %d bytes of torn tail after entry %d (%s)",
+                "%s: cut %d bytes of torn tail at entry %d (%s)",
                 self._data_dir / LOG_NAME,
                 size - found.end,
-                bad - 1,
+                bad,
                 found.problem,
             )
             os.ftruncate(self._log_fd, found.end)
@@ -372,9 +374,11 @@ class EntryStore:
     def rebuild_index(self) -> int:
         """Re-derive the index from a full scan of the log; returns the entry count. Raises
         CorruptStoreError (changing nothing) if any record is damaged."""
-        with self._write_lock, self._state_lock:
-            self._check_open()
-            found = scan(self._read, 0, self._end)
+        with self._write_lock:  # keeps appends and close out; readers go on during the scan
+            with self._state_lock:
+                self._check_open()
+                end = self._end
+            found = scan(self._read, 0, end)
             if found.problem is not None:
                 raise CorruptStoreError(
                     f"{self._data_dir / LOG_NAME}: entry {len(found.offsets)} at {found.problem}"
@@ -385,7 +389,8 @@ class EntryStore:
                 os.fsync(self._idx_fd)
             except OSError as exc:
                 raise StoreError(f"{self._data_dir / INDEX_NAME}: cannot rewrite: {exc}") from exc
-            self._offsets = found.offsets
+            with self._state_lock:
+                self._offsets = found.offsets
             return len(found.offsets)
 
     # -- closing ----------------------------------------------------------------------------

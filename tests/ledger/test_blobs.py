@@ -181,7 +181,9 @@ def test_verify_detects_tampering(blobs: BlobStore) -> None:
     path = blobs.path(digest)
     path.chmod(0o644)  # stored blobs are read-only
     path.write_bytes(b"tampered result")
-    with pytest.raises(BlobError, match=f"blob {digest}: stored bytes hash to {sha(b'tampered result')}"):
+    with pytest.raises(
+        BlobError, match=f"blob {digest}: stored bytes hash to {sha(b'tampered result')}"
+    ):
         blobs.verify(digest)
 
 

@@ -138,9 +138,8 @@ def test_truncate_drops_the_tail_durably(tmp_path: Path) -> None:
 
 
 def test_second_open_in_process_is_refused(tmp_path: Path) -> None:
-    with EntryStore.open(tmp_path):
-        with pytest.raises(StoreError, match="already open"):
-            EntryStore.open(tmp_path)
+    with EntryStore.open(tmp_path), pytest.raises(StoreError, match="already open"):
+        EntryStore.open(tmp_path)
     with EntryStore.open(tmp_path) as store:  # released by close
         assert store.count == 0
 
@@ -243,7 +242,7 @@ def test_torn_last_record_is_cut_at_every_offset(
             assert_store_holds(data_dir, items[:-1])
         torn = cut - last_start
         if torn:
-            assert f"cut {torn} bytes of torn tail after entry 4" in caplog.text
+            assert f"cut {torn} bytes of torn tail at entry 5" in caplog.text
         # Appends continue where the intact log ends.
         with EntryStore.open(data_dir) as store:
             store.append_batch([b'{"next":1}'])
@@ -271,7 +270,7 @@ def test_garbage_tail_is_cut(
         log.write(garbage)
     with caplog.at_level(logging.WARNING, logger="ledger.store"):
         assert_store_holds(tmp_path, items)
-    assert f"cut {len(garbage)} bytes of torn tail after entry 7" in caplog.text
+    assert f"cut {len(garbage)} bytes of torn tail at entry 8" in caplog.text
 
 
 # -- damage inside the log is reported, never silently cut ---------------------------------
