@@ -63,11 +63,11 @@ class Authenticator:
     ) -> None:
         if resource is None or req.uri_template in self._public_routes:
             return
-        limit = getattr(resource, "body_limit", 0)
+        limit = int(getattr(resource, "body_limit", 0))
         streamed = limit == STREAMED and req.method in BODY_METHODS
+        if limit == STREAMED:
+            limit = int(getattr(resource, "max_blob", 0)) if streamed else 0
         length = req.content_length or 0
-        if streamed:
-            limit = int(getattr(resource, "max_blob", 0))
         if length > limit:
             raise Problem(
                 "body-too-large",
@@ -87,7 +87,8 @@ class Authenticator:
             allowed = ", ".join(sorted(role.value for role in writers))
             raise Problem(
                 "forbidden",
-                f"{member.name!r} is a {member.role.value}; only {allowed} may {req.method} here",
+                f"{member.name!r} has role {member.role.value}; "
+                f"only {allowed} may {req.method} here",
             )
         req.context.member = member
         req.context.body = verified.body

@@ -31,6 +31,7 @@ of other applications that this signature is a PHT request.
 
 from __future__ import annotations
 
+import base64
 import heapq
 import re
 import threading
@@ -119,17 +120,31 @@ class RequestSigner:
         self.key = key
         self._signer = HTTPMessageSigner(signature_algorithm=_Ed25519, key_resolver=_OneKey(key))
 
-    def sign(self, message: Message, *, body: bytes | None, created: int, nonce: str) -> None:
+    def sign(
+        self,
+        message: Message,
+        *,
+        body: bytes | None,
+        created: int,
+        nonce: str,
+        digest_sha256: str | None = None,
+    ) -> None:
         """Add ``Content-Digest`` (for a body), ``Signature-Input`` and ``Signature`` in place.
 
-        ``body`` must be the exact bytes sent; pass ``b""`` for POST/PUT without content and
-        ``None`` for bodiless requests.
+        ``body`` must be the exact bytes sent (``None`` for a bodiless request; POST and PUT
+        always get a digest, of ``b""`` if need be). For a body streamed from a file, pass
+        ``body=None`` and its hex ``digest_sha256`` instead.
         """
-        if body is None and (message.method or "").upper() in BODY_METHODS:
-            body = b""
         for name in ("Content-Digest", "Signature-Input", "Signature"):
             if name in message.headers:
                 del message.headers[name]
+        components: tuple[str, ...] = COMPONENTS
+        if digest_sha256 is not None:
+            encoded = base64.b64encode(bytes.fromhex(digest_sha256)).decode("ascii")
+            message.headers["Content-Digest"] = f"sha-256=:{encoded}:"
+            components, body = BODY_COMPONENTS, None
+        elif body is None and (message.method or "").upper() in BODY_METHODS:
+            body = b""
         try:
             self._signer.sign(
                 message,
@@ -138,8 +153,9 @@ class RequestSigner:
                 nonce=nonce,
                 label=LABEL,
                 tag=TAG,
-                covered_component_ids=COMPONENTS,
+                covered_component_ids=components,
                 body=body,
+                use_existing_digest=digest_sha256 is not None,
             )
         except HTTPMessageSignaturesException as exc:
             raise RequestAuthError(UNAUTHENTICATED, f"cannot sign request: {exc}") from exc

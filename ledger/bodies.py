@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Any, ClassVar, NewType, TypeVar
 
 from crypto import KeyFormatError, PublicKey
@@ -62,13 +63,19 @@ class ResultState(StrEnum):
     CANCELLED = "cancelled"
 
 
+@cache
+def _members(cls: type[E]) -> dict[str, E]:
+    return {member.value: member for member in cls}
+
+
 def _enum(cls: type[E], value: object, where: str) -> E:
+    members: dict[str, E] = _members(cls)
+    member = members.get(value) if isinstance(value, str) else None
+    if member is not None:
+        return member
     text = f.string(value, where, max_len=32)
-    try:
-        return cls(text)
-    except ValueError:
-        allowed = ", ".join(member.value for member in cls)
-        raise FormatError(f"{where}: expected one of {allowed}, found {text!r}") from None
+    allowed = ", ".join(member.value for member in cls)
+    raise FormatError(f"{where}: expected one of {allowed}, found {text!r}")
 
 
 def _public_key(value: object, where: str) -> str:
@@ -78,6 +85,43 @@ def _public_key(value: object, where: str) -> str:
     except KeyFormatError as exc:
         raise FormatError(f"{where}: {exc}") from exc
     return text
+
+
+# Readers of optional fields (module-level so that parsing creates no closures).
+def _timeout_s(value: object, where: str) -> int:
+    return f.integer(value, where, low=1, high=86400 * 7)
+
+
+def _memory_mb(value: object, where: str) -> int:
+    return f.integer(value, where, low=4, high=1 << 20)
+
+
+def _cpu_millis(value: object, where: str) -> int:
+    return f.integer(value, where, low=1, high=1 << 20)
+
+
+def _exit_code(value: object, where: str) -> int:
+    return f.integer(value, where, low=-(2**31), high=2**32)
+
+
+def _event_id(value: object, where: str) -> EventId:
+    return EventId(f.hex64(value, where))
+
+
+def _digest(value: object, where: str) -> str:
+    return f.string(value, where, pattern=DIGEST, max_len=80, what="sha256:<64 hex>")
+
+
+def _text200(value: object, where: str) -> str:
+    return f.string(value, where, max_len=200)
+
+
+def _text1000(value: object, where: str) -> str:
+    return f.string(value, where, max_len=1000)
+
+
+def _text2000(value: object, where: str) -> str:
+    return f.string(value, where, max_len=2000)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,13 +210,13 @@ class Limits:
         d = f.obj(value, where, (), ("timeout_s", "memory_mb", "cpu_millis"))
         return cls(
             timeout_s=f.optional(
-                d, "timeout_s", where, lambda v, w: f.integer(v, w, low=1, high=86400 * 7)
+                d, "timeout_s", where, _timeout_s
             ),
             memory_mb=f.optional(
-                d, "memory_mb", where, lambda v, w: f.integer(v, w, low=4, high=1 << 20)
+                d, "memory_mb", where, _memory_mb
             ),
             cpu_millis=f.optional(
-                d, "cpu_millis", where, lambda v, w: f.integer(v, w, low=1, high=1 << 20)
+                d, "cpu_millis", where, _cpu_millis
             ),
         )
 
@@ -227,8 +271,8 @@ class Task:
             config=config,
             config_blob=f.optional(d, "config_blob", where, f.hex64),
             limits=f.optional(d, "limits", where, Limits.from_dict),
-            parent=f.optional(d, "parent", where, lambda v, w: EventId(f.hex64(v, w))),
-            label=f.optional(d, "label", where, lambda v, w: f.string(v, w, max_len=200)),
+            parent=f.optional(d, "parent", where, _event_id),
+            label=f.optional(d, "label", where, _text200),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,7 +301,7 @@ class Cancel:
         d = f.obj(value, where, ("task",), ("reason",))
         return cls(
             task=EventId(f.hex64(d["task"], f"{where}.task")),
-            reason=f.optional(d, "reason", where, lambda v, w: f.string(v, w, max_len=1000)),
+            reason=f.optional(d, "reason", where, _text1000),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,7 +324,7 @@ class Status:
         return cls(
             task=EventId(f.hex64(d["task"], f"{where}.task")),
             state=_enum(StatusState, d["state"], f"{where}.state"),
-            reason=f.optional(d, "reason", where, lambda v, w: f.string(v, w, max_len=1000)),
+            reason=f.optional(d, "reason", where, _text1000),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -368,18 +412,18 @@ class Result:
             state=_enum(ResultState, d["state"], f"{where}.state"),
             outputs=f.array(d["outputs"], f"{where}.outputs", Output.from_dict, max_items=1000),
             exit_code=f.optional(
-                d, "exit_code", where, lambda v, w: f.integer(v, w, low=-(2**31), high=2**32)
+                d, "exit_code", where, _exit_code
             ),
             image_digest=f.optional(
                 d,
                 "image_digest",
                 where,
-                lambda v, w: f.string(v, w, pattern=DIGEST, max_len=80, what="sha256:<64 hex>"),
+                _digest,
             ),
             started=f.optional(d, "started", where, f.timestamp),
             finished=f.optional(d, "finished", where, f.timestamp),
             log=f.optional(d, "log", where, BlobRef.from_dict),
-            reason=f.optional(d, "reason", where, lambda v, w: f.string(v, w, max_len=2000)),
+            reason=f.optional(d, "reason", where, _text2000),
         )
 
     def to_dict(self) -> dict[str, Any]:

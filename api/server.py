@@ -1,0 +1,102 @@
+"""Serving the registry with waitress, and stopping it cleanly.
+
+``serve`` runs in the main thread until SIGTERM or SIGINT. Then it stops accepting, ends waiting
+long-polls (``stop``), lets the worker threads finish the requests they hold (up to
+``grace`` seconds), and closes the ledger, which commits whatever was submitted. An append is
+acknowledged only after it is durable, so nothing acknowledged can be lost by stopping, cleanly or
+not.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import waitress
+
+from api.app import MAX_BLOB, MAX_BODY, create_app
+from ledger.appender import Ledger
+
+log = logging.getLogger("pht.server")
+
+
+def serve(
+    ledger: Ledger,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    threads: int = 16,
+    max_body: int = MAX_BODY,
+    max_blob: int = MAX_BLOB,
+    public_url: str | None = None,
+    clock: Callable[[], float] = time.time,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``ledger`` until SIGTERM/SIGINT; the ledger is closed on return.
+
+    ``threads`` is waitress's worker pool; long-polls may hold all but two of them, so appends
+    always find a thread. ``on_ready`` receives the URL actually bound (``port=0`` picks one).
+    """
+    stop = threading.Event()
+    try:
+        app = create_app(
+            ledger,
+            clock=clock,
+            max_body=max_body,
+            max_blob=max_blob,
+            long_poll_slots=max(1, threads - 2),
+            public_url=public_url,
+            stop=stop,
+        )
+        server = waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="pht",
+            # Above our own limits, so oversized bodies get our 413 problem document.
+            max_request_body_size=max_blob + max_body + 1024 * 1024,
+            asyncore_use_poll=True,
+            connection_limit=1000,
+            channel_timeout=120,
+        )
+    except BaseException:
+        ledger.close()
+        raise
+    # Long-polls fill the task queue by design; waitress would warn about it on every request.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = {
+        signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        url = f"http://{_host_for_url(server.effective_host)}:{server.effective_port}"
+        log.info("serving %s (%d threads, ledger size %d)", url, threads, ledger.size)
+        if on_ready is not None:
+            on_ready(url)
+        server.run()  # returns after KeyboardInterrupt, once the workers have finished
+    finally:
+        stop.set()
+        try:
+            server.close()
+        finally:
+            ledger.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            log.info("stopped; ledger closed at size %d", ledger.size)
+
+
+def _host_for_url(host: object) -> str:
+    text = str(host)
+    return f"[{text}]" if ":" in text else text

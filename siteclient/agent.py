@@ -1,0 +1,250 @@
+"""The agent loop: follow the ledger, plan, execute, report.
+
+For every verified entry the planner decides what this site must do: a ``task`` naming the site
+is queued; a ``cancel`` of a queued or running task stops it. Up to ``parallelism`` tasks run at
+once, each in a worker thread that posts signed ``status`` events (``accepted``, ``started``) and
+finally a signed ``result``.
+
+Crash safety. Before a result is posted it is written, signed, to the task's journal file
+(``work_dir/<task>/result.json``); after a restart a journaled result is posted again (the
+registry appends a signed event once), so a finished run is never repeated and never lost. A task
+that was running when the site died has no journaled result: it is announced ``interrupted`` and
+run again. A task whose result is already in the ledger never runs again, because the planner
+reads the replayed ledger, not the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.client import Client
+from api.errors import ApiError, ProblemError
+from crypto import SigningKey
+from ledger.bodies import Body, Cancel, EventId, Result, ResultState, Status, StatusState, Task
+from ledger.durable import write_atomic
+from ledger.events import Entry, SignedEvent, new_event
+from siteclient.errors import FeedError, SiteClientError
+from siteclient.follower import Follower
+
+log = logging.getLogger(__name__)
+
+RESULT_JOURNAL = "result.json"
+RUNNING_MARK = "running"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One task to run here: its entry and a flag set when it is cancelled."""
+
+    entry: Entry
+    cancel: threading.Event
+
+    @property
+    def task_id(self) -> EventId:
+        return self.entry.event.event.id
+
+    @property
+    def body(self) -> Task:
+        body = self.entry.event.event.body
+        assert isinstance(body, Task)
+        return body
+
+
+# Runs a job to its result body; posts progress through the callback it is given.
+Execute = Callable[[Job, Path, Callable[[StatusState, str | None], None]], Result]
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        site: str,
+        key: SigningKey,
+        client: Client,
+        follower: Follower,
+        execute: Execute,
+        work_dir: Path,
+        parallelism: int = 1,
+    ) -> None:
+        self.site = site
+        self._key = key
+        self._client = client
+        self._follower = follower
+        self._execute = execute
+        self._work = Path(work_dir)
+        self._work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="task")
+        self._jobs: dict[str, Job] = {}
+        self._futures: dict[str, Future[None]] = {}
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+        self._resumed = False
+
+    # ---- the loop
+
+    def step(self, wait: int = 0) -> list[Entry]:
+        """One round: sync with the registry, then act on what became trusted."""
+        fresh = self._follower.sync(wait)
+        if not self._resumed:
+            self._resume()
+            self._resumed = True
+        for entry in fresh:
+            self._plan(entry)
+        return fresh
+
+    def run(self, stop: threading.Event, *, wait: int = 25, backoff: float = 1.0) -> None:
+        """Follow until ``stop`` is set; back off on transient registry or engine trouble."""
+        delay = backoff
+        while not stop.is_set():
+            try:
+                self.step(wait)
+                delay = backoff
+            except (ApiError, SiteClientError) as exc:
+                if _fatal(exc):
+                    raise
+                log.warning("%s; retrying in %.0f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._futures
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for every queued task to finish."""
+        with self._lock:
+            futures = list(self._futures.values())
+        for future in futures:
+            future.result(timeout=timeout)
+
+    def close(self, *, cancel: bool = True) -> None:
+        if cancel:
+            with self._lock:
+                for job in self._jobs.values():
+                    job.cancel.set()
+        self._pool.shutdown(wait=True)
+
+    # ---- planning
+
+    def _plan(self, entry: Entry) -> None:
+        body = entry.event.event.body
+        if isinstance(body, Task) and self.site in body.sites:
+            if not self._finished_here(entry.event.event.id):
+                self._queue(entry)
+        elif isinstance(body, Result) and entry.event.event.author == self._key.key_id:
+            shutil.rmtree(self._work / body.task, ignore_errors=True)  # the journal did its job
+        elif isinstance(body, Cancel):
+            with self._lock:
+                job = self._jobs.get(body.task)
+            if job is not None:
+                log.info("task %s cancelled: stopping it", body.task[:12])
+                job.cancel.set()
+
+    def _resume(self) -> None:
+        """After a (re)start: every task for this site without its result here is picked up."""
+        state = self._follower.trusted.state
+        for task_id, record in state.tasks.items():
+            progress = record.sites.get(self.site)
+            if progress is None or progress.finished:
+                continue
+            entry = self._client.entry(record.index)
+            if entry.leaf_hash != self._follower.trusted.tree.leaf(record.index):
+                raise SiteClientError(f"entry {record.index} differs from the verified one")
+            self._queue(entry, resumed=True)
+            if record.cancelled is not None:
+                self._jobs[task_id].cancel.set()
+
+    def _finished_here(self, task_id: EventId) -> bool:
+        record = self._follower.trusted.state.tasks.get(task_id)
+        progress = record.sites.get(self.site) if record else None
+        return progress is not None and progress.finished
+
+    def _queue(self, entry: Entry, *, resumed: bool = False) -> None:
+        job = Job(entry=entry, cancel=threading.Event())
+        with self._lock:
+            if job.task_id in self._jobs or job.task_id in self._done:
+                return
+            self._jobs[job.task_id] = job
+            self._futures[job.task_id] = self._pool.submit(self._work_on, job, resumed)
+
+    # ---- execution
+
+    def _work_on(self, job: Job, resumed: bool) -> None:
+        folder = self._work / job.task_id
+        try:
+            journal = folder / RESULT_JOURNAL
+            if journal.exists():
+                log.info("task %s: posting the journaled result again", job.task_id[:12])
+                self._post(SignedEvent.from_json(journal.read_bytes()))
+                return
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if resumed and (folder / RUNNING_MARK).exists():
+                self._status(job, StatusState.INTERRUPTED, "the site restarted during the run")
+            elif not resumed or not self._has_status(job):
+                self._status(job, StatusState.ACCEPTED, None)
+            (folder / RUNNING_MARK).touch()
+            if job.cancel.is_set():
+                result = Result(
+                    task=job.task_id, state=ResultState.CANCELLED, reason="cancelled before start"
+                )
+            else:
+                result = self._execute(job, folder, lambda s, r: self._status(job, s, r))
+            signed = self._sign(result)
+            write_atomic(journal, json.dumps(signed.to_dict()).encode())
+            self._post(signed)
+            log.info("task %s: %s", job.task_id[:12], result.state)
+        except Exception:
+            log.exception("task %s: the site could not finish it", job.task_id[:12])
+            raise
+        finally:
+            with self._lock:
+                self._futures.pop(job.task_id, None)
+                self._jobs.pop(job.task_id, None)
+                self._done.add(job.task_id)
+            _clean(folder)
+
+    def _has_status(self, job: Job) -> bool:
+        record = self._follower.trusted.state.tasks.get(job.task_id)
+        progress = record.sites.get(self.site) if record else None
+        return progress is not None and progress.state != "pending"
+
+    def _status(self, job: Job, state: StatusState, reason: str | None) -> None:
+        self._post(self._sign(Status(task=job.task_id, state=state, reason=reason)))
+
+    def _sign(self, body: Body) -> SignedEvent:
+        origin = self._follower.trusted.state.origin
+        event = new_event(body, ledger=origin, author=self._key.key_id)
+        return SignedEvent.sign(event, self._key)
+
+    def _post(self, signed: SignedEvent) -> None:
+        try:
+            self._client.post_event(signed)
+        except ProblemError as exc:
+            if exc.slug == "rule-violation" and "already posted a result" in exc.detail:
+                return  # our result is already in the ledger
+            raise
+
+
+def _clean(folder: Path) -> None:
+    """Remove the run's files but keep the journal until the result is in the ledger."""
+    if not folder.exists():
+        return
+    for child in folder.iterdir():
+        if child.name == RESULT_JOURNAL:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _fatal(exc: Exception) -> bool:
+    """A feed that cannot be trusted stops the site; everything else is retried."""
+    return isinstance(exc, FeedError)
