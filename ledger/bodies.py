@@ -209,15 +209,9 @@ class Limits:
     def from_dict(cls, value: object, where: str) -> Limits:
         d = f.obj(value, where, (), ("timeout_s", "memory_mb", "cpu_millis"))
         return cls(
-            timeout_s=f.optional(
-                d, "timeout_s", where, _timeout_s
-            ),
-            memory_mb=f.optional(
-                d, "memory_mb", where, _memory_mb
-            ),
-            cpu_millis=f.optional(
-                d, "cpu_millis", where, _cpu_millis
-            ),
+            timeout_s=f.optional(d, "timeout_s", where, _timeout_s),
+            memory_mb=f.optional(d, "memory_mb", where, _memory_mb),
+            cpu_millis=f.optional(d, "cpu_millis", where, _cpu_millis),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -411,9 +405,7 @@ class Result:
             task=EventId(f.hex64(d["task"], f"{where}.task")),
             state=_enum(ResultState, d["state"], f"{where}.state"),
             outputs=f.array(d["outputs"], f"{where}.outputs", Output.from_dict, max_items=1000),
-            exit_code=f.optional(
-                d, "exit_code", where, _exit_code
-            ),
+            exit_code=f.optional(d, "exit_code", where, _exit_code),
             image_digest=f.optional(
                 d,
                 "image_digest",

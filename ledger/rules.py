@@ -22,6 +22,10 @@ A revoked key signs nothing after the entry that revoked it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
 from crypto import BadSignatureError, KeyId, PublicKey
 from ledger.bodies import (
     Cancel,
@@ -38,8 +42,47 @@ from ledger.bodies import (
     Transfer,
 )
 from ledger.errors import ChainError, RuleViolation, SignatureError
-from ledger.events import Entry
+from ledger.events import Entry, EntryHash
 from ledger.state import MemberRecord, SiteProgress, State, TaskRecord
+
+
+class Facts(NamedTuple):
+    """What the rules read from an entry: a compact value, cheap to send between processes.
+
+    ``task`` is the task a cancel, status, result or transfer is about; ``state`` a status's or
+    result's state; ``sites`` and ``parent`` a task's. The rare kinds (consortium, member,
+    transfer) carry their whole ``body``.
+    """
+
+    position: int  # the entry index
+    prev: str
+    hash: str
+    event_id: EventId
+    kind: EventKind
+    ledger: str
+    author: KeyId
+    task: EventId | None = None
+    state: str | None = None
+    sites: tuple[str, ...] = ()
+    parent: EventId | None = None
+    body: Consortium | Member | Transfer | None = None
+
+
+SignatureCheck = Callable[[PublicKey], None]
+"""Verify the entry's signature with the author's key; raise :class:`SignatureError`."""
+
+
+def facts_of(entry: Entry) -> Facts:
+    event = entry.event.event
+    body = event.body
+    common = (entry.index, entry.prev, entry.hash, event.id, event.kind, event.ledger, event.author)
+    if isinstance(body, Status | Result):
+        return Facts(*common, task=body.task, state=body.state.value)
+    if isinstance(body, Task):
+        return Facts(*common, sites=body.sites, parent=body.parent)
+    if isinstance(body, Cancel):
+        return Facts(*common, task=body.task)
+    return Facts(*common, body=body)
 
 
 def check_signature(entry: Entry, key: PublicKey) -> None:
@@ -47,60 +90,67 @@ def check_signature(entry: Entry, key: PublicKey) -> None:
     try:
         key.verify(entry.event.sig, entry.event.event.signing_bytes())
     except BadSignatureError as exc:
-        raise SignatureError(
-            f"entry {entry.index}: signature does not verify for author {key.key_id[:16]}"
-        ) from exc
+        raise bad_signature(entry.index, key) from exc
+
+
+def bad_signature(index: int, key: PublicKey) -> SignatureError:
+    return SignatureError(f"entry {index}: signature does not verify for author {key.key_id[:16]}")
 
 
 def apply(state: State, entry: Entry, *, signature_checked: bool = False) -> State:
     """Judge ``entry`` against ``state`` and, if allowed, fold it in.
 
-    ``signature_checked=True`` is for callers (parallel replay) that have already verified the
+    ``signature_checked=True`` is for callers (the appender) that have already verified the
     signature against the public key whose id is the event's ``author``; membership, role and
     revocation are still checked here.
     """
-    event = entry.event.event
-    where = f"entry {entry.index} ({event.kind})"
-    if entry.index != state.size:
-        raise ChainError(f"{where}: expected index {state.size}, found {entry.index}")
-    if entry.prev != state.head:
-        raise ChainError(f"{where}: prev is {entry.prev[:16]}, expected {state.head[:16]}")
+    check = None if signature_checked else partial(check_signature, entry)
+    return apply_facts(state, facts_of(entry), check)
 
-    if entry.index == 0:
-        _genesis(state, entry, signature_checked)
+
+def apply_facts(state: State, facts: Facts, check: SignatureCheck | None) -> State:
+    """:func:`apply` on the facts of an entry; ``check`` verifies its signature (None when that
+    was already done, by parallel replay for instance)."""
+    where = f"entry {facts.position} ({facts.kind})"
+    if facts.position != state.size:
+        raise ChainError(f"{where}: expected index {state.size}, found {facts.position}")
+    if facts.prev != state.head:
+        raise ChainError(f"{where}: prev is {facts.prev[:16]}, expected {state.head[:16]}")
+
+    if facts.position == 0:
+        _genesis(state, facts, check)
     else:
-        if event.kind is EventKind.CONSORTIUM:
+        if facts.kind is EventKind.CONSORTIUM:
             raise RuleViolation(f"{where}: a consortium event is allowed only at index 0")
-        if event.ledger != state.origin:
+        if facts.ledger != state.origin:
             raise RuleViolation(
-                f"{where}: event is for ledger {event.ledger!r}, this ledger is {state.origin!r}"
+                f"{where}: event is for ledger {facts.ledger!r}, this ledger is {state.origin!r}"
             )
-        author = state.member_by_key(event.author)
+        author = state.member_by_key(facts.author)
         if author is None:
-            raise RuleViolation(f"{where}: author {event.author[:16]} is not a member")
+            raise RuleViolation(f"{where}: author {facts.author[:16]} is not a member")
         if not author.active:
             raise RuleViolation(
                 f"{where}: author {author.name!r} was revoked at entry {author.revoked}"
             )
-        if not signature_checked:
-            check_signature(entry, author.public_key)
-        _RULES[event.kind](state, entry, author, where)
+        if check is not None:
+            check(author.public_key)
+        _RULES[facts.kind](state, facts, author, where)
 
-    state.size = entry.index + 1
-    state.head = entry.hash
+    state.size = facts.position + 1
+    state.head = EntryHash(facts.hash)
     return state
 
 
-def _genesis(state: State, entry: Entry, signature_checked: bool) -> None:
-    event = entry.event.event
-    body = event.body
+def _genesis(state: State, facts: Facts, check: SignatureCheck | None) -> None:
+    body = facts.body
     if not isinstance(body, Consortium):
         raise RuleViolation(
-            f"entry 0: the first entry must be a consortium event, found {event.kind}"
+            f"entry 0: the first entry must be a consortium event, found {facts.kind}"
         )
-    if body.origin != event.ledger:
+    if body.origin != facts.ledger:
         raise RuleViolation(
-            f"entry 0: consortium origin {body.origin!r} differs from event ledger {event.ledger!r}"
+            f"entry 0: consortium origin {body.origin!r} differs from event ledger {facts.ledger!r}"
         )
     members: dict[str, MemberRecord] = {}
     keys: dict[KeyId, str] = {}
@@ -112,11 +162,11 @@ def _genesis(state: State, entry: Entry, signature_checked: bool) -> None:
             raise RuleViolation(f"entry 0: key {key.key_id[:16]} is given to two members")
         members[spec.name] = MemberRecord(name=spec.name, role=spec.role, public_key=key, added=0)
         keys[key.key_id] = spec.name
-    founder = members.get(keys.get(event.author, ""))
+    founder = members.get(keys.get(facts.author, ""))
     if founder is None or founder.role is not Role.ADMIN:
         raise RuleViolation("entry 0: the consortium event must be signed by one of its admins")
-    if not signature_checked:
-        check_signature(entry, founder.public_key)
+    if check is not None:
+        check(founder.public_key)
     state.origin = body.origin
     state.name = body.name
     state.log_key = body.log_key
@@ -132,8 +182,8 @@ def _require_role(author: MemberRecord, roles: tuple[Role, ...], where: str) -> 
         )
 
 
-def _member(state: State, entry: Entry, author: MemberRecord, where: str) -> None:
-    body = entry.event.event.body
+def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
+    body = facts.body
     assert isinstance(body, Member)
     _require_role(author, (Role.ADMIN,), where)
     if body.action is MemberAction.ADD:
@@ -143,7 +193,7 @@ def _member(state: State, entry: Entry, author: MemberRecord, where: str) -> Non
         if key.key_id in state.keys:
             raise RuleViolation(f"{where}: key {key.key_id[:16]} already belongs to a member")
         state.members[body.name] = MemberRecord(
-            name=body.name, role=body.role, public_key=key, added=entry.index
+            name=body.name, role=body.role, public_key=key, added=facts.position
         )
         state.keys[key.key_id] = body.name
         return
@@ -157,28 +207,26 @@ def _member(state: State, entry: Entry, author: MemberRecord, where: str) -> Non
         and sum(1 for m in state.members.values() if m.active and m.role is Role.ADMIN) == 1
     ):
         raise RuleViolation(f"{where}: cannot revoke the last active admin")
-    target.revoked = entry.index
+    target.revoked = facts.position
 
 
-def _task(state: State, entry: Entry, author: MemberRecord, where: str) -> None:
-    body = entry.event.event.body
-    assert isinstance(body, Task)
+def _task(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
     _require_role(author, (Role.RESEARCHER,), where)
-    event_id = entry.event.event.id
+    event_id = facts.event_id
     if event_id in state.tasks:
         raise RuleViolation(f"{where}: task {event_id[:16]} is already in the ledger")
-    for site in body.sites:
+    for site in facts.sites:
         member = state.members.get(site)
         if member is None or not member.active or member.role is not Role.SITE:
             raise RuleViolation(f"{where}: {site!r} is not an active site of this consortium")
-    if body.parent is not None and body.parent not in state.tasks:
-        raise RuleViolation(f"{where}: parent task {body.parent[:16]} is not in the ledger")
+    if facts.parent is not None and facts.parent not in state.tasks:
+        raise RuleViolation(f"{where}: parent task {facts.parent[:16]} is not in the ledger")
     state.tasks[event_id] = TaskRecord(
         event_id=event_id,
-        index=entry.index,
+        index=facts.position,
         author=author.name,
-        sites={site: SiteProgress() for site in body.sites},
-        parent=body.parent,
+        sites={site: SiteProgress() for site in facts.sites},
+        parent=facts.parent,
     )
 
 
@@ -189,17 +237,16 @@ def _known_task(state: State, task_id: EventId, where: str) -> TaskRecord:
     return task
 
 
-def _cancel(state: State, entry: Entry, author: MemberRecord, where: str) -> None:
-    body = entry.event.event.body
-    assert isinstance(body, Cancel)
-    task = _known_task(state, body.task, where)
+def _cancel(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
+    assert facts.task is not None
+    task = _known_task(state, facts.task, where)
     if author.name != task.author and author.role is not Role.ADMIN:
         raise RuleViolation(f"{where}: only the task's author or an admin may cancel it")
     if task.cancelled is not None:
         raise RuleViolation(f"{where}: task was already cancelled at entry {task.cancelled}")
     if task.finished:
         raise RuleViolation(f"{where}: task has finished at every site")
-    task.cancelled = entry.index
+    task.cancelled = facts.position
 
 
 def _site_progress(
@@ -218,27 +265,25 @@ def _site_progress(
     return progress
 
 
-def _status(state: State, entry: Entry, author: MemberRecord, where: str) -> None:
-    body = entry.event.event.body
-    assert isinstance(body, Status)
-    progress = _site_progress(state, body.task, author, where)
-    progress.state = body.state.value
-    progress.index = entry.index
+def _status(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
+    assert facts.task is not None and facts.state is not None
+    progress = _site_progress(state, facts.task, author, where)
+    progress.state = facts.state
+    progress.index = facts.position
 
 
-def _result(state: State, entry: Entry, author: MemberRecord, where: str) -> None:
-    body = entry.event.event.body
-    assert isinstance(body, Result)
-    progress = _site_progress(state, body.task, author, where)
-    if body.state is ResultState.CANCELLED and state.tasks[body.task].cancelled is None:
+def _result(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
+    assert facts.task is not None and facts.state is not None
+    progress = _site_progress(state, facts.task, author, where)
+    if facts.state == ResultState.CANCELLED and state.tasks[facts.task].cancelled is None:
         raise RuleViolation(f"{where}: result says cancelled but the task was never cancelled")
-    progress.state = body.state.value
-    progress.index = entry.index
+    progress.state = facts.state
+    progress.index = facts.position
     progress.finished = True
 
 
-def _transfer(state: State, entry: Entry, author: MemberRecord, where: str) -> None:
-    body = entry.event.event.body
+def _transfer(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
+    body = facts.body
     assert isinstance(body, Transfer)
     _require_role(author, (Role.SITE,), where)
     if body.recipient != author.name:

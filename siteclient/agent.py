@@ -84,6 +84,7 @@ class Agent:
         self._jobs: dict[str, Job] = {}
         self._futures: dict[str, Future[None]] = {}
         self._done: set[str] = set()
+        self._failed: dict[str, Entry] = {}  # tried, but the site could not finish: retried
         self._lock = threading.Lock()
         self._resumed = False
 
@@ -97,6 +98,11 @@ class Agent:
             self._resumed = True
         for entry in fresh:
             self._plan(entry)
+        with self._lock:
+            retry, self._failed = list(self._failed.values()), {}
+        for entry in retry:
+            if not self._finished_here(entry.event.event.id):
+                self._queue(entry, resumed=True)
         return fresh
 
     def run(self, stop: threading.Event, *, wait: int = 25, backoff: float = 1.0) -> None:
@@ -200,14 +206,18 @@ class Agent:
             write_atomic(journal, json.dumps(signed.to_dict()).encode())
             self._post(signed)
             log.info("task %s: %s", job.task_id[:12], result.state)
-        except Exception:
-            log.exception("task %s: the site could not finish it", job.task_id[:12])
-            raise
+        except Exception as exc:
+            # The registry or the engine failed us (not the task): try again next round.
+            log.warning("task %s: will retry: %s", job.task_id[:12], exc)
+            with self._lock:
+                self._failed[job.task_id] = job.entry
+        else:
+            with self._lock:
+                self._done.add(job.task_id)
         finally:
             with self._lock:
                 self._futures.pop(job.task_id, None)
                 self._jobs.pop(job.task_id, None)
-                self._done.add(job.task_id)
             _clean(folder)
 
     def _has_status(self, job: Job) -> bool:

@@ -1,0 +1,176 @@
+"""The analyst's Python client: post a task, wait for every site, read verified outputs, iterate.
+
+An iterative analysis is one short loop::
+
+    analyst = Analyst(Client(url, key), key)
+    task = None
+    while True:
+        run = analyst.run(IMAGE, {"coefficients": beta}, SITES, parent=task, timeout=600)
+        beta, done = update(beta, [run.output(site, "result.json") for site in SITES])
+        task = run.task_id
+        if done:
+            break
+
+Every result the analyst reads is checked: the result entry is proven included in a checkpoint
+signed by the registry's log key (named by the genesis entry, which the analyst may pin), and
+every output's bytes are checked against the hash in the signed result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from api.client import Client, TaskView
+from api.errors import ApiError
+from crypto import SigningKey
+from ledger.bodies import EventId, Limits, Result, Task
+from ledger.checkpoint import parse_verifier_key, verify_checkpoint
+from ledger.errors import LedgerError
+from ledger.events import Entry, SignedEvent, new_event
+from ledger.merkle import verify_inclusion
+
+Progress = Callable[[TaskView], None]
+
+
+class AnalysisError(ApiError):
+    """A task did not finish in time, or a result cannot be verified or read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteResult:
+    site: str
+    result: Result
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """A finished task: each site's verified result and a reader for its outputs."""
+
+    task_id: EventId
+    results: Mapping[str, SiteResult]
+    analyst: Analyst
+
+    def states(self) -> dict[str, str]:
+        return {site: r.result.state.value for site, r in self.results.items()}
+
+    def output(self, site: str, name: str) -> bytes:
+        """The bytes of output ``name`` of ``site``, checked against the signed result."""
+        result = self.results[site].result
+        for output in result.outputs:
+            if output.name == name:
+                return self.analyst.client.get_blob(output.sha256, max_size=output.size)
+        raise AnalysisError(f"site {site!r} produced no output {name!r} ({result.state})")
+
+    def json(self, site: str, name: str) -> Any:
+        return json.loads(self.output(site, name))
+
+
+class Analyst:
+    def __init__(
+        self,
+        client: Client,
+        key: SigningKey,
+        *,
+        genesis: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self._key = key
+        self._clock = clock
+        first = client.entry(0)
+        if genesis is not None and first.hash != genesis:
+            raise AnalysisError(f"the registry's genesis is {first.hash}, expected {genesis}")
+        body = first.event.event.body
+        self.origin = first.event.event.ledger
+        self._log_key = parse_verifier_key(body.log_key)  # type: ignore[union-attr]
+
+    def post(
+        self,
+        image: str,
+        config: Mapping[str, Any],
+        sites: list[str],
+        *,
+        parent: str | None = None,
+        label: str | None = None,
+        limits: Limits | None = None,
+    ) -> EventId:
+        """Sign and post a task; return its id."""
+        body = Task(
+            image=image,
+            sites=tuple(sites),
+            config=dict(config),
+            parent=EventId(parent) if parent else None,
+            label=label,
+            limits=limits,
+        )
+        event = new_event(body, ledger=self.origin, author=self._key.key_id)
+        signed = SignedEvent.sign(event, self._key)
+        self.client.post_event(signed)
+        return event.id
+
+    def wait(self, task_id: str, *, timeout: float, progress: Progress | None = None) -> TaskView:
+        """Block until every site has a result (or the timeout passes); report progress."""
+        deadline = self._clock() + timeout
+        cursor = self.client.health()
+        last: dict[str, str] | None = None
+        while True:
+            view = self.client.task(task_id)
+            states = {site: s.state for site, s in view.sites.items()}
+            if progress is not None and states != last:
+                progress(view)
+                last = states
+            if all(s.finished for s in view.sites.values()):
+                return view
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise AnalysisError(
+                    f"task {task_id[:12]} unfinished after {timeout:.0f} s: {states}"
+                )
+            page = self.client.entries(cursor, 1000, wait=max(1, min(25, int(remaining))))
+            cursor = page.next
+
+    def results(self, view: TaskView) -> dict[str, SiteResult]:
+        """Each finished site's result entry, proven included in a signed checkpoint."""
+        note = self.client.checkpoint()
+        try:
+            checkpoint = verify_checkpoint(note, self._log_key, origin=self.origin)
+        except LedgerError as exc:
+            raise AnalysisError(f"the registry's checkpoint does not verify: {exc}") from exc
+        out: dict[str, SiteResult] = {}
+        for site, state in view.sites.items():
+            if state.index is None or not state.finished:
+                continue
+            entry = self.client.entry(state.index)
+            body = entry.event.event.body
+            if not isinstance(body, Result) or body.task != view.task.event.event.id:
+                raise AnalysisError(f"entry {state.index} is not {site!r}'s result for this task")
+            try:
+                proof = self.client.inclusion_proof(entry.index, checkpoint.size)
+                verify_inclusion(
+                    entry.leaf_hash, entry.index, checkpoint.size, proof, checkpoint.root
+                )
+            except LedgerError as exc:
+                raise AnalysisError(f"{site!r}'s result is not in the signed log: {exc}") from exc
+            out[site] = SiteResult(site=site, result=body, entry=entry)
+        return out
+
+    def run(
+        self,
+        image: str,
+        config: Mapping[str, Any],
+        sites: list[str],
+        *,
+        timeout: float,
+        parent: str | None = None,
+        label: str | None = None,
+        progress: Progress | None = None,
+    ) -> Run:
+        """Post a task, wait for every site, and return the verified results."""
+        task_id = self.post(image, config, sites, parent=parent, label=label)
+        view = self.wait(task_id, timeout=timeout, progress=progress)
+        return Run(task_id=task_id, results=self.results(view), analyst=self)
