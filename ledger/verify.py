@@ -4,27 +4,30 @@
 returns the replayed state and the Merkle tree, or raises :class:`VerificationError` naming the
 first bad entry and why. It is what ``pht audit`` and the registry's own self-check run.
 
-With ``workers > 1`` the Ed25519 signature checks, the dominant cost, run in worker processes
-while this process parses, checks canonical form, the chain and the rules. Public keys are
-collected up front from the (rare) consortium and member events, found by a byte search, so a
-worker can check any signature by its author key id; the rules then decide whether that key was a
-current member at that point of the history.
+With ``workers > 1`` the per-entry work (parsing, the canonical-form check, hashing and the
+Ed25519 signature check, the dominant cost) runs in worker processes on chunks of records; each
+returns compact :class:`~ledger.rules.Facts` per entry, and this process runs the same rules
+(``apply_facts``, which ``apply`` uses too) on them in order, with the workers' signature verdicts
+placed at the rules' signature step. Public keys are collected up front from the (rare) consortium
+and member events, found by a byte search, so a worker can check any signature by its author key
+id; the rules then decide whether that key was a current member at that point of the history.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
-from crypto import BadSignatureError, PublicKey, Purpose, domain_bytes
-from ledger.canonical import canonical_bytes
+from crypto import BadSignatureError, PublicKey
+from ledger.bodies import EventKind
 from ledger.errors import LedgerError, VerificationError
 from ledger.events import Entry
 from ledger.merkle import MerkleTree
-from ledger.rules import apply
+from ledger.rules import Facts, apply, apply_facts, bad_signature, check_signature, facts_of
 from ledger.state import State
 
 Progress = Callable[[int], None]
@@ -58,29 +61,6 @@ def _collect_keys(records: Sequence[bytes]) -> dict[str, bytes]:
     return keys
 
 
-def _check_signatures(args: tuple[int, list[bytes], dict[str, bytes]]) -> tuple[int, str] | None:
-    """Worker: check the signature of each record; the first failure as (index, reason)."""
-    first, records, keys = args
-    cache: dict[str, PublicKey] = {}
-    for offset, data in enumerate(records):
-        try:
-            envelope = json.loads(data)["event"]
-            event = envelope["event"]
-            raw = keys.get(event["author"])
-            if raw is None:
-                continue  # not a key of any member: the rules pass reports it
-            key = cache.get(event["author"]) or cache.setdefault(event["author"], PublicKey(raw))
-            key.verify(
-                base64.b64decode(envelope["sig"]),
-                domain_bytes(Purpose.EVENT, canonical_bytes(event)),
-            )
-        except BadSignatureError:
-            return first + offset, "signature does not verify for its author"
-        except Exception:  # noqa: S112 - malformed records are reported by the main pass
-            continue
-    return None
-
-
 def verify_ledger(
     records: Sequence[bytes],
     *,
@@ -90,24 +70,98 @@ def verify_ledger(
     """Replay ``records`` from index 0; raise :class:`VerificationError` at the first bad one."""
     if workers <= 1:
         return _replay(records, signatures_checked=False, progress=progress)
+    return _verify_parallel(records, workers, progress)
+
+
+Packed = tuple[Any, ...]
+"""A worker's verdict on one entry: its :class:`Facts` (the kind as text), leaf hash, and whether
+its signature verified (None: the author's key is not in the ledger, so nothing was checked)."""
+
+
+def _check_chunk(
+    args: tuple[int, list[bytes], dict[str, bytes]],
+) -> tuple[list[Packed], tuple[int, str] | None]:
+    """Worker: parse, canonical-check, hash and signature-check a chunk of records.
+
+    Returns the packed verdicts of the entries before the first unreadable record, and that
+    record's (index, reason) if there is one.
+    """
+    first, records, keys = args
+    cache: dict[str, PublicKey] = {}
+    packed: list[Packed] = []
+    for offset, data in enumerate(records):
+        try:
+            entry = Entry.from_canonical(data)
+        except LedgerError as exc:
+            return packed, (first + offset, str(exc))
+        signed = entry.event
+        author = signed.event.author
+        key = cache.get(author)
+        if key is None and author in keys:
+            key = cache[author] = PublicKey(keys[author])
+        verdict: bool | None = None
+        if key is not None:
+            try:
+                key.verify(signed.sig, signed.event.signing_bytes())
+                verdict = True
+            except BadSignatureError:
+                verdict = False
+        facts = facts_of(entry)
+        packed.append((*facts[:4], facts.kind.value, *facts[5:], entry.leaf_hash, verdict))
+    return packed, None
+
+
+def _verify_parallel(
+    records: Sequence[bytes], workers: int, progress: Progress | None
+) -> VerifiedLedger:
     keys = _collect_keys(records)
     jobs = [
         (start, list(records[start : start + CHUNK]), keys)
         for start in range(0, len(records), CHUNK)
     ]
-    failures: list[tuple[int, str]] = []
+    state = State()
+    tree = MerkleTree()
+    seen: set[str] = set()
+    kinds = {kind.value: kind for kind in EventKind}
+    index = 0
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending = pool.map(_check_signatures, jobs)
-        try:
-            verified = _replay(records, signatures_checked=True, progress=progress)
-        except VerificationError as exc:
-            failures.append((exc.index or 0, exc.reason))
-        failures += [failure for failure in pending if failure is not None]
-    if failures:
-        # Report the earliest problem, whichever pass found it.
-        index, reason = min(failures)
-        raise VerificationError(index, reason)
-    return verified
+        for packed, failure in pool.map(_check_chunk, jobs):
+            for item in packed:
+                facts = Facts._make((*item[:4], kinds[item[4]], *item[5:-2]))
+                try:
+                    if facts.position != index:
+                        raise VerificationError(index, f"record holds entry {facts.position}")
+                    if facts.event_id in seen:
+                        raise VerificationError(index, "the same event appears twice in the ledger")
+                    apply_facts(state, facts, _signature_check(records, index, item[-1]))
+                except VerificationError:
+                    raise
+                except LedgerError as exc:
+                    raise VerificationError(index, str(exc)) from exc
+                seen.add(facts.event_id)
+                tree.append(item[-2])
+                index += 1
+                if progress is not None and index % CHUNK == 0:
+                    progress(index)
+            if failure is not None:
+                raise VerificationError(*failure)
+    return VerifiedLedger(state=state, tree=tree)
+
+
+def _signature_check(
+    records: Sequence[bytes], index: int, verdict: bool | None
+) -> Callable[[PublicKey], None] | None:
+    """What the rules do at their signature step, given a worker's verdict."""
+    if verdict:
+        return None
+    if verdict is None:
+        # The worker knew no key by that id (the rules refuse such an author before this step).
+        return partial(check_signature, Entry.from_canonical(records[index]))
+
+    def refuse(key: PublicKey) -> None:
+        raise bad_signature(index, key)
+
+    return refuse
 
 
 def _replay(

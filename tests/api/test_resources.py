@@ -321,18 +321,24 @@ def test_bad_blob_names(call: Caller, world: World, name: str, status: int, slug
 def test_blob_limits_and_content_type(call: Caller, world: World) -> None:
     big = b"x" * (1024 * 1024 + 1)
     sha = hashlib.sha256(big).hexdigest()
-    result = call("PUT", f"/v1/blobs/{sha}", key=world.keys["site-a"], body=big, content_type=OCTETS)
+    result = call(
+        "PUT", f"/v1/blobs/{sha}", key=world.keys["site-a"], body=big, content_type=OCTETS
+    )
     assert result.status_code == 413 and problem_slug(result) == "body-too-large"
     small = b"{}"
     sha = hashlib.sha256(small).hexdigest()
-    result = call("PUT", f"/v1/blobs/{sha}", key=world.keys["site-a"], body=small, content_type=JSON)
+    result = call(
+        "PUT", f"/v1/blobs/{sha}", key=world.keys["site-a"], body=small, content_type=JSON
+    )
     assert result.status_code == 415
 
 
 def test_auditor_may_read_but_not_upload(call: Caller, world: World) -> None:
     data = b"audit"
     sha = hashlib.sha256(data).hexdigest()
-    result = call("PUT", f"/v1/blobs/{sha}", key=world.keys["audrey"], body=data, content_type=OCTETS)
+    result = call(
+        "PUT", f"/v1/blobs/{sha}", key=world.keys["audrey"], body=data, content_type=OCTETS
+    )
     assert result.status_code == 403 and problem_slug(result) == "forbidden"
     assert call("GET", "/v1/events", key=world.keys["audrey"]).status_code == 200
 
@@ -346,7 +352,9 @@ def test_task_view_follows_the_sites(call: Caller, world: World, ledger: Ledger)
     result = call("GET", f"/v1/tasks/{signed.event.id}", key=world.keys["site-a"])
     assert result.status_code == 200
     assert result.json["task"]["index"] == 1
-    assert result.json["sites"] == {"site-a": {"state": "pending", "index": None, "finished": False}}
+    assert result.json["sites"] == {
+        "site-a": {"state": "pending", "index": None, "finished": False}
+    }
     assert result.json["cancelled"] is None
     unknown = call("GET", f"/v1/tasks/{'0' * 64}", key=world.keys["site-a"])
     assert unknown.status_code == 404 and problem_slug(unknown) == "not-found"
@@ -362,7 +370,9 @@ class _Boom:
         raise RuntimeError("secret /srv/pht/data/log.key")
 
 
-def test_unexpected_errors_are_an_opaque_500(ledger: Ledger, clock: FakeClock, world: World) -> None:
+def test_unexpected_errors_are_an_opaque_500(
+    ledger: Ledger, clock: FakeClock, world: World
+) -> None:
     app = make_app(ledger, clock)
     app.add_route("/v1/boom", _Boom())
     result = Caller(testing.TestClient(app), clock)("GET", "/v1/boom", key=world.keys["alice"])

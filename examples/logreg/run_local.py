@@ -1,0 +1,251 @@
+"""Run the federated logistic regression locally, straight through Docker (no registry, no site
+client), and check it against the pooled fit.
+
+For each site this starts its SPARQL endpoint on its own internal network, then iterates
+Newton-Raphson: each iteration runs the ``pht-examples/logreg`` image once per site, in parallel,
+locked down the way a site client runs it (read-only config at ``/pht/input/config.json``, a fresh
+output folder owned by nobody at ``/pht/output``, ``SPARQL_ENDPOINT``, the site's network, user
+65534, read-only root, no capabilities), sums the results and updates the coefficients until the
+step is below 1e-10. The coefficients must equal the pooled fit's within 1e-8.
+
+Usage (after ``examples/images/build.sh``; as root, for the output folders' owner)::
+
+    python3 -m examples.logreg.run_local [--patients N] [--keep] [--no-isolation-check]
+
+Prints each iteration's timings: every site's container run time (Docker's start to exit), the
+iteration's wall time, and the overhead above the slowest site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import numpy as np
+from docker.errors import ImageNotFound
+from docker.types import Mount
+
+from examples.logreg import central, data
+from examples.sparql import endpoint
+
+LOGREG_IMAGE = f"{endpoint.REGISTRY}/pht-examples/logreg:1"
+NOBODY = 65534
+AGREEMENT = 1e-8
+
+
+@dataclass(frozen=True)
+class SiteRun:
+    """One site's container in one iteration."""
+
+    site: str
+    result: dict[str, Any]
+    create_s: float
+    wall_s: float  # create, start, wait, collect, remove: as the host saw it
+    run_s: float  # Docker's StartedAt to FinishedAt: the container's own run time
+
+
+def _docker_time(stamp: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds, cut to the microseconds Python parses."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+
+
+def run_site(
+    client: docker.DockerClient,
+    site: str,
+    config: Mapping[str, Any],
+    workdir: Path,
+    network: str,
+    url: str,
+    image: str = LOGREG_IMAGE,
+    timeout_s: float = 120.0,
+) -> SiteRun:
+    """Run the algorithm image once at ``site`` with ``config``; return its parsed result."""
+    t0 = time.perf_counter()
+    task_dir = workdir / f"iter-{config['iteration']:02d}" / site
+    output = task_dir / "output"
+    output.mkdir(parents=True)
+    os.chown(output, NOBODY, NOBODY)
+    output.chmod(0o700)
+    config_path = task_dir / "config.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    config_path.chmod(0o644)
+    container = client.containers.create(
+        image,
+        environment={
+            "SPARQL_ENDPOINT": url,
+            "PHT_TASK": f"local-{config['iteration']}",
+            "PHT_SITE": site,
+        },
+        mounts=[
+            Mount("/pht/input/config.json", str(config_path), type="bind", read_only=True),
+            Mount("/pht/output", str(output), type="bind"),
+        ],
+        network=network,
+        user=f"{NOBODY}:{NOBODY}",
+        read_only=True,
+        tmpfs={"/tmp": "size=16m,mode=1777"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit="512m",
+        pids_limit=64,
+        nano_cpus=1_000_000_000,
+        labels={endpoint.LABEL: "logreg-local", endpoint.SITE_LABEL: site},
+    )
+    t1 = time.perf_counter()
+    try:
+        container.start()
+        status = container.wait(timeout=timeout_s)
+        container.reload()
+        state = container.attrs["State"]
+        if status.get("StatusCode") != 0:
+            logs = container.logs().decode("utf-8", "replace").strip()
+            raise RuntimeError(f"{site}: container exited {status.get('StatusCode')}: {logs}")
+        result = json.loads((output / "result.json").read_text(encoding="utf-8"))
+    finally:
+        container.remove(force=True)
+    run_s = (
+        _docker_time(state["FinishedAt"]) - _docker_time(state["StartedAt"])
+    ).total_seconds()
+    return SiteRun(site, result, t1 - t0, time.perf_counter() - t0, run_s)
+
+
+def _check_images(client: docker.DockerClient, images: Sequence[str]) -> None:
+    for image in images:
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            raise SystemExit(
+                f"run_local: image {image} is missing; run examples/images/build.sh"
+            ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, help="patients per site (default: each site's)")
+    parser.add_argument("--sites", default=",".join(data.SITES))
+    parser.add_argument("--image", default=LOGREG_IMAGE)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--no-isolation-check", action="store_true")
+    args = parser.parse_args(argv)
+    sites = args.sites.split(",")
+    if unknown := [s for s in sites if s not in data.SITES]:
+        parser.error(f"unknown sites {unknown}; known: {', '.join(data.SITES)}")
+
+    client = docker.from_env(timeout=120)
+    _check_images(client, [args.image, endpoint.ENDPOINT_IMAGE, endpoint.PROBE_IMAGE])
+    workdir = Path(tempfile.mkdtemp(prefix="pht-run-local-"))
+    workdir.chmod(0o755)
+    pool = ThreadPoolExecutor(max_workers=len(sites))
+    try:
+        t0 = time.perf_counter()
+        paths = {s: data.write_site_data(s, workdir, args.patients) for s in sites}
+        started = dict(
+            zip(
+                sites,
+                pool.map(lambda s: endpoint.start_site_endpoint(client, s, paths[s]), sites),
+                strict=True,
+            )
+        )
+        print(
+            f"endpoints: {len(sites)} started and loaded in {time.perf_counter() - t0:.2f} s",
+            file=sys.stderr,
+        )
+        for site, (network, url) in started.items():
+            print(f"  {site}: {url} on {network}", file=sys.stderr)
+        if not args.no_isolation_check and len(sites) > 1:
+            t0 = time.perf_counter()
+            outcomes = endpoint.check_isolation(client, sites[0], started[sites[1]][0])
+            print(
+                f"isolation of {sites[0]}'s endpoint ({time.perf_counter() - t0:.2f} s):",
+                file=sys.stderr,
+            )
+            for where, (ok, detail) in outcomes.items():
+                print(f"  {where}: {'answers' if ok else 'refused'} ({detail})", file=sys.stderr)
+
+        timings: list[tuple[int, list[SiteRun], float]] = []
+
+        def run_iteration(config: dict[str, Any]) -> list[dict[str, Any]]:
+            t_start = time.perf_counter()
+            runs = list(
+                pool.map(
+                    lambda s: run_site(
+                        client, s, config, workdir, *started[s], image=args.image
+                    ),
+                    sites,
+                )
+            )
+            timings.append((config["iteration"], runs, t_start))
+            return [r.result for r in runs]
+
+        header = "  ".join(f"{s:>8}" for s in sites)
+        print(f"\niter  {header}   slowest     wall  overhead   max|step|", file=sys.stderr)
+
+        def on_iteration(
+            iteration: int,
+            beta: central.FloatArray,
+            combined: central.SiteResult,
+            step: central.FloatArray,
+        ) -> None:
+            _, runs, t_start = timings[-1]
+            wall = time.perf_counter() - t_start
+            slowest = max(r.run_s for r in runs)
+            cells = "  ".join(f"{r.run_s:7.3f}s" for r in runs)
+            print(
+                f"{iteration:4d}  {cells}  {slowest:7.3f}s {wall:7.3f}s  {wall - slowest:7.3f}s"
+                f"   {np.max(np.abs(step)):.3e}",
+                file=sys.stderr,
+            )
+            timings[-1] = (iteration, runs, wall)
+
+        t0 = time.perf_counter()
+        fed = central.federated_fit(run_iteration, data.FEATURES, on_iteration=on_iteration)
+        total = time.perf_counter() - t0
+        x, y = data.pooled_arrays(sites, args.patients)
+        pooled = central.pooled_fit(x, y)
+        diff = float(np.max(np.abs(fed.coefficients - pooled.coefficients)))
+
+        overheads = [wall - max(r.run_s for r in runs) for _, runs, wall in timings]
+        site_runs = [r.run_s for _, runs, _ in timings for r in runs]
+        print(
+            f"\nfederated: {fed.iterations} iterations over {fed.n} patients in {total:.2f} s; "
+            f"container run {min(site_runs):.3f}-{max(site_runs):.3f} s, "
+            f"overhead mean {np.mean(overheads):.3f} s, max {max(overheads):.3f} s",
+            file=sys.stderr,
+        )
+        names = ["intercept", *data.FEATURES]
+        print(f"\n{'':>10} {'federated':>20} {'pooled':>20} {'true':>8}")
+        for name, f, p, t in zip(
+            names, fed.coefficients, pooled.coefficients, data.TRUE_COEFFICIENTS, strict=True
+        ):
+            print(f"{name:>10} {f:20.12f} {p:20.12f} {t:8.3f}")
+        print(f"max |federated - pooled| = {diff:.3e} (must be <= {AGREEMENT:g})")
+        if not diff <= AGREEMENT:
+            print("run_local: FAILED: federated and pooled fits disagree", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        pool.shutdown(wait=True)
+        for site in sites:
+            endpoint.stop_site_endpoint(client, site)
+        if args.keep:
+            print(f"work folder kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

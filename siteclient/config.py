@@ -1,0 +1,332 @@
+"""The site's ``config.json``: read once at start, validated completely, then immutable.
+
+Every problem is found before anything runs and reported together, one line each, so an operator
+fixes the file in one pass. Unknown keys are refused (a typo such as ``allowed_image`` would
+otherwise silently leave the default in place) with a did-you-mean suggestion.
+
+Example::
+
+    {
+      "site": "site-a",
+      "key_file": "keys/site-a.key",
+      "registry": "https://registry.example.org",
+      "log_key": "pht.example.org/consortium+1a2b3c4d+AQ...",
+      "genesis": "<64 hex: entry hash of entry 0>",
+      "sparql_endpoint": "http://sparql.site-a.internal:7878/query",
+      "allowed_images": ["myconsortium/[a-z0-9._-]+:[\\\\w.-]+"],
+      "require_digest": false,
+      "network": null,
+      "limits": {"timeout_s": 600, "memory_mb": 512},
+      "parallelism": 1,
+      "state_dir": "state",
+      "work_dir": "work",
+      "poll_wait_s": 25
+    }
+
+Decisions:
+
+- Relative paths (``key_file``, ``state_dir``, ``work_dir``) are resolved against the directory of
+  the config file, never the current directory; ``~`` is not expanded (write an absolute path).
+- ``log_key`` and ``genesis`` must be present. ``null`` means **trust on first use**: the follower
+  pins what the registry first serves into the state directory, says so loudly in its log, and from
+  then on treats the pinned value exactly like a configured one. Being explicit keeps TOFU a
+  choice, never the accident of a missing key; :attr:`SiteConfig.trust_on_first_use` names them.
+- ``network`` ``null`` means Docker network ``none``. ``"host"`` is refused (it would hand the
+  container the site's own network stack); ``"none"`` is refused in favour of ``null``.
+- ``state_dir``, ``work_dir`` and the key file must not lie inside one another: the work directory
+  holds what containers wrote, and must never reach the site's key or its trusted state.
+- ``poll_wait_s`` is at most 30, the longest wait the registry's API accepts.
+- ``load`` also checks the file system: the key file exists, is a regular file and is not readable
+  by group or others. Directories are created later, by the state module.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from ledger.checkpoint import parse_verifier_key
+from ledger.errors import LedgerError
+from ledger.fields import HEX64, NAME
+from siteclient.configread import FieldReader, describe, parse_json, unknown_keys
+from siteclient.errors import ConfigError
+from siteclient.policy import Allowlist, pattern_problems
+
+CONFIG_MAX_BYTES = 1 << 20
+MAX_POLL_WAIT_S = 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Per-task resource limits applied to every container."""
+
+    timeout_s: int = 600
+    memory_mb: int = 512
+    cpu_millis: int = 1000
+    pids: int = 128
+    output_max_bytes: int = 100 * MIB
+    output_max_files: int = 100
+    log_max_bytes: int = 1 * MIB
+    tmpfs_mb: int = 64
+
+
+# (low, high) bounds of each limit, inclusive.
+_LIMIT_BOUNDS: Mapping[str, tuple[int, int]] = {
+    "timeout_s": (1, 7 * 24 * 3600),
+    "memory_mb": (6, 1 << 20),  # Docker refuses less than 6 MB
+    "cpu_millis": (1, 1_000_000),
+    "pids": (1, 1 << 22),
+    "output_max_bytes": (1, 1 << 40),
+    "output_max_files": (1, 1_000_000),
+    "log_max_bytes": (1, 1 << 30),
+    "tmpfs_mb": (1, 1 << 20),
+}
+
+_REQUIRED = (
+    "site",
+    "key_file",
+    "registry",
+    "log_key",
+    "genesis",
+    "sparql_endpoint",
+    "allowed_images",
+    "state_dir",
+    "work_dir",
+)
+_OPTIONAL = ("require_digest", "network", "limits", "parallelism", "poll_wait_s")
+_NETWORK_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteConfig:
+    """A validated site configuration; paths are absolute."""
+
+    site: str
+    key_file: Path
+    registry: str
+    log_key: str | None
+    genesis: str | None
+    sparql_endpoint: str
+    allowed_images: tuple[str, ...]
+    state_dir: Path
+    work_dir: Path
+    require_digest: bool = False
+    network: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    parallelism: int = 1
+    poll_wait_s: int = 25
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SiteConfig:
+        """Read, parse and validate ``path``; raise :class:`ConfigError` listing every problem."""
+        config_path = Path(path).absolute()
+        try:
+            with config_path.open("rb") as handle:
+                raw = handle.read(CONFIG_MAX_BYTES + 1)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_path}: {exc.strerror}") from exc
+        if len(raw) > CONFIG_MAX_BYTES:
+            raise ConfigError(f"config file {config_path} is larger than {CONFIG_MAX_BYTES} bytes")
+        data = parse_json(raw, config_path)
+        config, problems = _build(data, config_path.parent)
+        if config is not None:
+            problems.extend(_check_files(config))
+        if problems or config is None:
+            _raise(config_path, problems)
+        return config
+
+    @classmethod
+    def from_dict(cls, data: object, *, base_dir: str | os.PathLike[str]) -> SiteConfig:
+        """Validate parsed JSON without touching the file system; relative paths join ``base_dir``.
+
+        Raises :class:`ConfigError` listing every problem.
+        """
+        config, problems = _build(data, Path(base_dir).absolute())
+        if problems or config is None:
+            _raise(Path(base_dir) / "<config>", problems)
+        return config
+
+    @property
+    def trust_on_first_use(self) -> tuple[str, ...]:
+        """The pins left to trust on first use (``log_key``, ``genesis``); empty when all pinned."""
+        return tuple(
+            name
+            for name, value in (("log_key", self.log_key), ("genesis", self.genesis))
+            if not value
+        )
+
+    def allowlist(self) -> Allowlist:
+        """The site's image policy (patterns were checked at load)."""
+        return Allowlist(self.allowed_images, site=self.site)
+
+    def warnings(self) -> tuple[str, ...]:
+        """Things the operator should read in the log at start; none of them stops the site."""
+        notes = [
+            f"{name} is null: trusting the registry's value on first use and pinning it in "
+            f"{self.state_dir}"
+            for name in self.trust_on_first_use
+        ]
+        if self.network is not None:
+            notes.append(
+                f"containers join Docker network {self.network!r}: whatever that network reaches, "
+                "a container can send data to"
+            )
+        notes.extend(self.allowlist().warnings)
+        return tuple(notes)
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def _raise(config_path: Path, problems: list[str]) -> NoReturn:
+    count = len(problems)
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    noun = "problem" if count == 1 else "problems"
+    raise ConfigError(f"config file {config_path} has {count} {noun}:\n{lines}")
+
+
+def _allowed_images(read: FieldReader) -> tuple[str, ...]:
+    if "allowed_images" not in read.data:
+        return ()
+    value = read.data["allowed_images"]
+    if not isinstance(value, list):
+        read.problem(
+            "allowed_images", f"expected an array of regular expressions, found {describe(value)}"
+        )
+        return ()
+    read.problems.extend(pattern_problems(value))
+    return tuple(item for item in value if isinstance(item, str))
+
+
+def _network(read: FieldReader) -> str | None:
+    network = read.string("network", nullable=True)
+    if network in ("host", "none"):
+        hint = "use null for no network" if network == "none" else "it shares the host's network"
+        read.problem("network", f"{network!r} is refused: {hint}")
+    elif network is not None and (not set(network) <= _NETWORK_CHARS or not network[0].isalnum()):
+        read.problem("network", f"expected a Docker network name, found {network[:80]!r}")
+    return network
+
+
+def _limits(read: FieldReader) -> Limits:
+    if "limits" not in read.data:
+        return Limits()
+    value = read.data["limits"]
+    if not isinstance(value, dict):
+        read.problem("limits", f"expected an object, found {describe(value)}")
+        return Limits()
+    read.problems.extend(unknown_keys(value, tuple(_LIMIT_BOUNDS), "limits."))
+    lim = FieldReader(value, read.problems, "limits.")
+    defaults = Limits()
+    return Limits(
+        **{
+            name: lim.integer(name, getattr(defaults, name), low, high)
+            for name, (low, high) in _LIMIT_BOUNDS.items()
+        }
+    )
+
+
+def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        return None, [f"the top level must be a JSON object, found {describe(data)}"]
+    problems.extend(unknown_keys(data, _REQUIRED + _OPTIONAL, ""))
+    problems.extend(f"{key!r}: missing (required)" for key in _REQUIRED if key not in data)
+    read = FieldReader(data, problems)
+
+    site = read.string("site") if "site" in data else None
+    if site is not None and not NAME.fullmatch(site):
+        read.problem("site", f"expected a member name of a-z, 0-9, '.', '_', '-', found {site!r}")
+        site = None
+    key_file = read.path("key_file", base_dir) if "key_file" in data else None
+    state_dir = read.path("state_dir", base_dir) if "state_dir" in data else None
+    work_dir = read.path("work_dir", base_dir) if "work_dir" in data else None
+    registry = read.url("registry", allow_query=False) if "registry" in data else None
+    sparql = read.url("sparql_endpoint", allow_query=True) if "sparql_endpoint" in data else None
+
+    log_key = read.string("log_key", nullable=True)
+    if log_key is not None:
+        try:
+            parse_verifier_key(log_key)
+        except LedgerError as exc:
+            read.problem("log_key", f"not a registry note verifier key: {exc}")
+    genesis = read.string("genesis", nullable=True)
+    if genesis is not None and not HEX64.fullmatch(genesis):
+        read.problem("genesis", f"expected 64 lowercase hex digits or null, found {genesis[:80]!r}")
+
+    allowed = _allowed_images(read)
+    network = _network(read)
+    limits = _limits(read)
+    require_digest = read.boolean("require_digest", False)
+    parallelism = read.integer("parallelism", 1, 1, 64)
+    poll_wait_s = read.integer("poll_wait_s", 25, 0, MAX_POLL_WAIT_S)
+
+    problems.extend(_overlaps(key_file=key_file, state_dir=state_dir, work_dir=work_dir))
+    if problems:
+        return None, problems
+    assert site is not None and key_file is not None and registry is not None
+    assert sparql is not None and state_dir is not None and work_dir is not None
+    config = SiteConfig(
+        site=site,
+        key_file=key_file,
+        registry=registry,
+        log_key=log_key,
+        genesis=genesis,
+        sparql_endpoint=sparql,
+        allowed_images=allowed,
+        state_dir=state_dir,
+        work_dir=work_dir,
+        require_digest=require_digest,
+        network=network,
+        limits=limits,
+        parallelism=parallelism,
+        poll_wait_s=poll_wait_s,
+    )
+    return config, problems
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _overlaps(*, key_file: Path | None, state_dir: Path | None, work_dir: Path | None) -> list[str]:
+    problems = []
+    if (
+        state_dir is not None
+        and work_dir is not None
+        and (_inside(state_dir, work_dir) or _inside(work_dir, state_dir))
+    ):
+        problems.append(
+            f"state_dir {state_dir} and work_dir {work_dir} must be separate directories, "
+            "neither inside the other (containers write into work_dir)"
+        )
+    if key_file is not None and work_dir is not None and _inside(key_file, work_dir):
+        problems.append(
+            f"key_file {key_file} lies inside work_dir {work_dir}, where containers write"
+        )
+    return problems
+
+
+def _check_files(config: SiteConfig) -> list[str]:
+    try:
+        info = config.key_file.stat()
+    except FileNotFoundError:
+        return [f"key_file: {config.key_file} does not exist (create it with: pht keys new)"]
+    except OSError as exc:
+        return [f"key_file: cannot read {config.key_file}: {exc.strerror}"]
+    if not stat.S_ISREG(info.st_mode):
+        return [f"key_file: {config.key_file} is not a regular file"]
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        mode = stat.S_IMODE(info.st_mode)
+        return [
+            f"key_file: {config.key_file} has mode {mode:04o}; expected 0600 "
+            f"(run: chmod 600 {config.key_file})"
+        ]
+    return []

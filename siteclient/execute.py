@@ -1,0 +1,167 @@
+"""Executing one task at this site: policy, pull, run, collect, upload -> a ``result`` body.
+
+The policy is decided first and nothing is pulled for a refused image. Every way a task can end
+(refused, pull failed, digest mismatch, timeout, out of memory, cancelled, outputs over the
+limits) becomes a ``result`` with a state and a reason the researcher can read. Only a failure of
+the site itself (engine or registry unreachable) raises, so that the agent retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from api.client import Client
+from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
+from ledger.canonical import canonical_bytes
+from ledger.events import utc_now
+from siteclient.agent import Job
+from siteclient.config import SiteConfig
+from siteclient.errors import (
+    DigestMismatchError,
+    EngineUnavailableError,
+    OutputError,
+    PolicyError,
+    PullError,
+)
+from siteclient.outputs import collect_outputs
+from siteclient.policy import Allowlist
+from siteclient.runspec import RunLimits, RunSpec, RunState
+from siteclient.runtime import DockerRuntime
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[StatusState, str | None], None]
+
+_STATES = {
+    RunState.COMPLETED: ResultState.COMPLETED,
+    RunState.FAILED: ResultState.FAILED,
+    RunState.TIMEOUT: ResultState.TIMEOUT,
+    RunState.CANCELLED: ResultState.CANCELLED,
+}
+
+
+class TaskExecutor:
+    """The site's :data:`siteclient.agent.Execute`: one task from policy to result body."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        client: Client,
+        runtime: DockerRuntime,
+        allowlist: Allowlist,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._runtime = runtime
+        self._allowlist = allowlist
+        self._clock = clock
+
+    def __call__(self, job: Job, folder: Path, report: Report) -> Result:
+        task = job.body
+        decision = self._allowlist.decide(task.image, require_digest=self._config.require_digest)
+        if not decision.allowed or decision.ref is None:
+            log.info("task %s: refused %r: %s", job.task_id[:12], task.image, decision.reason)
+            return Result(task=job.task_id, state=ResultState.REJECTED, reason=decision.reason)
+        ref = decision.ref
+        config = self._config_bytes(job)
+        try:
+            pulled = self._runtime.pull(ref.repository, tag=ref.tag, digest=ref.digest)
+        except EngineUnavailableError:
+            raise
+        except (PolicyError, DigestMismatchError) as exc:
+            return Result(task=job.task_id, state=ResultState.REJECTED, reason=str(exc))
+        except PullError as exc:
+            return Result(task=job.task_id, state=ResultState.FAILED, reason=str(exc))
+        report(StatusState.STARTED, f"running {ref.familiar()} ({pulled.digest})")
+        spec = RunSpec(
+            image_id=pulled.image_id,
+            task=job.task_id,
+            site=self._config.site,
+            sparql_endpoint=self._config.sparql_endpoint,
+            config=config,
+            work_dir=folder,
+            network=self._config.network,
+            limits=self._limits(job),
+        )
+        try:
+            outcome = self._runtime.run(spec, job.cancel)
+        except PolicyError as exc:
+            return Result(
+                task=job.task_id,
+                state=ResultState.REJECTED,
+                reason=str(exc),
+                image_digest=pulled.digest,
+            )
+        state = _STATES[outcome.state]
+        reason = outcome.reason
+        outputs: tuple[Output, ...] = ()
+        if state is ResultState.COMPLETED or state is ResultState.FAILED:
+            try:
+                outputs, note = self._upload_outputs(outcome.output_dir, spec.limits)
+                reason = "; ".join(part for part in (reason, note) if part)
+            except OutputError as exc:
+                state, reason = ResultState.FAILED, f"outputs refused: {exc}"
+        log_ref = None
+        if outcome.log_tail:
+            log_ref = BlobRef(
+                sha256=self._client.put_blob(outcome.log_tail), size=len(outcome.log_tail)
+            )
+        return Result(
+            task=job.task_id,
+            state=state,
+            outputs=outputs,
+            exit_code=outcome.exit_code,
+            image_digest=pulled.digest,
+            started=outcome.started,
+            finished=outcome.finished,
+            log=log_ref,
+            reason=(reason or None) and reason[:2000],
+        )
+
+    def _config_bytes(self, job: Job) -> bytes:
+        task = job.body
+        if task.config is not None:
+            return canonical_bytes(task.config)
+        assert task.config_blob is not None
+        return self._client.get_blob(task.config_blob, max_size=16 * 1024 * 1024)
+
+    def _limits(self, job: Job) -> RunLimits:
+        """The site's limits, tightened (never loosened) by the task's own."""
+        site = self._config.limits
+        asked = job.body.limits
+        timeout = site.timeout_s
+        memory = site.memory_mb
+        cpu = site.cpu_millis
+        if asked is not None:
+            timeout = min(timeout, asked.timeout_s or timeout)
+            memory = min(memory, asked.memory_mb or memory)
+            cpu = min(cpu, asked.cpu_millis or cpu)
+        return RunLimits(
+            timeout_s=float(timeout),
+            memory_bytes=memory * 1024 * 1024,
+            cpus=cpu / 1000,
+            pids=site.pids,
+            tmpfs_bytes=site.tmpfs_mb * 1024 * 1024,
+            log_max_bytes=site.log_max_bytes,
+            output_max_files=site.output_max_files,
+            output_max_bytes=site.output_max_bytes,
+        )
+
+    def _upload_outputs(self, folder: Path, limits: RunLimits) -> tuple[tuple[Output, ...], str]:
+        collection = collect_outputs(
+            folder, max_files=limits.output_max_files, max_bytes=limits.output_max_bytes
+        )
+        outputs = []
+        for item in collection.files:
+            data = item.read_bytes()
+            sha256 = self._client.put_blob(data)
+            outputs.append(Output(name=item.name, sha256=sha256, size=item.size))
+        note = ""
+        if collection.skipped:
+            listed = ", ".join(f"{s.name} ({s.reason})" for s in collection.skipped[:10])
+            note = f"ignored in the output folder: {listed}"
+        return tuple(outputs), note

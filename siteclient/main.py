@@ -1,0 +1,200 @@
+"""``siteclient``: a hospital's client of the PHT registry.
+
+    siteclient follow --config config.json        follow the ledger and run what is allowed
+    siteclient check-image REF --config config.json   would this image run here, and why
+    siteclient status --config config.json        cursor, trusted checkpoint, tasks in flight
+
+Errors end here as one line, ``siteclient: error: <reason>``, and a non-zero exit code. A fork
+or rewrite of the registry's history stops ``follow`` with exit code 3 (evidence is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from api.client import Client
+from api.errors import ApiError
+from crypto import CryptoError, SigningKey
+from ledger.checkpoint import Checkpoint
+from ledger.errors import LedgerError
+from siteclient.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
+from siteclient.config import SiteConfig
+from siteclient.errors import ForkDetectedError, SiteClientError
+from siteclient.execute import TaskExecutor
+from siteclient.follower import Follower
+from siteclient.runtime import DockerRuntime
+from siteclient.trust import TrustStore
+
+log = logging.getLogger("siteclient")
+
+EXIT_FORK = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="siteclient", description="Follow a PHT registry and run allowed analyses here."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    follow = commands.add_parser("follow", help="follow the ledger and run what is allowed")
+    follow.add_argument("--config", required=True, help="the site's config.json")
+    follow.add_argument(
+        "--once", action="store_true", help="catch up, run what is pending, then exit"
+    )
+    follow.set_defaults(run=_follow)
+
+    check = commands.add_parser("check-image", help="say whether an image may run here, and why")
+    check.add_argument("image", help="an image reference, e.g. myconsortium/avg:1.2")
+    check.add_argument("--config", required=True)
+    check.set_defaults(run=_check_image)
+
+    status = commands.add_parser("status", help="cursor, trusted checkpoint, tasks in flight")
+    status.add_argument("--config", required=True)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
+    return parser
+
+
+def _follow(args: argparse.Namespace) -> int:
+    config = SiteConfig.load(args.config)
+    for warning in config.warnings():
+        log.warning("config: %s", warning)
+    key = SigningKey.load(config.key_file)
+    client = Client(config.registry, key, timeout=10.0)
+    follower = Follower(
+        client, TrustStore(config.state_dir), log_key=config.log_key, genesis=config.genesis
+    )
+    runtime = DockerRuntime.from_env()
+    runtime.ping()
+    stale = runtime.remove_stale(config.site)
+    if stale:
+        log.warning("removed %d container(s) left by an earlier run of this site", len(stale))
+    executor = TaskExecutor(config, client=client, runtime=runtime, allowlist=config.allowlist())
+    agent = Agent(
+        site=config.site,
+        key=key,
+        client=client,
+        follower=follower,
+        execute=executor,
+        work_dir=config.work_dir,
+        parallelism=config.parallelism,
+    )
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the running tasks are cancelled", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info(
+        "site %r following %s from entry %d (allowlist: %s)",
+        config.site,
+        config.registry,
+        follower.size,
+        ", ".join(config.allowed_images) or "empty: nothing will run",
+    )
+    try:
+        if args.once:
+            agent.step(0)
+            agent.drain()
+            agent.step(0)
+        else:
+            agent.run(stop, wait=config.poll_wait_s)
+    finally:
+        agent.close(cancel=True)
+        client.close()
+    return 0
+
+
+def _check_image(args: argparse.Namespace) -> int:
+    config = SiteConfig.load(args.config)
+    decision = config.allowlist().decide(args.image, require_digest=config.require_digest)
+    verdict = "allowed" if decision.allowed else "refused"
+    print(f"{verdict}: {decision.reason}")
+    return 0 if decision.allowed else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = SiteConfig.load(args.config)
+    trusted = TrustStore(config.state_dir).load()
+    checkpoint = (
+        Checkpoint.parse_body(trusted.checkpoint.split(b"\n\n")[0] + b"\n")
+        if trusted.checkpoint
+        else None
+    )
+    in_flight = []
+    if config.work_dir.exists():
+        for folder in sorted(config.work_dir.iterdir()):
+            if (folder / RESULT_JOURNAL).exists():
+                in_flight.append({"task": folder.name, "state": "result not yet in the ledger"})
+            elif (folder / RUNNING_MARK).exists():
+                in_flight.append({"task": folder.name, "state": "running (or interrupted)"})
+    pending = [
+        task_id
+        for task_id, record in trusted.state.tasks.items()
+        if config.site in record.sites and not record.sites[config.site].finished
+    ]
+    report = {
+        "site": config.site,
+        "cursor": trusted.size,
+        "checkpoint": None
+        if checkpoint is None
+        else {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex()},
+        "genesis": trusted.genesis,
+        "pending_tasks": pending,
+        "in_flight": in_flight,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"site:        {config.site}")
+    print(f"cursor:      {trusted.size} entries verified")
+    if checkpoint is not None:
+        print(
+            f"checkpoint:  {checkpoint.origin} size {checkpoint.size} root {checkpoint.root.hex()}"
+        )
+    print(f"genesis:     {trusted.genesis or '(not yet pinned)'}")
+    print(f"pending:     {len(pending)} task(s) addressed here without a result")
+    for item in in_flight:
+        print(f"  {item['task'][:16]}  {item['state']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except ForkDetectedError as exc:
+        print(f"siteclient: FORK DETECTED, stopping: {exc}", file=sys.stderr)
+        return EXIT_FORK
+    except (SiteClientError, ApiError, LedgerError, CryptoError) as exc:
+        print(f"siteclient: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"siteclient: error: {exc.strerror or exc} ({exc.filename})", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""``pht serve`` as a real process on a loopback port, driven through api.client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.client import Client, RetryPolicy
+from api.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ProtocolError,
+    RuleViolationError,
+    TransportError,
+    UnauthenticatedError,
+)
+from crypto import SigningKey
+from ledger.appender import Ledger
+from ledger.bodies import Task
+from ledger.checkpoint import parse_verifier_key, verify_checkpoint
+from ledger.events import SignedEvent
+from ledger.merkle import verify_consistency, verify_inclusion
+from tests.api.conftest import task
+from tests.api.registry_process import RegistryProcess, init_registry
+from tests.ledger.factory import World, key
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[RegistryProcess]:
+    data = init_registry(tmp_path_factory.mktemp("registry"), world)
+    process = RegistryProcess(data)
+    process.start()
+    yield process
+    process.stop()
+
+
+def client(registry: RegistryProcess, signer: SigningKey | None, **options: object) -> Client:
+    return Client(registry.url, signer, **options)  # type: ignore[arg-type]
+
+
+def test_client_round_trip(registry: RegistryProcess, world: World) -> None:
+    with client(registry, world.keys["alice"]) as alice:
+        signed = task(world, 1)
+        appended = alice.post_event(signed)
+        assert appended.created and appended.event_id == signed.event.id
+        again = alice.post_event(signed)
+        assert not again.created and again.index == appended.index
+
+        page = alice.entries(0, limit=1000)
+        assert page.next == page.size == len(page.entries)
+        assert page.entries[appended.index].event == signed
+        assert alice.entry(appended.index).hash == appended.hash
+
+        note = alice.checkpoint()
+        genesis = page.entries[0].event.event.body
+        verifier = parse_verifier_key(genesis.log_key)  # type: ignore[union-attr]
+        cp = verify_checkpoint(note, verifier, origin=world.origin)
+        assert cp.size >= appended.index + 1
+        proof = alice.inclusion_proof(appended.index, cp.size)
+        verify_inclusion(
+            page.entries[appended.index].leaf_hash, appended.index, cp.size, proof, cp.root
+        )
+        # The tree of size 1 is the genesis leaf alone: its root is that leaf's hash.
+        old = alice.consistency_proof(1, cp.size)
+        verify_consistency(1, cp.size, page.entries[0].leaf_hash, cp.root, old)
+
+        view = alice.task(signed.event.id)
+        assert view.task.index == appended.index
+        assert view.sites["site-a"].state == "pending"
+
+
+def test_blobs_stream_both_ways(registry: RegistryProcess, world: World, tmp_path: Path) -> None:
+    with client(registry, world.keys["site-a"]) as site:
+        sha = site.put_blob(b"small")
+        assert site.get_blob(sha) == b"small"
+        big = tmp_path / "output.bin"
+        big.write_bytes(bytes(range(256)) * 20_000)
+        sha_big = site.put_blob(big)
+        copy = tmp_path / "copy.bin"
+        assert site.download_blob(sha_big, copy) == big.stat().st_size
+        assert copy.read_bytes() == big.read_bytes()
+        with pytest.raises(ProtocolError):
+            site.get_blob(sha_big, max_size=1000)
+
+
+def test_problems_become_exceptions(registry: RegistryProcess, world: World) -> None:
+    with client(registry, world.keys["site-a"]) as site:
+        refused = world.sign("site-a", Task(image="x:1", sites=("site-a",), config={}))
+        with pytest.raises(RuleViolationError) as rule:
+            site.post_event(refused)
+        assert rule.value.status == 403 and "researcher" in rule.value.detail
+        with pytest.raises(NotFoundError):
+            site.entry(10_000)
+        forged = SignedEvent(event=task(world, 77).event, sig=bytes(64))
+        with pytest.raises(InvalidRequestError) as bad:
+            site.post_event(forged)
+        assert bad.value.slug == "bad-signature"
+    with client(registry, key("mallory")) as stranger, pytest.raises(UnauthenticatedError) as who:
+        stranger.entries(0)
+    assert who.value.slug == "unknown-key"
+
+
+def test_unsigned_client_reads_only_public_resources(
+    registry: RegistryProcess, world: World
+) -> None:
+    with client(registry, None) as anyone:
+        assert anyone.health() >= 1
+        assert anyone.checkpoint().startswith(world.origin.encode())
+        assert anyone.openapi()["openapi"] == "3.1.0"
+        with pytest.raises(UnauthenticatedError) as refused:
+            anyone.entries(0)
+        assert refused.value.slug == "unauthenticated"
+
+
+def test_long_poll_wakes_a_waiting_follower(registry: RegistryProcess, world: World) -> None:
+    with (
+        client(registry, world.keys["site-b"]) as follower,
+        client(registry, world.keys["alice"]) as alice,
+    ):
+        start = follower.entries(0, limit=1000).size
+        received: list[float] = []
+
+        def follow() -> None:
+            page = follower.entries(start, wait=20)
+            received.append(time.monotonic())
+            assert [e.index for e in page.entries] == [start]
+
+        waiter = threading.Thread(target=follow)
+        waiter.start()
+        time.sleep(0.5)
+        alice.post_event(task(world, 2))
+        posted = time.monotonic()
+        waiter.join(10)
+        assert received and received[0] - posted < 1.0
+
+
+def test_transport_failure_is_reported_after_retries() -> None:
+    sleeps: list[float] = []
+    with (
+        Client(
+            "http://127.0.0.1:9",
+            key("alice"),
+            retry=RetryPolicy(attempts=3, backoff=0.01),
+            sleep=sleeps.append,
+        ) as nowhere,
+        pytest.raises(TransportError),
+    ):
+        nowhere.entries(0)
+    assert len(sleeps) == 2
+
+
+def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_append(
+    tmp_path: Path, world: World
+) -> None:
+    data = init_registry(tmp_path, world)
+    process = RegistryProcess(data)
+    process.start()
+    try:
+        with client(process, world.keys["alice"]) as alice:
+            acknowledged = [alice.post_event(task(world, n)) for n in range(20)]
+        assert process.terminate() == 0
+    finally:
+        process.stop()
+    reopened = Ledger.open(data, log_key=SigningKey.load(data / "log.key"))
+    try:
+        assert reopened.size == 21
+        for appended in acknowledged:
+            assert reopened.entry(appended.index).hash == appended.hash
+    finally:
+        reopened.close()
+    log = (tmp_path / "serve.log").read_text()
+    assert "POST /v1/events 201" in log  # one line per request
+    assert "stopped; ledger closed at size 21" in log
+
+
+def test_client_retries_across_a_restart(tmp_path: Path, world: World) -> None:
+    data = init_registry(tmp_path, world)
+    process = RegistryProcess(data)
+    process.start()
+    try:
+        with client(process, world.keys["alice"], retry=RetryPolicy(attempts=12)) as alice:
+            alice.post_event(task(world, 0))
+            process.kill()
+            restart = threading.Timer(0.5, process.start)
+            restart.start()
+            appended = alice.post_event(task(world, 1))  # refused connections, then retried
+            restart.join()
+            assert appended.created and appended.index == 2
+    finally:
+        process.stop()
