@@ -14,7 +14,7 @@ Invariants:
 - Deny by default: no patterns, nothing runs; an unparsable reference never runs.
 - With ``require_digest`` a reference without ``@sha256:`` is refused, whatever the patterns say.
 - Patterns are the site's own and trusted to be written with care; ``.`` matches any character, so
-  ``registry.example.org/.*`` also admits ``registryXexample.org/...``. Write
+  ``registry.example.org/.*`` also admits ``registryxexample.org/...``. Write
   ``registry\\.example\\.org/.*``. :attr:`Allowlist.warnings` flags such patterns, and patterns
   broad enough to admit an unrelated registry.
 - A pattern sees the tag and the digest: ``myconsortium/avg:.*`` also matches

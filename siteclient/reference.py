@@ -35,6 +35,9 @@ Decisions, where this parser is stricter than Docker (each refusal fails closed)
 - The fully qualified name (``domain/path``) is at most 255 characters, as Docker checks after
   normalization.
 - A bare 64-hex name is refused (Docker does too: it would be read as an image id).
+- On ``docker.io`` a first path component that would read as a registry host (``docker.io/
+  registry.example.org/x``, ``docker.io/localhost/x``) is refused: its familiar form would name
+  another registry. Docker Hub namespaces never contain a dot, so nothing real is lost.
 
 The **familiar form** is what Docker prints and what the site allowlist matches: ``docker.io/`` and
 an official image's ``library/`` are dropped, the tag (``latest`` when implied) and the digest are
@@ -202,6 +205,18 @@ def _is_domain(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost"
 
 
+def _check_hub_namespace(text: str, domain: str, path: str) -> None:
+    # The familiar form drops 'docker.io/', so 'docker.io/registry.example.org/x' would print as
+    # 'registry.example.org/x', another registry's image (a mirror may well serve it): refused.
+    first = path.partition("/")[0]
+    if domain == DEFAULT_DOMAIN and "/" in path and _is_domain(first):
+        raise _fail(
+            text,
+            f"on {DEFAULT_DOMAIN} the namespace {first[:60]!r} would read as a registry host "
+            "once 'docker.io/' is dropped (registry spoofing)",
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageRef:
     """A parsed, normalized image reference.
@@ -227,6 +242,7 @@ class ImageRef:
         _check_path(shown, self.path)
         if self.domain == DEFAULT_DOMAIN and "/" not in self.path:
             raise _fail(shown, f"official images on {DEFAULT_DOMAIN} live under 'library/'")
+        _check_hub_namespace(shown, self.domain, self.path)
         if len(shown) > NAME_MAX_LENGTH:
             raise _fail(
                 shown, f"repository name is {len(shown)} characters, longer than {NAME_MAX_LENGTH}"
@@ -314,6 +330,7 @@ def parse_reference(text: str) -> ImageRef:
     _check_path(text, path)
     if domain == LEGACY_DEFAULT_DOMAIN:
         domain = DEFAULT_DOMAIN
+    _check_hub_namespace(text, domain, path)
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = OFFICIAL_PREFIX + path
     full = f"{domain}/{path}"

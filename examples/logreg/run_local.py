@@ -26,9 +26,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,16 @@ AGREEMENT = 1e-8
 
 @dataclass(frozen=True)
 class SiteRun:
-    """One site's container in one iteration."""
+    """One site's container in one iteration, with where its time went (seconds)."""
 
     site: str
     result: dict[str, Any]
-    create_s: float
-    wall_s: float  # create, start, wait, collect, remove: as the host saw it
-    run_s: float  # Docker's StartedAt to FinishedAt: the container's own run time
+    log: str  # the algorithm's last stderr line
+    create_s: float  # folders, config and ``containers.create``
+    run_s: float  # ``start()`` called until the exit is seen: the site's container run time
+    start_s: float  # of which the engine's start latency (until Docker's StartedAt)
+    process_s: float  # of which the process itself (Docker's StartedAt to FinishedAt)
+    collect_s: float  # state, logs and result.json read back
 
 
 def _docker_time(stamp: str) -> datetime:
@@ -69,6 +72,7 @@ def run_site(
     workdir: Path,
     network: str,
     url: str,
+    remover: Executor,
     image: str = LOGREG_IMAGE,
     timeout_s: float = 120.0,
 ) -> SiteRun:
@@ -105,21 +109,33 @@ def run_site(
         labels={endpoint.LABEL: "logreg-local", endpoint.SITE_LABEL: site},
     )
     t1 = time.perf_counter()
+    started_at = datetime.now(UTC)
     try:
         container.start()
         status = container.wait(timeout=timeout_s)
+        t2 = time.perf_counter()
         container.reload()
         state = container.attrs["State"]
+        logs = container.logs().decode("utf-8", "replace").strip()
         if status.get("StatusCode") != 0:
-            logs = container.logs().decode("utf-8", "replace").strip()
             raise RuntimeError(f"{site}: container exited {status.get('StatusCode')}: {logs}")
         result = json.loads((output / "result.json").read_text(encoding="utf-8"))
+        t3 = time.perf_counter()
     finally:
-        container.remove(force=True)
-    run_s = (
-        _docker_time(state["FinishedAt"]) - _docker_time(state["StartedAt"])
-    ).total_seconds()
-    return SiteRun(site, result, t1 - t0, time.perf_counter() - t0, run_s)
+        # Removing is not on the researcher's path: the result is in hand.
+        remover.submit(container.remove, force=True)
+    process_s = (_docker_time(state["FinishedAt"]) - _docker_time(state["StartedAt"])).total_seconds()
+    start_s = (_docker_time(state["StartedAt"]) - started_at).total_seconds()
+    return SiteRun(
+        site=site,
+        result=result,
+        log=logs.splitlines()[-1] if logs else "",
+        create_s=t1 - t0,
+        run_s=t2 - t1,
+        start_s=start_s,
+        process_s=process_s,
+        collect_s=t3 - t2,
+    )
 
 
 def _check_images(client: docker.DockerClient, images: Sequence[str]) -> None:
@@ -149,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pht-run-local-"))
     workdir.chmod(0o755)
     pool = ThreadPoolExecutor(max_workers=len(sites))
+    remover = ThreadPoolExecutor(max_workers=1)
     try:
         t0 = time.perf_counter()
         paths = {s: data.write_site_data(s, workdir, args.patients) for s in sites}
@@ -175,23 +192,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             for where, (ok, detail) in outcomes.items():
                 print(f"  {where}: {'answers' if ok else 'refused'} ({detail})", file=sys.stderr)
 
-        timings: list[tuple[int, list[SiteRun], float]] = []
+        timings: list[tuple[list[SiteRun], float]] = []
 
         def run_iteration(config: dict[str, Any]) -> list[dict[str, Any]]:
             t_start = time.perf_counter()
             runs = list(
                 pool.map(
                     lambda s: run_site(
-                        client, s, config, workdir, *started[s], image=args.image
+                        client, s, config, workdir, *started[s], remover, image=args.image
                     ),
                     sites,
                 )
             )
-            timings.append((config["iteration"], runs, t_start))
+            timings.append((runs, t_start))
             return [r.result for r in runs]
 
-        header = "  ".join(f"{s:>8}" for s in sites)
-        print(f"\niter  {header}   slowest     wall  overhead   max|step|", file=sys.stderr)
+        cells = "".join(f"{s + ' run (proc)':>19}" for s in sites)
+        print(f"\niter{cells}   slowest     wall  overhead  max|step|", file=sys.stderr)
 
         def on_iteration(
             iteration: int,
@@ -199,16 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             combined: central.SiteResult,
             step: central.FloatArray,
         ) -> None:
-            _, runs, t_start = timings[-1]
+            # Called once the step is computed: the iteration's wall time ends here.
+            runs, t_start = timings[-1]
             wall = time.perf_counter() - t_start
+            timings[-1] = (runs, wall)
             slowest = max(r.run_s for r in runs)
-            cells = "  ".join(f"{r.run_s:7.3f}s" for r in runs)
+            cells = "".join(f"{r.run_s:11.3f}s ({r.process_s:.3f})" for r in runs)
             print(
-                f"{iteration:4d}  {cells}  {slowest:7.3f}s {wall:7.3f}s  {wall - slowest:7.3f}s"
-                f"   {np.max(np.abs(step)):.3e}",
+                f"{iteration:4d}{cells}  {slowest:7.3f}s {wall:7.3f}s  {wall - slowest:7.3f}s"
+                f"  {np.max(np.abs(step)):.3e}",
                 file=sys.stderr,
             )
-            timings[-1] = (iteration, runs, wall)
 
         t0 = time.perf_counter()
         fed = central.federated_fit(run_iteration, data.FEATURES, on_iteration=on_iteration)
@@ -217,12 +235,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         pooled = central.pooled_fit(x, y)
         diff = float(np.max(np.abs(fed.coefficients - pooled.coefficients)))
 
-        overheads = [wall - max(r.run_s for r in runs) for _, runs, wall in timings]
-        site_runs = [r.run_s for _, runs, _ in timings for r in runs]
+        all_runs = [r for runs, _ in timings for r in runs]
+        overheads = [wall - max(r.run_s for r in runs) for runs, wall in timings]
+
+        def spread(values: Sequence[float]) -> str:
+            return f"mean {np.mean(values):.3f} s, max {max(values):.3f} s"
+
         print(
-            f"\nfederated: {fed.iterations} iterations over {fed.n} patients in {total:.2f} s; "
-            f"container run {min(site_runs):.3f}-{max(site_runs):.3f} s, "
-            f"overhead mean {np.mean(overheads):.3f} s, max {max(overheads):.3f} s",
+            f"\nfederated: {fed.iterations} iterations over {fed.n} patients in {total:.2f} s\n"
+            f"  container run (start() to exit): {spread([r.run_s for r in all_runs])}\n"
+            f"    engine start latency:          {spread([r.start_s for r in all_runs])}\n"
+            f"    process (Docker's own times):  {spread([r.process_s for r in all_runs])}\n"
+            f"  create (folders, config, create): {spread([r.create_s for r in all_runs])}\n"
+            f"  collect (state, logs, result):   {spread([r.collect_s for r in all_runs])}\n"
+            f"  overhead above the slowest site: {spread(overheads)}\n"
+            f"  last site log: {all_runs[-1].log}",
             file=sys.stderr,
         )
         names = ["intercept", *data.FEATURES]
@@ -238,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         pool.shutdown(wait=True)
+        remover.shutdown(wait=True)
         for site in sites:
             endpoint.stop_site_endpoint(client, site)
         if args.keep:

@@ -38,7 +38,7 @@ ENDPOINT_IMAGE = f"{REGISTRY}/pht-examples/oxigraph:{OXIGRAPH_VERSION}"
 PROBE_IMAGE = f"{REGISTRY}/pht-examples/python-numpy:bookworm"
 PORT = 7878
 LABEL = "org.pht.examples"
-SITE_LABEL = "org.pht.site"
+SITE_LABEL = "org.pht.examples.site"
 SITE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 COUNT_PATIENTS = (
     "SELECT (COUNT(?p) AS ?n) WHERE { ?p a <https://pht.example/vocab#Patient> }"

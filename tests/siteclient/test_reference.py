@@ -154,6 +154,9 @@ HOSTILE = [
     ("ipv6_garbage_after_bracket", "[::1]x/y", "after the IPv6 registry host"),
     ("ipv6_unbracketed", "::1/x", "[brackets]"),
     ("dotted_first_component_is_read_as_host", "a.b__c/x", "must be dot-separated labels"),
+    ("hub_namespace_spoofing_registry", "docker.io/registry.example.org/team/x:1", "spoofing"),
+    ("legacy_hub_namespace_spoofing_registry", "index.docker.io/evil.example/x", "spoofing"),
+    ("hub_namespace_spoofing_localhost", "docker.io/localhost/x", "spoofing"),
     ("brackets_in_hostname", "a[b].example/x", "only enclose an IPv6"),
     ("url_scheme", "https://registry.example.org/x", "port '' must be"),
     ("userinfo", "user@registry.example.org/x", "'sha256:' followed by"),
@@ -219,6 +222,7 @@ UNNORMALIZED = [
     ("bad_path", dict(domain="localhost", path="../x", tag="1", digest=None)),
     ("bad_tag", dict(domain="localhost", path="x", tag="a b", digest=None)),
     ("bad_digest", dict(domain="localhost", path="x", tag=None, digest="sha256:ab")),
+    ("hub_path_printing_as_registry", dict(domain="docker.io", path="a.b/x", tag="1", digest=None)),
     ("newline_in_domain", dict(domain="a.b\n", path="x", tag="1", digest=None)),
 ]
 
@@ -241,7 +245,8 @@ _digest = st.one_of(st.none(), st.just(DIGEST), st.just(OTHER_DIGEST))
 def test_familiar_and_canonical_forms_round_trip(
     domain: str, path: list[str], tag: str | None, digest: str | None
 ) -> None:
-    assume(domain or "." not in path[0])  # a dotted first component is read as a registry
+    # On Docker Hub (named or implied) a dotted first component would read as a registry host.
+    assume(domain not in ("", "docker.io/", "index.docker.io/") or "." not in path[0])
     text = domain + "/".join(path)
     text += f":{tag}" if tag is not None else ""
     text += f"@{digest}" if digest is not None else ""

@@ -290,11 +290,14 @@ def test_huge_output_file_is_refused_at_collection(
     ],
 )
 def test_output_flood_is_stopped_while_running(
-    runtime: DockerRuntime, images: ImageFactory, tmp_path: Path, name: str, script: str, reason: str
+    runtime: DockerRuntime,
+    images: ImageFactory,
+    tmp_path: Path,
+    name: str,
+    script: str,
+    reason: str,
 ) -> None:
-    limits = RunLimits(
-        timeout_s=20, output_max_files=LIMITS.output_max_files, output_max_bytes=MiB
-    )
+    limits = RunLimits(timeout_s=20, output_max_files=LIMITS.output_max_files, output_max_bytes=MiB)
     began = time.monotonic()
     outcome = run_script(runtime, images, tmp_path, name, script, limits=limits)
 
