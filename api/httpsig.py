@@ -32,6 +32,7 @@ of other applications that this signature is a PHT request.
 from __future__ import annotations
 
 import base64
+import hashlib
 import heapq
 import re
 import threading
@@ -114,7 +115,14 @@ class Message(Protocol):
 
 
 class RequestSigner:
-    """Signs outgoing requests with one member key (the client side of the profile)."""
+    """Signs outgoing requests with one member key (the client side of the profile).
+
+    The package builds the signature base and parameters (``HTTPMessageSigner.prepare``, the API
+    it offers for signers that hold the key themselves); the key signs the base, and the two
+    signature fields are written under the label ``pht``. (``HTTPMessageSigner.apply`` would
+    re-derive the whole base to check it again, doubling the cost of signing for nothing: the
+    message is not touched in between.)
+    """
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
@@ -146,7 +154,7 @@ class RequestSigner:
         elif body is None and (message.method or "").upper() in BODY_METHODS:
             body = b""
         try:
-            self._signer.sign(
+            prepared = self._signer.prepare(
                 message,
                 key_id=self.key.key_id,
                 created=datetime.fromtimestamp(created, UTC),
@@ -159,6 +167,9 @@ class RequestSigner:
             )
         except HTTPMessageSignaturesException as exc:
             raise RequestAuthError(UNAUTHENTICATED, f"cannot sign request: {exc}") from exc
+        signature = base64.b64encode(self.key.sign(prepared.signature_base)).decode("ascii")
+        message.headers["Signature-Input"] = f"{LABEL}={prepared.signature_params}"
+        message.headers["Signature"] = f"{LABEL}=:{signature}:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +309,18 @@ class ReplayCache:
 
 
 class RequestVerifier:
-    """Verifies requests against the profile above (the server side)."""
+    """Verifies requests against the profile above (the server side).
+
+    Two paths reach the same verdict. The *strict path* handles exactly the canonical form that
+    :class:`RequestSigner` produces (one ``pht`` signature, parameters in the package's order,
+    a ``sha-256`` digest): it rebuilds the RFC 9421 signature base with one format string and
+    verifies it, about four times cheaper than the package's general parser, which matters at
+    hundreds of appends per second. Anything else (other parameter orders, several signatures,
+    other digest algorithms) and every refusal go through the package's ``HTTPMessageVerifier``,
+    so errors are always the package's. The strict path never accepts what the package refuses:
+    a differential test (``tests/api/test_httpsig.py``) runs both on the same genuine and
+    tampered requests.
+    """
 
     def __init__(
         self,
@@ -309,12 +331,14 @@ class RequestVerifier:
         skew: int = DEFAULT_SKEW,
         not_before: int = 0,
         replay: ReplayCache | None = None,
+        strict_path: bool = True,
     ) -> None:
         self._lookup = lookup
         self._clock = clock
         self._window = window
         self._skew = skew
         self._not_before = not_before
+        self._strict_path = strict_path
         self.replay = replay if replay is not None else ReplayCache()
 
     def verify(self, message: ServerMessage, body: bytes | None) -> Verified:
@@ -325,13 +349,78 @@ class RequestVerifier:
         been used before. The digest is checked against ``body``; pass ``None`` for a body the
         caller streams later, and check it against ``Verified.digest`` then.
         """
+        now = self._clock()
+        signed = self._strict(message, body, now) if self._strict_path else None
+        if signed is None:
+            signed = self._general(message, body, now)
+        key_id, created, nonce, digest = signed
+        self.replay.remember(key_id, nonce, until=created + self._window + self._skew + 1, now=now)
+        return Verified(
+            key_id=key_id, created=created, nonce=nonce, body=body or b"", digest=digest
+        )
+
+    def _fresh(self, created: int, now: float) -> bool:
+        return now - self._window <= created <= now + self._skew and created >= self._not_before
+
+    def _strict(
+        self, message: ServerMessage, body: bytes | None, now: float
+    ) -> tuple[KeyId, int, str, str | None] | None:
+        """The signer's identity if ``message`` is in canonical form and verifies; else None."""
+        fields: dict[str, str] = {}
+        for name, value in message.headers.items():
+            lower = name.lower().replace("_", "-")
+            if lower in _STRICT_FIELDS:
+                if lower in fields:
+                    return None  # repeated field lines: the package's parser decides
+                fields[lower] = value.strip(" \t")
+        params = _STRICT_INPUT.fullmatch(fields.get("signature-input", ""))
+        signature = _STRICT_SIGNATURE.fullmatch(fields.get("signature", ""))
+        if params is None or signature is None:
+            return None
+        covered, created_text, key_id, nonce = params.groups()
+        created = int(created_text)
+        url = message.url
+        if not self._fresh(created, now) or not _STRICT_URL.fullmatch(url):
+            return None
+        digest = fields.get("content-digest")
+        has_body = message.method in BODY_METHODS or bool(body)
+        if covered.endswith('"content-digest"'):
+            match = _STRICT_DIGEST.fullmatch(digest or "")
+            if match is None or digest is None:
+                return None
+            if body is not None and hashlib.sha256(body).digest() != _b64(match.group(1)):
+                return None
+            lines = (
+                f'"@method": {message.method}\n"@target-uri": {url}\n'
+                f'"content-digest": {digest}\n"@signature-params": {fields["signature-input"][4:]}'
+            )
+        elif has_body:
+            return None
+        else:
+            digest = None
+            lines = (
+                f'"@method": {message.method}\n"@target-uri": {url}\n'
+                f'"@signature-params": {fields["signature-input"][4:]}'
+            )
+        key = self._lookup(KeyId(key_id))
+        if key is None:
+            return None
+        try:
+            key.verify(_b64(signature.group(1)), lines.encode("ascii"))
+        except BadSignatureError:
+            return None
+        return KeyId(key_id), created, nonce, digest
+
+    def _general(
+        self, message: ServerMessage, body: bytes | None, now: float
+    ) -> tuple[KeyId, int, str, str | None]:
+        """The package's verifier; raises :class:`RequestAuthError` with the reason."""
         if not _has_signature(message.headers):
             raise RequestAuthError(
                 UNAUTHENTICATED,
                 "the request carries no HTTP message signature (Signature-Input and Signature "
                 f"with tag {TAG!r})",
             )
-        now = self._clock()
         resolver = _MemberKeys(self._lookup)
         verifier = _Verifier(
             resolver, now=now, window=self._window, skew=self._skew, not_before=self._not_before
@@ -364,16 +453,26 @@ class RequestVerifier:
             raise RequestAuthError(
                 UNAUTHENTICATED, "the signature needs a nonce of 16-64 characters [A-Za-z0-9_-]"
             )
-        key_id = KeyId(str(params["keyid"]))
-        created = int(params["created"])
-        self.replay.remember(key_id, nonce, until=created + self._window + self._skew + 1, now=now)
-        return Verified(
-            key_id=key_id,
-            created=created,
-            nonce=nonce,
-            body=body or b"",
-            digest=results[0].covered_components.get('"content-digest"'),
-        )
+        digest = results[0].covered_components.get('"content-digest"')
+        return KeyId(str(params["keyid"])), int(params["created"]), nonce, digest
+
+
+# The strict path: exactly what RequestSigner writes (the package's serialization, our order).
+_STRICT_FIELDS = frozenset({"signature-input", "signature", "content-digest"})
+_STRICT_INPUT = re.compile(
+    r'pht=\(("@method" "@target-uri"(?: "content-digest")?)\)'
+    r";created=([1-9][0-9]{0,11});keyid=\"([0-9a-f]{64})\";alg=\"ed25519\""
+    r';nonce="([A-Za-z0-9_-]{16,64})";tag="pht/v1/request"'
+)
+_STRICT_SIGNATURE = re.compile(r"pht=:([A-Za-z0-9+/]{86}==):")
+_STRICT_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/]{43}=):")
+# An absolute http(s) URL of printable ASCII without spaces, with a path: what the package's
+# @target-uri resolution returns unchanged for such a URL.
+_STRICT_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+/[!#-~]*")
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text)
 
 
 def _has_signature(headers: Mapping[str, str]) -> bool:

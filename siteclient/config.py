@@ -74,6 +74,14 @@ class Limits:
     log_max_bytes: int = 1 * MIB
     tmpfs_mb: int = 64
 
+    def __post_init__(self) -> None:
+        for name, (low, high) in _LIMIT_BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(
+                    f"limits.{name}: expected an integer in [{low}, {high}], found {value!r}"
+                )
+
 
 # (low, high) bounds of each limit, inclusive.
 _LIMIT_BOUNDS: Mapping[str, tuple[int, int]] = {
@@ -166,6 +174,7 @@ class SiteConfig:
         """The site's image policy (patterns were checked at load)."""
         return Allowlist(self.allowed_images, site=self.site)
 
+    @property
     def warnings(self) -> tuple[str, ...]:
         """Things the operator should read in the log at start; none of them stops the site."""
         notes = [

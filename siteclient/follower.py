@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NoReturn
 
 from api.client import Client
 from ledger.checkpoint import Checkpoint, parse_verifier_key, verify_checkpoint
-from ledger.errors import LedgerError
+from ledger.errors import ChainError, LedgerError
 from ledger.events import Entry
 from ledger.merkle import verify_consistency
 from ledger.rules import apply
@@ -100,6 +101,10 @@ class Follower:
                 )
             try:
                 apply(trusted.state, entry)
+            except ChainError as exc:
+                # The entry after our verified history does not link to it: the registry now
+                # serves another history than the one it signed for us before.
+                self._fork(f"history was rewritten: {exc}", self._client.checkpoint())
             except LedgerError as exc:
                 raise FeedError(
                     f"the registry served an entry that fails verification: {exc}"
@@ -169,7 +174,7 @@ class Follower:
             except LedgerError as exc:
                 self._fork(f"the registry's consistency proof fails: {exc}", note)
 
-    def _fork(self, reason: str, note: bytes) -> None:
+    def _fork(self, reason: str, note: bytes) -> NoReturn:
         folder = self._store.keep_evidence(
             f"fork-at-{self.trusted.size}", self.trusted.checkpoint, note
         )

@@ -40,6 +40,7 @@ from siteclient.errors import OutputError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_SKIPPED = 100
+MAX_DEPTH = 16
 CHUNK = 1 << 16
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -239,6 +240,47 @@ def _read_at_most(fd: int, limit: int) -> bytes:
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
+
+
+def output_excess(output_dir: Path, *, max_files: int, max_bytes: int) -> str | None:
+    """Why the output folder of a *running* container already breaks the limits, or ``None``.
+
+    Counts every entry at any depth (never following links, opening each directory relative to
+    its parent's descriptor), stops counting once a limit is passed, and treats nesting deeper
+    than :data:`MAX_DEPTH` as a breach: only top-level files are collected, so a deep tree is
+    useless except to hide disk use. Errors while the tree changes under it count as no breach;
+    the next check or the collection decides.
+    """
+    max_entries = max_files + MAX_SKIPPED
+    entries = 0
+    size = 0
+
+    def walk(dir_fd: int, depth: int) -> str | None:
+        nonlocal entries, size
+        with os.scandir(dir_fd) as listing:
+            for entry in listing:
+                entries += 1
+                size += entry.stat(follow_symlinks=False).st_size
+                if entries > max_entries:
+                    return f"the output folder holds more than {max_entries} entries"
+                if size > max_bytes:
+                    return f"the output folder holds more than {max_bytes} bytes"
+                if entry.is_dir(follow_symlinks=False):
+                    if depth >= MAX_DEPTH:
+                        return f"the output folder nests deeper than {MAX_DEPTH} levels"
+                    child = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+                    try:
+                        if (breach := walk(child, depth + 1)) is not None:
+                            return breach
+                    finally:
+                        os.close(child)
+        return None
+
+    try:
+        with _open_dir(output_dir) as top:
+            return walk(top, 1)
+    except (OSError, OutputError):
+        return None
 
 
 @contextmanager

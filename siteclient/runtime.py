@@ -37,8 +37,11 @@ refuses images whose configuration would weaken the sandbox (:func:`check_image_
   ``out of memory (OOMKilled)``, even when the main process exited 0, since its work is
   incomplete.
 - logs: the json-file driver is forced with ``max-size``/``max-file`` so a flood cannot fill the
-  engine's disk, and the log is streamed while the container runs into a ring buffer of
-  ``log_max_bytes``, so it cannot fill the site's memory either; only the tail is kept.
+  engine's disk (at most two files of 80 times ``log_max_bytes``), and after the container
+  stopped the log is streamed through a ring buffer of ``log_max_bytes``, so it cannot fill the
+  site's memory either; only the tail is kept, and ``log_truncated`` says whether anything was
+  dropped. (Following the log while the container runs is not used: this engine's follow mode
+  loses lines when a file rotates near the container's exit.)
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from siteclient.errors import (
     RuntimeFailure,
     StateError,
 )
-from siteclient.outputs import MAX_SKIPPED
+from siteclient.outputs import output_excess
 from siteclient.runspec import (
     DIGEST,
     REPOSITORY,
@@ -95,10 +98,7 @@ LABEL_TASK = "org.pht.task"
 POLL_INTERVAL_S = 0.1
 OUTPUT_CHECK_INTERVAL_S = 0.5
 KILL_GRACE_S = 15.0
-LOG_DRAIN_S = 5.0
 OOM_REASON = "out of memory (OOMKilled)"
-_OUTPUT_DEPTH = 8
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class DockerRuntime:
@@ -219,11 +219,6 @@ class DockerRuntime:
         limits = spec.limits
         with _translated(f"start container {container.short_id}"):
             container.start()
-        tail = _LogTail(limits.log_max_bytes)
-        reader = threading.Thread(
-            target=tail.follow, args=(container,), name="log-tail", daemon=True
-        )
-        reader.start()
         waiter = _Waiter(container, limits.timeout_s + KILL_GRACE_S + 30)
         waiter.start()
 
@@ -240,7 +235,11 @@ class DockerRuntime:
                 reason = f"wall-clock timeout of {limits.timeout_s:g} s exceeded; killed"
             elif now >= next_check:
                 next_check = now + OUTPUT_CHECK_INTERVAL_S
-                excess = _output_excess(output_dir, limits)
+                excess = output_excess(
+                    output_dir,
+                    max_files=limits.output_max_files,
+                    max_bytes=limits.output_max_bytes,
+                )
                 if excess is not None:
                     ended_by, reason = RunState.FAILED, f"{excess}; killed"
             if ended_by is not None:
@@ -251,10 +250,8 @@ class DockerRuntime:
             raise RuntimeFailure(f"container {container.short_id} did not stop after a kill")
         if waiter.error is not None:
             _raise_translated(waiter.error, f"wait for container {container.short_id}")
-        reader.join(LOG_DRAIN_S)
-        if reader.is_alive():
-            tail.close()
-            reader.join(LOG_DRAIN_S)
+        with _translated(f"read the log of container {container.short_id}"):
+            log_tail, log_truncated = _read_log_tail(container, limits.log_max_bytes)
 
         with _translated(f"inspect container {container.short_id}"):
             container.reload()
@@ -274,8 +271,8 @@ class DockerRuntime:
             exit_code=exit_code,
             started=engine_time(state.get("StartedAt"), now_text),
             finished=engine_time(state.get("FinishedAt"), now_text),
-            log_tail=tail.value(),
-            log_truncated=tail.truncated,
+            log_tail=log_tail,
+            log_truncated=log_truncated,
             reason=reason,
             output_dir=output_dir,
         )
@@ -315,7 +312,6 @@ def _container_options(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             Mount(INPUT_TARGET, str(spec.input_dir.resolve()), type="bind", read_only=True)
         )
     file_limit = max(limits.output_max_bytes, limits.tmpfs_bytes) + 1
-    log_file_kib = max(1024, 2 * limits.log_max_bytes // 1024)
     return {
         "environment": {
             "SPARQL_ENDPOINT": spec.sparql_endpoint,
@@ -346,7 +342,10 @@ def _container_options(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         ],
         "log_config": LogConfig(
             type=LogConfig.types.JSON,
-            config={"max-size": f"{log_file_kib}k", "max-file": "2"},
+            config={
+                "max-size": f"{_log_file_bytes(limits.log_max_bytes) // 1024}k",
+                "max-file": "2",
+            },
         ),
         "labels": {LABEL_SITE: spec.site, LABEL_TASK: spec.task},
         "stdin_open": False,
@@ -399,91 +398,36 @@ def _exit_reason(exit_code: int | None, state: dict[str, Any]) -> str:
     return f"exited with code {exit_code}"
 
 
-def _output_excess(output_dir: Path, limits: RunLimits) -> str | None:
-    """Why the output folder already breaks the limits, or None. Never follows links."""
-    max_entries = limits.output_max_files + MAX_SKIPPED
-    totals = [0, 0]  # bytes, entries
-
-    def walk(dir_fd: int, depth: int) -> bool:
-        with os.scandir(dir_fd) as entries:
-            for entry in entries:
-                totals[1] += 1
-                info = entry.stat(follow_symlinks=False)
-                totals[0] += info.st_size
-                if totals[0] > limits.output_max_bytes or totals[1] > max_entries:
-                    return False
-                if entry.is_dir(follow_symlinks=False) and depth < _OUTPUT_DEPTH:
-                    child = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
-                    try:
-                        if not walk(child, depth + 1):
-                            return False
-                    finally:
-                        os.close(child)
-        return True
-
-    try:
-        top = os.open(output_dir, _DIR_FLAGS)
-    except OSError:
-        return None
-    try:
-        within = walk(top, 0)
-    except OSError:
-        return None  # entries come and go while it runs; the next check or collection decides
-    finally:
-        os.close(top)
-    if within:
-        return None
-    if totals[1] > max_entries:
-        return f"the output folder holds more than {max_entries} entries"
-    return f"the output folder holds more than {limits.output_max_bytes} bytes"
-
-
 # ---- threads
 
 
-class _LogTail:
-    """Keeps the last ``limit`` bytes of a container's log, streamed as it is written."""
+def _read_log_tail(container: Container, limit: int) -> tuple[bytes, bool]:
+    """The last ``limit`` bytes of the stopped container's log, and whether any were dropped.
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._buffer = bytearray()
-        self._seen = 0
-        self._complete = False
-        self._stream: Any = None
-        self._lock = threading.Lock()
+    The engine keeps at most two json-file logs of ``max-size`` each (:func:`_log_file_bytes`),
+    so this reads a bounded amount; a ring buffer keeps the memory bounded by ``2 * limit``.
+    """
+    buffer = bytearray()
+    seen = 0
+    for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
+        seen += len(chunk)
+        buffer += chunk
+        if len(buffer) > 2 * limit:
+            del buffer[:-limit]
+    return bytes(buffer[-limit:]), seen > limit
 
-    def follow(self, container: Container) -> None:
-        try:
-            stream = container.logs(stdout=True, stderr=True, stream=True, follow=True)
-            with self._lock:
-                self._stream = stream
-            for chunk in stream:
-                self._feed(chunk)
-            self._complete = True
-        except Exception as exc:  # a thread must not die silently; the tail is marked partial
-            log.warning("log stream of %s ended early: %s", container.short_id, exc)
 
-    def _feed(self, chunk: bytes) -> None:
-        with self._lock:
-            self._seen += len(chunk)
-            self._buffer += chunk
-            if len(self._buffer) > 2 * self._limit:
-                del self._buffer[: -self._limit]
+def _log_file_bytes(limit: int) -> int:
+    """The json-file ``max-size`` that makes a lost log head visible as more than ``limit``.
 
-    def close(self) -> None:
-        with self._lock:
-            stream = self._stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-
-    def value(self) -> bytes:
-        with self._lock:
-            return bytes(self._buffer[-self._limit :])
-
-    @property
-    def truncated(self) -> bool:
-        return self._seen > self._limit or not self._complete
+    The engine drops the oldest file only on the second rotation, so whenever anything was
+    dropped a whole file of at least ``max-size`` bytes is still there. A json-file entry costs at
+    most about 75 bytes per byte of output (a one-byte line, or ``\\u00XX`` escapes, plus the
+    stream name and time): with ``max-size`` of 80 times ``limit``, that file alone holds more
+    than ``limit`` bytes of output, so ``log_truncated`` is exact. The engine's disk use per
+    container is bounded by two such files.
+    """
+    return max(1 << 20, 80 * limit)
 
 
 class _Waiter:

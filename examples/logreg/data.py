@@ -161,7 +161,9 @@ def pooled_arrays(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write each site's synthetic patients as N-Triples.")
+    parser = argparse.ArgumentParser(
+        description="Write each site's synthetic patients as N-Triples."
+    )
     parser.add_argument("directory", type=Path)
     parser.add_argument("--patients", type=int, help="patients per site (default: each site's own)")
     parser.add_argument("--sites", default=",".join(SITES), help="comma-separated site names")
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if site not in SITES:
             parser.error(f"unknown site {site!r}; known: {', '.join(SITES)}")
         path = write_site_data(site, args.directory, args.patients)
-        x, y = site_arrays(site, args.patients)
+        _, y = site_arrays(site, args.patients)
         print(f"{path}: {len(y)} patients, {int(y.sum())} with the outcome", file=sys.stderr)
     return 0
 

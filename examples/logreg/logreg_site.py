@@ -99,6 +99,8 @@ def gradient_hessian(
     gradient = x.T @ (y - mu)
     weights = mu * (1.0 - mu)
     hessian = -(x.T * weights) @ x
+    # Exactly symmetric, whatever order the matrix product summed in.
+    hessian = (hessian + hessian.T) / 2.0
     # log(1 + exp(eta)) without overflow.
     loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
     return gradient, hessian, loglik

@@ -69,6 +69,7 @@ def run_site(
     client: docker.DockerClient,
     site: str,
     config: Mapping[str, Any],
+    *,
     workdir: Path,
     network: str,
     url: str,
@@ -76,7 +77,11 @@ def run_site(
     image: str = LOGREG_IMAGE,
     timeout_s: float = 120.0,
 ) -> SiteRun:
-    """Run the algorithm image once at ``site`` with ``config``; return its parsed result."""
+    """Run the algorithm image once at ``site`` with ``config``; return its parsed result.
+
+    The container is removed by ``remover`` in the background: once the result is read, removing
+    it is no longer on the researcher's path.
+    """
     t0 = time.perf_counter()
     task_dir = workdir / f"iter-{config['iteration']:02d}" / site
     output = task_dir / "output"
@@ -100,7 +105,7 @@ def run_site(
         network=network,
         user=f"{NOBODY}:{NOBODY}",
         read_only=True,
-        tmpfs={"/tmp": "size=16m,mode=1777"},
+        tmpfs={"/tmp": "size=16m,mode=1777"},  # noqa: S108 - the container's own /tmp
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         mem_limit="512m",
@@ -122,9 +127,10 @@ def run_site(
         result = json.loads((output / "result.json").read_text(encoding="utf-8"))
         t3 = time.perf_counter()
     finally:
-        # Removing is not on the researcher's path: the result is in hand.
         remover.submit(container.remove, force=True)
-    process_s = (_docker_time(state["FinishedAt"]) - _docker_time(state["StartedAt"])).total_seconds()
+    process_s = (
+        _docker_time(state["FinishedAt"]) - _docker_time(state["StartedAt"])
+    ).total_seconds()
     start_s = (_docker_time(state["StartedAt"]) - started_at).total_seconds()
     return SiteRun(
         site=site,
@@ -148,6 +154,135 @@ def _check_images(client: docker.DockerClient, images: Sequence[str]) -> None:
             ) from None
 
 
+def _start_endpoints(
+    client: docker.DockerClient,
+    sites: Sequence[str],
+    workdir: Path,
+    patients: int | None,
+    pool: Executor,
+) -> dict[str, tuple[str, str]]:
+    """Write each site's data and start its endpoint, all sites at once."""
+    t0 = time.perf_counter()
+    paths = {s: data.write_site_data(s, workdir, patients) for s in sites}
+    started = dict(
+        zip(
+            sites,
+            pool.map(lambda s: endpoint.start_site_endpoint(client, s, paths[s]), sites),
+            strict=True,
+        )
+    )
+    _say(f"endpoints: {len(sites)} started and loaded in {time.perf_counter() - t0:.2f} s")
+    for site, (network, url) in started.items():
+        _say(f"  {site}: {url} on {network}")
+    return started
+
+
+def _check_isolation(client: docker.DockerClient, site: str, other_network: str) -> None:
+    t0 = time.perf_counter()
+    outcomes = endpoint.check_isolation(client, site, other_network)
+    _say(f"isolation of {site}'s endpoint, checked in {time.perf_counter() - t0:.2f} s:")
+    for where, (ok, detail) in outcomes.items():
+        _say(f"  {where}: {'answers' if ok else 'refused'} ({detail})")
+
+
+class _Iterations:
+    """Runs one iteration at every site in parallel and keeps its timings for the report."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        started: Mapping[str, tuple[str, str]],
+        workdir: Path,
+        image: str,
+        pool: Executor,
+        remover: Executor,
+    ) -> None:
+        self.client, self.started, self.workdir, self.image = client, started, workdir, image
+        self.pool, self.remover = pool, remover
+        self.runs: list[list[SiteRun]] = []
+        self.walls: list[float] = []
+        self._t_start = 0.0
+
+    def __call__(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        self._t_start = time.perf_counter()
+        runs = list(self.pool.map(lambda s: self._run(s, config), self.started))
+        self.runs.append(runs)
+        return [r.result for r in runs]
+
+    def _run(self, site: str, config: dict[str, Any]) -> SiteRun:
+        network, url = self.started[site]
+        return run_site(
+            self.client,
+            site,
+            config,
+            workdir=self.workdir,
+            network=network,
+            url=url,
+            remover=self.remover,
+            image=self.image,
+        )
+
+    def header(self) -> str:
+        cells = "".join(f"{s + ' run (proc)':>19}" for s in self.started)
+        return f"iter{cells}   slowest     wall  overhead  max|step|"
+
+    def on_iteration(
+        self,
+        iteration: int,
+        beta: central.FloatArray,
+        combined: central.SiteResult,
+        step: central.FloatArray,
+    ) -> None:
+        """Called once the step is computed: the iteration's wall time ends here."""
+        wall = time.perf_counter() - self._t_start
+        self.walls.append(wall)
+        runs = self.runs[-1]
+        slowest = max(r.run_s for r in runs)
+        cells = "".join(f"{r.run_s:11.3f}s ({r.process_s:.3f})" for r in runs)
+        _say(
+            f"{iteration:4d}{cells}  {slowest:7.3f}s {wall:7.3f}s  {wall - slowest:7.3f}s"
+            f"  {np.max(np.abs(step)):.3e}"
+        )
+
+    def summary(self) -> str:
+        every = [r for runs in self.runs for r in runs]
+        overheads = [
+            wall - max(r.run_s for r in runs)
+            for runs, wall in zip(self.runs, self.walls, strict=True)
+        ]
+
+        def spread(values: Sequence[float]) -> str:
+            return f"mean {np.mean(values):.3f} s, max {max(values):.3f} s"
+
+        return (
+            f"  container run (start() to exit): {spread([r.run_s for r in every])}\n"
+            f"    engine start latency:          {spread([r.start_s for r in every])}\n"
+            f"    process (Docker's own times):  {spread([r.process_s for r in every])}\n"
+            f"  create (folder, config, create): {spread([r.create_s for r in every])}\n"
+            f"  collect (state, logs, result):   {spread([r.collect_s for r in every])}\n"
+            f"  overhead above the slowest site: {spread(overheads)}\n"
+            f"  a site's own log line: {every[-1].log}"
+        )
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _compare(fed: central.Fit, pooled: central.Fit) -> float:
+    """Print the coefficients side by side; return the largest difference."""
+    names = ["intercept", *data.FEATURES]
+    print(f"\n{'':>10} {'federated':>20} {'pooled':>20} {'true':>8}")
+    for name, f, p, t in zip(
+        names, fed.coefficients, pooled.coefficients, data.TRUE_COEFFICIENTS, strict=True
+    ):
+        print(f"{name:>10} {f:20.12f} {p:20.12f} {t:8.3f}")
+    diff = float(np.max(np.abs(fed.coefficients - pooled.coefficients)))
+    print(f"max |federated - pooled| = {diff:.3e} (must be <= {AGREEMENT:g})")
+    return diff
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, help="patients per site (default: each site's)")
@@ -167,100 +302,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = ThreadPoolExecutor(max_workers=len(sites))
     remover = ThreadPoolExecutor(max_workers=1)
     try:
-        t0 = time.perf_counter()
-        paths = {s: data.write_site_data(s, workdir, args.patients) for s in sites}
-        started = dict(
-            zip(
-                sites,
-                pool.map(lambda s: endpoint.start_site_endpoint(client, s, paths[s]), sites),
-                strict=True,
-            )
-        )
-        print(
-            f"endpoints: {len(sites)} started and loaded in {time.perf_counter() - t0:.2f} s",
-            file=sys.stderr,
-        )
-        for site, (network, url) in started.items():
-            print(f"  {site}: {url} on {network}", file=sys.stderr)
+        started = _start_endpoints(client, sites, workdir, args.patients, pool)
         if not args.no_isolation_check and len(sites) > 1:
-            t0 = time.perf_counter()
-            outcomes = endpoint.check_isolation(client, sites[0], started[sites[1]][0])
-            print(
-                f"isolation of {sites[0]}'s endpoint ({time.perf_counter() - t0:.2f} s):",
-                file=sys.stderr,
-            )
-            for where, (ok, detail) in outcomes.items():
-                print(f"  {where}: {'answers' if ok else 'refused'} ({detail})", file=sys.stderr)
-
-        timings: list[tuple[list[SiteRun], float]] = []
-
-        def run_iteration(config: dict[str, Any]) -> list[dict[str, Any]]:
-            t_start = time.perf_counter()
-            runs = list(
-                pool.map(
-                    lambda s: run_site(
-                        client, s, config, workdir, *started[s], remover, image=args.image
-                    ),
-                    sites,
-                )
-            )
-            timings.append((runs, t_start))
-            return [r.result for r in runs]
-
-        cells = "".join(f"{s + ' run (proc)':>19}" for s in sites)
-        print(f"\niter{cells}   slowest     wall  overhead  max|step|", file=sys.stderr)
-
-        def on_iteration(
-            iteration: int,
-            beta: central.FloatArray,
-            combined: central.SiteResult,
-            step: central.FloatArray,
-        ) -> None:
-            # Called once the step is computed: the iteration's wall time ends here.
-            runs, t_start = timings[-1]
-            wall = time.perf_counter() - t_start
-            timings[-1] = (runs, wall)
-            slowest = max(r.run_s for r in runs)
-            cells = "".join(f"{r.run_s:11.3f}s ({r.process_s:.3f})" for r in runs)
-            print(
-                f"{iteration:4d}{cells}  {slowest:7.3f}s {wall:7.3f}s  {wall - slowest:7.3f}s"
-                f"  {np.max(np.abs(step)):.3e}",
-                file=sys.stderr,
-            )
-
-        t0 = time.perf_counter()
-        fed = central.federated_fit(run_iteration, data.FEATURES, on_iteration=on_iteration)
-        total = time.perf_counter() - t0
-        x, y = data.pooled_arrays(sites, args.patients)
-        pooled = central.pooled_fit(x, y)
-        diff = float(np.max(np.abs(fed.coefficients - pooled.coefficients)))
-
-        all_runs = [r for runs, _ in timings for r in runs]
-        overheads = [wall - max(r.run_s for r in runs) for runs, wall in timings]
-
-        def spread(values: Sequence[float]) -> str:
-            return f"mean {np.mean(values):.3f} s, max {max(values):.3f} s"
-
-        print(
-            f"\nfederated: {fed.iterations} iterations over {fed.n} patients in {total:.2f} s\n"
-            f"  container run (start() to exit): {spread([r.run_s for r in all_runs])}\n"
-            f"    engine start latency:          {spread([r.start_s for r in all_runs])}\n"
-            f"    process (Docker's own times):  {spread([r.process_s for r in all_runs])}\n"
-            f"  create (folders, config, create): {spread([r.create_s for r in all_runs])}\n"
-            f"  collect (state, logs, result):   {spread([r.collect_s for r in all_runs])}\n"
-            f"  overhead above the slowest site: {spread(overheads)}\n"
-            f"  last site log: {all_runs[-1].log}",
-            file=sys.stderr,
+            _check_isolation(client, sites[0], started[sites[1]][0])
+        iterations = _Iterations(
+            client,
+            started=started,
+            workdir=workdir,
+            image=args.image,
+            pool=pool,
+            remover=remover,
         )
-        names = ["intercept", *data.FEATURES]
-        print(f"\n{'':>10} {'federated':>20} {'pooled':>20} {'true':>8}")
-        for name, f, p, t in zip(
-            names, fed.coefficients, pooled.coefficients, data.TRUE_COEFFICIENTS, strict=True
-        ):
-            print(f"{name:>10} {f:20.12f} {p:20.12f} {t:8.3f}")
-        print(f"max |federated - pooled| = {diff:.3e} (must be <= {AGREEMENT:g})")
-        if not diff <= AGREEMENT:
-            print("run_local: FAILED: federated and pooled fits disagree", file=sys.stderr)
+        _say("\n" + iterations.header())
+        t0 = time.perf_counter()
+        fed = central.federated_fit(iterations, data.FEATURES, on_iteration=iterations.on_iteration)
+        total = time.perf_counter() - t0
+        _say(
+            f"\nfederated: {fed.iterations} iterations over {fed.n} patients in {total:.2f} s\n"
+            + iterations.summary()
+        )
+        pooled = central.pooled_fit(*data.pooled_arrays(sites, args.patients))
+        if not _compare(fed, pooled) <= AGREEMENT:
+            _say("run_local: FAILED: federated and pooled fits disagree")
             return 1
         return 0
     finally:
@@ -269,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for site in sites:
             endpoint.stop_site_endpoint(client, site)
         if args.keep:
-            print(f"work folder kept: {workdir}", file=sys.stderr)
+            _say(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
         client.close()

@@ -19,6 +19,7 @@ network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -40,9 +41,7 @@ PORT = 7878
 LABEL = "org.pht.examples"
 SITE_LABEL = "org.pht.examples.site"
 SITE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
-COUNT_PATIENTS = (
-    "SELECT (COUNT(?p) AS ?n) WHERE { ?p a <https://pht.example/vocab#Patient> }"
-)
+COUNT_PATIENTS = "SELECT (COUNT(?p) AS ?n) WHERE { ?p a <https://pht.example/vocab#Patient> }"
 
 # Runs inside a container: POSTs a SPARQL query (argv[2]) to argv[1], prints the first binding's
 # first value, exits 0 on success and 1 (with the reason on stderr) otherwise.
@@ -109,10 +108,8 @@ def ensure_network(client: docker.DockerClient, site: str) -> Network:
 
 
 def _remove_container(client: docker.DockerClient, name: str) -> None:
-    try:
+    with contextlib.suppress(NotFound):
         client.containers.get(name).remove(force=True)
-    except NotFound:
-        pass
 
 
 def _logs_tail(container: Container, lines: int = 20) -> str:
@@ -190,7 +187,7 @@ def start_site_endpoint(
         network=network.name,
         user="65534:65534",
         read_only=True,
-        tmpfs={"/store": "size=256m,mode=1777", "/tmp": "size=16m,mode=1777"},
+        tmpfs={"/store": "size=256m,mode=1777", "/tmp": "size=16m,mode=1777"},  # noqa: S108
         mounts=[Mount(target="/seed/data.nt", source=str(path), type="bind", read_only=True)],
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],

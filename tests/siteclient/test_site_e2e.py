@@ -4,6 +4,7 @@ registry, real containers. What a researcher sees is checked through the analyst
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from api.client import TaskView
-from ledger.bodies import Result
+from api.analyst import Analyst
+from api.client import Client, TaskView
+from ledger.bodies import Cancel, EventId, Result
+from ledger.events import SignedEvent, new_event
+from siteclient.main import EXIT_FORK
 from siteclient.trust import TrustStore
+from tests.api.registry_process import RegistryProcess
 from tests.siteclient.conftest import ImageFactory
 from tests.siteclient.site_env import SiteEnv
 
@@ -153,3 +158,75 @@ def test_registry_restart_mid_follow_is_survived(env: SiteEnv, images: ImageFact
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert sorted(_one_result_per_site(env).values()) == [1, 1]
+
+
+def test_forked_history_is_detected_and_the_site_stops_with_evidence(
+    env: SiteEnv, images: ImageFactory
+) -> None:
+    assert env.registry is not None
+    image = images.script("hello", WRITE_OUTPUT, tag="1")
+    # A second registry with the same genesis and the same log key, started from a copy of the
+    # data directory before anything else was appended: a rewritten history, signed correctly.
+    env.registry.stop()
+    fork_data = env.tmp / "fork-data"
+    shutil.copytree(env.registry.data, fork_data)
+    env.registry.start()
+    config = env.write_config()
+    env.post(image.reference)
+    assert env.follow_once(config) == 0
+    trusted_before = TrustStore(config.parent / "state").load()
+
+    env.registry.stop()
+    fork = RegistryProcess(fork_data)
+    fork.start()
+    try:
+        forked_client = Client(fork.url, env.world.keys["alice"])
+        analyst = Analyst(forked_client, env.world.keys["alice"])
+        for n in range(6):
+            analyst.post(image.reference, {"fork": n}, ["site-b"])
+        config = env.write_config(registry=fork.url)
+        assert env.follow_once(config) == EXIT_FORK
+    finally:
+        fork.stop()
+    evidence = list((config.parent / "state" / "evidence").glob("*/checkpoint-*.txt"))
+    assert len(evidence) == 2
+    assert trusted_before.checkpoint in {p.read_bytes() for p in evidence}
+    # the trusted state did not move onto the fork
+    assert TrustStore(config.parent / "state").load().size == trusted_before.size
+
+
+def _wait_for_state(env: SiteEnv, task: str, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if env.client().task(task).sites["site-a"].state == state:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"task never reached {state!r}")
+
+
+def test_cancel_kills_the_running_container(env: SiteEnv, images: ImageFactory) -> None:
+    image = images.script("sleeper", "sleep 600", tag="1")
+    config = env.write_config()
+    proc = env.spawn(config)
+    try:
+        task = env.post(image.reference)
+        _wait_for_state(env, task, "started")
+        analyst = env.analyst()
+        cancel = Cancel(task=EventId(task), reason="changed my mind")
+        event = new_event(cancel, ledger=analyst.origin, author=env.world.keys["alice"].key_id)
+        analyst.client.post_event(SignedEvent.sign(event, env.world.keys["alice"]))
+        _, result = _result(env, task)
+        assert result.state.value == "cancelled"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_parallelism_runs_tasks_side_by_side(env: SiteEnv, images: ImageFactory) -> None:
+    image = images.script("nap", "sleep 2; echo ok > /pht/output/ok.txt", tag="1")
+    config = env.write_config(parallelism=2)
+    tasks = [env.post(image.reference, {"n": n}) for n in range(2)]
+    assert env.follow_once(config) == 0
+    first, second = (_result(env, task)[1] for task in tasks)
+    assert first.started and first.finished and second.started and second.finished
+    assert first.started < second.finished and second.started < first.finished  # overlapped
