@@ -174,7 +174,6 @@ class SiteConfig:
         """The site's image policy (patterns were checked at load)."""
         return Allowlist(self.allowed_images, site=self.site)
 
-    @property
     def warnings(self) -> tuple[str, ...]:
         """Things the operator should read in the log at start; none of them stops the site."""
         notes = [

@@ -61,7 +61,7 @@ def test_minimal_config_loads_with_defaults_and_resolved_paths(tmp_path: Path) -
     assert (config.require_digest, config.network, config.parallelism) == (False, None, 1)
     assert config.poll_wait_s == 25
     assert config.trust_on_first_use == ()
-    assert config.warnings == ()
+    assert config.warnings() == ()
     assert config.allowlist().decide("myconsortium/avg:1", require_digest=False).allowed
 
 
@@ -101,7 +101,7 @@ def test_every_field_can_be_set(tmp_path: Path) -> None:
     assert config.limits == Limits(**limits)
     assert (config.require_digest, config.network, config.parallelism) == (True, "pht-sparql", 4)
     assert config.poll_wait_s == 0
-    assert any("pht-sparql" in warning for warning in config.warnings)
+    assert any("pht-sparql" in warning for warning in config.warnings())
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ def test_empty_object_lists_every_required_key(tmp_path: Path) -> None:
 def test_trust_on_first_use_must_be_explicit_and_is_said(tmp_path: Path) -> None:
     config = SiteConfig.load(_write(tmp_path, _minimal() | {"log_key": None, "genesis": None}))
     assert config.trust_on_first_use == ("log_key", "genesis")
-    warnings = config.warnings
+    warnings = config.warnings()
     assert sum("trusting the registry's value on first use" in w for w in warnings) == 2
 
 

@@ -1,0 +1,226 @@
+"""An auditor's whole-ledger check and report (what ``pht audit`` runs).
+
+``audit`` replays every stored record with :func:`ledger.verify.verify_ledger` (hashes, chain,
+signatures, rules, Merkle tree), checks the genesis and log key against pins if given, checks
+that every checkpoint the auditor saw before is a prefix of this history (same root at its size:
+a history rewritten and re-signed with the same log key is caught here), and builds a report:
+members over time, and for every task who asked, which image digest ran where, and the outcome.
+
+``read_log`` reads a data directory's entry log without taking the registry's lock, checking each
+record's framing and checksum and naming the first damaged entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crypto import PublicKey
+from ledger.bodies import EventId
+from ledger.canonical import canonical_bytes
+from ledger.checkpoint import Checkpoint, parse_verifier_key, verify_checkpoint
+from ledger.errors import LedgerError, VerificationError
+from ledger.events import Entry
+from ledger.records import find_valid_record, scan
+from ledger.verify import Progress, VerifiedLedger, verify_ledger
+
+log = logging.getLogger(__name__)
+
+
+def read_log(data_dir: Path) -> list[bytes]:
+    """Every record's payload of ``data_dir/entries.log``; VerificationError at damage.
+
+    A torn record at the very end (a write that never completed) ends the log with a warning:
+    it was never acknowledged. Damage followed by valid records is an error naming the entry.
+    """
+    path = Path(data_dir) / "entries.log"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise VerificationError(None, f"cannot read {path}: {exc.strerror}") from exc
+
+    def read(offset: int, size: int) -> bytes:
+        return data[offset : offset + size]
+
+    found = scan(read, 0, len(data))
+    if found.problem is not None:
+        index = len(found.offsets)
+        if find_valid_record(read, found.end + 1, len(data)) is not None:
+            raise VerificationError(index, f"the record in {path} is damaged ({found.problem})")
+        log.warning("entry %d: torn tail record ignored (%s)", index, found.problem)
+    records = []
+    for offset in found.offsets:
+        length = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        records.append(data[offset + 12 : offset + 12 + length])
+    return records
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberChange:
+    index: int
+    received: str
+    action: str  # founded, add, revoke
+    name: str
+    role: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteRun:
+    state: str
+    index: int | None = None
+    image_digest: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    outputs: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskReport:
+    event_id: str
+    index: int
+    received: str
+    author: str
+    image: str
+    label: str | None
+    parent: str | None
+    cancelled: int | None
+    sites: dict[str, SiteRun]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditReport:
+    origin: str
+    name: str
+    size: int
+    root: str
+    checkpoint_size: int | None
+    members: list[MemberChange] = field(default_factory=list)
+    tasks: list[TaskReport] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def audit(
+    records: Sequence[bytes],
+    *,
+    checkpoints: Sequence[bytes] = (),
+    log_key: str | None = None,
+    genesis: str | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> tuple[VerifiedLedger, AuditReport]:
+    """Verify everything; return the verified ledger and its report, or raise
+    :class:`VerificationError` naming the first bad entry (or the checkpoint it contradicts)."""
+    if not records:
+        raise VerificationError(None, "the ledger is empty")
+    verified = verify_ledger(records, workers=workers, progress=progress)
+    state = verified.state
+    first = Entry.from_canonical(records[0])
+    if genesis is not None and first.hash != genesis:
+        raise VerificationError(0, f"genesis hash is {first.hash}, the auditor pins {genesis}")
+    if log_key is not None and state.log_key != log_key:
+        raise VerificationError(0, f"the genesis names log key {state.log_key}, pinned {log_key}")
+    verifier = parse_verifier_key(state.log_key)
+    latest: Checkpoint | None = None
+    for note in checkpoints:
+        try:
+            checkpoint = verify_checkpoint(note, verifier, origin=state.origin)
+        except LedgerError as exc:
+            raise VerificationError(None, f"a checkpoint does not verify: {exc}") from exc
+        if checkpoint.size > verified.size:
+            raise VerificationError(
+                verified.size,
+                f"a checkpoint signed by the registry covers {checkpoint.size} entries but the "
+                f"ledger holds only {verified.size}: entries were removed",
+            )
+        if verified.tree.root(checkpoint.size) != checkpoint.root:
+            raise VerificationError(
+                None,
+                f"the history differs from the checkpoint of size {checkpoint.size} signed "
+                "before: the ledger was rewritten",
+            )
+        if latest is None or checkpoint.size > latest.size:
+            latest = checkpoint
+    return verified, build_report(records, verified, latest)
+
+
+def build_report(
+    records: Sequence[bytes], verified: VerifiedLedger, checkpoint: Checkpoint | None
+) -> AuditReport:
+    """The human story of a verified ledger (records are trusted here: they were verified)."""
+    state = verified.state
+    names: dict[str, str] = {}
+    members: list[MemberChange] = []
+    tasks: dict[str, TaskReport] = {}
+    for index, data in enumerate(records):
+        if b'"kind":"status"' in data:
+            continue  # progress only; the final state comes from the result
+        doc = json.loads(data)
+        event = doc["event"]["event"]
+        body = event["body"]
+        kind = event["kind"]
+        if kind == "consortium":
+            for m in body["members"]:
+                change = _member(index, doc["received"], "founded", m)
+                names[change.key_id] = m["name"]
+                members.append(change)
+        elif kind == "member":
+            change = _member(index, doc["received"], body["action"], body)
+            names.setdefault(change.key_id, body["name"])
+            members.append(change)
+        elif kind == "task":
+            event_id = EventId(hashlib.sha256(canonical_bytes(event)).hexdigest())
+            record = state.tasks[event_id]
+            tasks[event_id] = TaskReport(
+                event_id=event_id,
+                index=index,
+                received=doc["received"],
+                author=names.get(event["author"], event["author"]),
+                image=body["image"],
+                label=body.get("label"),
+                parent=body.get("parent"),
+                cancelled=record.cancelled,
+                sites={site: SiteRun(state="pending") for site in body["sites"]},
+            )
+        elif kind == "result":
+            site = names.get(event["author"], event["author"])
+            tasks[body["task"]].sites[site] = SiteRun(
+                state=body["state"],
+                index=index,
+                image_digest=body.get("image_digest"),
+                exit_code=body.get("exit_code"),
+                reason=body.get("reason"),
+                outputs=len(body["outputs"]),
+            )
+    for report in tasks.values():
+        for site, run in report.sites.items():
+            progress = state.tasks[EventId(report.event_id)].sites[site]
+            if run.state == "pending" and progress.state != "pending":
+                report.sites[site] = SiteRun(state=progress.state, index=progress.index)
+    return AuditReport(
+        origin=state.origin,
+        name=state.name,
+        size=verified.size,
+        root=verified.tree.root().hex(),
+        checkpoint_size=None if checkpoint is None else checkpoint.size,
+        members=members,
+        tasks=list(tasks.values()),
+    )
+
+
+def _member(index: int, received: str, action: str, spec: dict[str, Any]) -> MemberChange:
+    return MemberChange(
+        index=index,
+        received=received,
+        action=action,
+        name=spec["name"],
+        role=spec["role"],
+        key_id=PublicKey.from_b64(spec["public_key"]).key_id,
+    )
