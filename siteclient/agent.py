@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +29,7 @@ from crypto import SigningKey
 from ledger.bodies import Body, Cancel, EventId, Result, ResultState, Status, StatusState, Task
 from ledger.durable import write_atomic
 from ledger.events import Entry, SignedEvent, new_event
+from siteclient.cleanup import remove_tree
 from siteclient.errors import FeedError, SiteClientError
 from siteclient.follower import Follower
 
@@ -145,7 +145,7 @@ class Agent:
             if not self._finished_here(entry.event.event.id):
                 self._queue(entry)
         elif isinstance(body, Result) and entry.event.event.author == self._key.key_id:
-            shutil.rmtree(self._work / body.task, ignore_errors=True)  # the journal did its job
+            remove_tree(self._work / body.task)  # the journal did its job
         elif isinstance(body, Cancel):
             with self._lock:
                 job = self._jobs.get(body.task)
@@ -249,10 +249,7 @@ def _clean(folder: Path) -> None:
     for child in folder.iterdir():
         if child.name == RESULT_JOURNAL:
             continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+        remove_tree(child)
 
 
 def _fatal(exc: Exception) -> bool:
