@@ -466,9 +466,12 @@ _STRICT_INPUT = re.compile(
 )
 _STRICT_SIGNATURE = re.compile(r"pht=:([A-Za-z0-9+/]{86}==):")
 _STRICT_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/]{43}=):")
-# An absolute http(s) URL of printable ASCII without spaces, with a path: what the package's
-# @target-uri resolution returns unchanged for such a URL.
-_STRICT_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+/[!#-~]*")
+# An absolute http(s) URL in RFC 3986 syntax (the package's grammar, minus userinfo, IPv6 and
+# fragments), with a non-empty path: the package resolves @target-uri to exactly this text.
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+_STRICT_URL = re.compile(
+    rf"https?://[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?(?:/{_PCHAR}*)+(?:\?(?:{_PCHAR}|[/?])*)?"
+)
 
 
 def _b64(text: str) -> bytes:

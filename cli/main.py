@@ -12,12 +12,12 @@ import logging
 import sys
 
 from api.errors import ApiError
-from cli import init, serve
+from cli import audit, init, keys, member, profile, serve, task
 from cli.errors import CliError
 from crypto import CryptoError
 from ledger.errors import LedgerError
 
-COMMANDS = (init, serve)
+COMMANDS = (keys, init, serve, member, task, audit, profile)
 
 
 def build_parser() -> argparse.ArgumentParser:

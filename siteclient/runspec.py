@@ -5,9 +5,9 @@
 data, so they are tested without an engine:
 
 - :func:`check_image_config` refuses images that declare ``VOLUME``s (the engine would give the
-  container writable storage outside the read-only root and outside the output folder) or whose
+  container writable storage outside the read-only root and outside the output folder), whose
   working directory is under ``/proc``, ``/sys`` or ``/dev`` (the runc file descriptor leak of
-  CVE-2024-21626 used ``WORKDIR /proc/self/fd/N``).
+  CVE-2024-21626 used ``WORKDIR /proc/self/fd/N``), or that declare no command at all.
 - :func:`check_repo_digest` makes sure the image the engine holds is the one that was pinned.
 """
 
@@ -149,6 +149,8 @@ def check_image_config(config: Mapping[str, Any] | None, image: str) -> None:
         raise PolicyError(
             f"image {image} declares VOLUMEs ({listed}); images with volumes are refused"
         )
+    if not config.get("Entrypoint") and not config.get("Cmd"):
+        raise PolicyError(f"image {image} declares no command (neither ENTRYPOINT nor CMD)")
     workdir = config.get("WorkingDir") or "/"
     if not isinstance(workdir, str):
         raise PolicyError(f"image {image} has a malformed working directory {workdir!r}")

@@ -12,44 +12,25 @@ refuses images whose configuration would weaken the sandbox (:func:`check_image_
 **Run, locked down.** :meth:`DockerRuntime.run` uses ``containers.create`` with the image *id*
 (``containers.run`` would pull on its own), then start, and always removes the container:
 
-- mounts: the task's config read-only at ``/pht/input/config.json``, optionally an input folder
-  read-only at ``/pht/input/files``, and a fresh output folder at ``/pht/output`` owned by the
-  container user (uid/gid 65534, ``nobody``) with mode 0700. When the site does not run as root it
-  cannot chown, and the folder gets mode 0777 instead; it sits inside the task's private work
-  folder (0700), which no other host user can enter.
-- environment: ``SPARQL_ENDPOINT``, ``PHT_TASK`` and ``PHT_SITE``. Nothing from the site's own
-  environment is ever passed. The engine still merges the image's own ``ENV`` (its author's,
-  pinned by digest; ours win on a name clash), adds ``PATH`` when the image sets none, and sets
-  ``HOSTNAME`` (fixed to ``pht``) and ``HOME`` (``/``); none of these carries site information.
-- user ``65534:65534``, ``cap_drop=ALL``, ``no-new-privileges``, not privileged, the engine's
-  default seccomp profile, read-only root file system, ``/tmp`` a small tmpfs
-  (``noexec,nosuid,nodev``), private IPC with a ``/dev/shm`` of the same size, an init process
-  (``docker-init``) as PID 1 that reaps zombies, ``oom_score_adj`` 1000 so a host-wide memory
-  shortage kills the task before the site.
-- limits: pids, memory with swap equal to it (no swap), CPUs (``nano_cpus``), open files, no core
-  dumps, and a per-file size limit (``RLIMIT_FSIZE``) of the larger of the output and tmpfs
-  limits. While the container runs, the output folder is measured every
-  :data:`OUTPUT_CHECK_INTERVAL_S` and the container is killed when it holds more than the output
-  limits allow, so a task cannot fill the site's disk with many files either.
-- network ``none`` unless the spec names a user-defined network (never ``host`` or ``bridge``).
-- a wall-clock timeout that kills (state ``timeout``); a set cancel event kills too (state
-  ``cancelled``); an OOM kill anywhere in the container means state ``failed`` with reason
-  ``out of memory (OOMKilled)``, even when the main process exited 0, since its work is
-  incomplete.
-- logs: the json-file driver is forced with ``max-size``/``max-file`` so a flood cannot fill the
-  engine's disk (at most two files of 80 times ``log_max_bytes``), and after the container
-  stopped the log is streamed through a ring buffer of ``log_max_bytes``, so it cannot fill the
-  site's memory either; only the tail is kept, and ``log_truncated`` says whether anything was
-  dropped. (Following the log while the container runs is not used: this engine's follow mode
-  loses lines when a file rotates near the container's exit.)
+The container's confinement is decided in :mod:`siteclient.sandbox`. While it runs, a wall-clock
+timeout kills it (state ``timeout``), a set cancel event kills it (state ``cancelled``), and the
+output folder is measured every :data:`OUTPUT_CHECK_INTERVAL_S`; a folder over the output limits
+gets it killed (state ``failed``), so a task cannot fill the site's disk with many files. An OOM
+kill anywhere in the container means state ``failed`` with reason ``out of memory (OOMKilled)``,
+even when the main process exited 0, since its work is incomplete.
+
+Logs: after the container stopped its log is streamed through a ring buffer of
+``log_max_bytes``, so a flood cannot fill the site's memory; only the tail is kept, and
+``log_truncated`` says whether anything was dropped (see :func:`sandbox.log_file_bytes` for why
+that is exact). Following the log while the container runs is not used: this engine's follow
+mode was seen to lose the last lines when a log file rotates near the container's exit, and to
+return nothing for a container that exits at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,19 +41,20 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
-from docker.types import LogConfig, Mount, Ulimit
 
 from ledger.events import utc_now
 from siteclient.errors import (
+    ConfigError,
+    DigestMismatchError,
     EngineUnavailableError,
     PolicyError,
     PullError,
     RuntimeFailure,
-    StateError,
 )
 from siteclient.outputs import output_excess
 from siteclient.runspec import (
     DIGEST,
+    FORBIDDEN_NETWORKS,
     REPOSITORY,
     TAG,
     PulledImage,
@@ -84,17 +66,10 @@ from siteclient.runspec import (
     check_repo_digest,
     engine_time,
 )
+from siteclient.sandbox import LABEL_SITE, check_mounts, container_options, make_run_dir
 
 log = logging.getLogger(__name__)
 
-CONTAINER_UID = 65534
-CONTAINER_GID = 65534
-CONFIG_TARGET = "/pht/input/config.json"
-INPUT_TARGET = "/pht/input/files"
-OUTPUT_TARGET = "/pht/output"
-TMP_TARGET = "/tmp"  # noqa: S108 - inside the container, a tmpfs of its own
-LABEL_SITE = "org.pht.site"
-LABEL_TASK = "org.pht.task"
 POLL_INTERVAL_S = 0.1
 OUTPUT_CHECK_INTERVAL_S = 0.5
 KILL_GRACE_S = 15.0
@@ -156,7 +131,7 @@ class DockerRuntime:
         if pulled is None or DIGEST.fullmatch(pulled) is None:
             raise PullError(f"pull {shown}: the engine reported no digest ({pulled!r})")
         if digest is not None and pulled != digest:
-            raise PullError(f"pull {shown}: the engine pulled {pulled} instead")
+            raise DigestMismatchError(f"pull {shown}: the engine pulled {pulled} instead")
         with _translated(f"inspect {repository}@{pulled}", PullError):
             attrs = self._client.api.inspect_image(f"{repository}@{pulled}")
         check_repo_digest(attrs.get("RepoDigests") or [], repository, pulled)
@@ -176,7 +151,7 @@ class DockerRuntime:
         Whatever the container does, it ends as a :class:`RunOutcome`.
         """
         cancel = cancel or threading.Event()
-        run_dir = _make_run_dir(spec)
+        run_dir = make_run_dir(spec)
         output_dir = run_dir / "output"
         if cancel.is_set():
             now = self._clock()
@@ -195,13 +170,30 @@ class DockerRuntime:
         check_image_config(image.get("Config"), spec.image_id)
         with _translated(f"create a container from {spec.image_id}"):
             container = self._client.containers.create(
-                spec.image_id, **_container_options(spec, run_dir)
+                spec.image_id, **container_options(spec, run_dir)
             )
         try:
-            _check_mounts(container, spec)
+            check_mounts(container.attrs, spec)
             return self._supervise(container, spec, output_dir, cancel)
         finally:
             self._remove(container)
+
+    def check_network(self, name: str) -> None:
+        """The Docker network a site config names exists and is a network of its own.
+
+        Raises ConfigError if it does not exist or uses the ``host`` or ``null`` driver.
+        """
+        if name in FORBIDDEN_NETWORKS or name == "none" or ":" in name:
+            raise ConfigError(f"network {name!r} is not a user-defined Docker network")
+        try:
+            network = self._client.networks.get(name)
+        except NotFound as exc:
+            raise ConfigError(f"Docker network {name!r} does not exist") from exc
+        except (DockerException, requests.RequestException) as exc:
+            _raise_translated(exc, f"inspect network {name!r}")
+        driver = network.attrs.get("Driver")
+        if driver in {"host", "null"}:
+            raise ConfigError(f"Docker network {name!r} uses the {driver!r} driver")
 
     def remove_stale(self, site: str) -> list[str]:
         """Kill and remove containers this site left behind (after a crash); their ids."""
@@ -298,95 +290,6 @@ class DockerRuntime:
             log.error("could not remove container %s: %s", container.short_id, exc)
 
 
-# ---- container options
-
-
-def _container_options(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-    limits = spec.limits
-    mounts = [
-        Mount(CONFIG_TARGET, str(run_dir / "config.json"), type="bind", read_only=True),
-        Mount(OUTPUT_TARGET, str(run_dir / "output"), type="bind", read_only=False),
-    ]
-    if spec.input_dir is not None:
-        mounts.append(
-            Mount(INPUT_TARGET, str(spec.input_dir.resolve()), type="bind", read_only=True)
-        )
-    file_limit = max(limits.output_max_bytes, limits.tmpfs_bytes) + 1
-    return {
-        "environment": {
-            "SPARQL_ENDPOINT": spec.sparql_endpoint,
-            "PHT_TASK": spec.task,
-            "PHT_SITE": spec.site,
-        },
-        "hostname": "pht",
-        "user": f"{CONTAINER_UID}:{CONTAINER_GID}",
-        "mounts": mounts,
-        "read_only": True,
-        "tmpfs": {TMP_TARGET: f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
-        "ipc_mode": "private",
-        "shm_size": limits.tmpfs_bytes,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "privileged": False,
-        "init": True,
-        "network_mode": spec.network or "none",
-        "pids_limit": limits.pids,
-        "mem_limit": limits.memory_bytes,
-        "memswap_limit": limits.memory_bytes,
-        "nano_cpus": int(limits.cpus * 1e9),
-        "oom_score_adj": 1000,
-        "ulimits": [
-            Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
-            Ulimit(name="core", soft=0, hard=0),
-            Ulimit(name="fsize", soft=file_limit, hard=file_limit),
-        ],
-        "log_config": LogConfig(
-            type=LogConfig.types.JSON,
-            config={
-                "max-size": f"{_log_file_bytes(limits.log_max_bytes) // 1024}k",
-                "max-file": "2",
-            },
-        ),
-        "labels": {LABEL_SITE: spec.site, LABEL_TASK: spec.task},
-        "stdin_open": False,
-        "tty": False,
-    }
-
-
-def _check_mounts(container: Container, spec: RunSpec) -> None:
-    """Belt and braces: the created container has exactly our bind mounts, no volumes."""
-    mounts = container.attrs.get("Mounts") or []
-    expected = {CONFIG_TARGET, OUTPUT_TARGET} | ({INPUT_TARGET} if spec.input_dir else set())
-    found = {m.get("Destination") for m in mounts}
-    kinds = {m.get("Type") for m in mounts}
-    if found != expected or kinds != {"bind"}:
-        raise PolicyError(
-            f"container {container.short_id} would get mounts {sorted(map(str, found))} of "
-            f"types {sorted(map(str, kinds))}; expected only {sorted(expected)} as binds"
-        )
-
-
-def _make_run_dir(spec: RunSpec) -> Path:
-    """A fresh folder with config.json (0444) and output/ (owned by the container user)."""
-    try:
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=spec.work_dir))
-        config = run_dir / "config.json"
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(spec.config)
-        os.chmod(config, 0o444)
-        output = run_dir / "output"
-        output.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            os.chown(output, CONTAINER_UID, CONTAINER_GID)
-        else:
-            # The container user cannot be given the folder; see the module docstring.
-            os.chmod(output, 0o777)  # noqa: S103
-    except OSError as exc:
-        raise StateError(f"cannot prepare a run folder in {spec.work_dir}: {exc}") from exc
-    return run_dir
-
-
 def _exit_reason(exit_code: int | None, state: dict[str, Any]) -> str:
     error = state.get("Error")
     if error:
@@ -398,14 +301,14 @@ def _exit_reason(exit_code: int | None, state: dict[str, Any]) -> str:
     return f"exited with code {exit_code}"
 
 
-# ---- threads
+# ---- logs and waiting
 
 
 def _read_log_tail(container: Container, limit: int) -> tuple[bytes, bool]:
     """The last ``limit`` bytes of the stopped container's log, and whether any were dropped.
 
-    The engine keeps at most two json-file logs of ``max-size`` each (:func:`_log_file_bytes`),
-    so this reads a bounded amount; a ring buffer keeps the memory bounded by ``2 * limit``.
+    The engine keeps at most two json-file logs (:func:`sandbox.log_file_bytes`), so this reads
+    a bounded amount; a ring buffer keeps the memory bounded by ``2 * limit``.
     """
     buffer = bytearray()
     seen = 0
@@ -415,19 +318,6 @@ def _read_log_tail(container: Container, limit: int) -> tuple[bytes, bool]:
         if len(buffer) > 2 * limit:
             del buffer[:-limit]
     return bytes(buffer[-limit:]), seen > limit
-
-
-def _log_file_bytes(limit: int) -> int:
-    """The json-file ``max-size`` that makes a lost log head visible as more than ``limit``.
-
-    The engine drops the oldest file only on the second rotation, so whenever anything was
-    dropped a whole file of at least ``max-size`` bytes is still there. A json-file entry costs at
-    most about 75 bytes per byte of output (a one-byte line, or ``\\u00XX`` escapes, plus the
-    stream name and time): with ``max-size`` of 80 times ``limit``, that file alone holds more
-    than ``limit`` bytes of output, so ``log_truncated`` is exact. The engine's disk use per
-    container is bounded by two such files.
-    """
-    return max(1 << 20, 80 * limit)
 
 
 class _Waiter:
@@ -478,12 +368,7 @@ def _raise_translated(
 
 
 __all__ = [
-    "CONFIG_TARGET",
-    "CONTAINER_GID",
-    "CONTAINER_UID",
-    "INPUT_TARGET",
     "OOM_REASON",
-    "OUTPUT_TARGET",
     "DockerRuntime",
     "PulledImage",
     "RunLimits",

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.errors import RequestAuthError
-from api.httpsig import ReplayCache, RequestSigner, RequestVerifier, ServerMessage
+from api.httpsig import _STRICT_URL, ReplayCache, RequestSigner, RequestVerifier, ServerMessage
 from crypto import KeyId, PublicKey
 from tests.ledger.factory import key
 
@@ -108,8 +108,12 @@ TAMPERING: dict[str, Tamper] = {
     "second-input": _header("Signature-Input", lambda v: v + ", x=()"),
 }
 
-paths = st.from_regex(r"/v1/[a-z0-9._~%-]{0,20}(/[0-9]{1,3})?", fullmatch=True)
-queries = st.one_of(st.just(""), st.from_regex(r"\?[a-z]{1,5}=[0-9a-z%]{0,6}", fullmatch=True))
+paths = st.from_regex(
+    r"/v1/([a-z0-9._~!$&'()*+,;=:@-]|%[0-9A-F]{2}){0,20}(/[0-9]{1,3})?", fullmatch=True
+)
+queries = st.one_of(
+    st.just(""), st.from_regex(r"\?[a-z]{1,5}=([0-9a-z/?]|%[0-9a-f]{2}){0,6}", fullmatch=True)
+)
 
 
 @given(
@@ -126,6 +130,23 @@ def test_strict_path_agrees_with_the_package(
     sent_body = body if method != "GET" else None
     request = TAMPERING[tamper](signed(method, f"http://127.0.0.1:8080{path}{query}", sent_body))
     assert verdict(request, strict=True) == verdict(request, strict=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h/v1/%",
+        "http://h/v1/%zz",
+        "http://h/v1/a b",
+        "http://h/v1/\u00e9",
+        "http://h",
+        "http://u@h/v1",
+        "http://h/v1#f",
+        "ftp://h/v1",
+    ],
+)
+def test_strict_path_leaves_unusual_urls_to_the_package(url: str) -> None:
+    assert _STRICT_URL.fullmatch(url) is None
 
 
 def test_genuine_requests_take_the_strict_path() -> None:

@@ -19,10 +19,16 @@ from pathlib import Path
 import docker
 import pytest
 
-from siteclient.errors import EngineUnavailableError, OutputError, PolicyError, PullError
+from siteclient.errors import (
+    ConfigError,
+    DigestMismatchError,
+    EngineUnavailableError,
+    OutputError,
+    PolicyError,
+    PullError,
+)
 from siteclient.outputs import MAX_SKIPPED, collect_outputs
 from siteclient.runtime import (
-    CONTAINER_UID,
     OOM_REASON,
     DockerRuntime,
     RunLimits,
@@ -30,7 +36,8 @@ from siteclient.runtime import (
     RunSpec,
     RunState,
 )
-from tests.siteclient.conftest import TEST_SITE, BuiltImage, ImageFactory
+from siteclient.sandbox import CONTAINER_UID, LABEL_SITE
+from tests.siteclient.conftest import BASE_IMAGE, TEST_SITE, BuiltImage, ImageFactory
 
 pytestmark = pytest.mark.docker
 
@@ -160,13 +167,26 @@ def test_input_folder_is_mounted_read_only(
     (inputs / "data.csv").write_text("a,b\n1,2\n")
     work = tmp_path / "work"
     work.mkdir()
-    script = "exec 2>&1; cat /pht/input/files/data.csv; touch /pht/input/files/x && echo CREATED; exit 0"
+    script = (
+        "exec 2>&1; cat /pht/input/files/data.csv; touch /pht/input/files/x && echo CREATED; exit 0"
+    )
     outcome = run_script(runtime, images, work, "inputs", script, input_dir=inputs)
 
     assert outcome.state is RunState.COMPLETED, outcome
     assert log_text(outcome).startswith("a,b\n1,2\n")
     assert "CREATED" not in log_text(outcome)
     assert sorted(os.listdir(inputs)) == ["data.csv"]
+
+
+def test_missing_executable_is_a_failed_run_not_a_site_error(
+    runtime: DockerRuntime, images: ImageFactory, tmp_path: Path
+) -> None:
+    image = images.build(f'FROM {BASE_IMAGE}\nENTRYPOINT ["/no/such/program"]\n', "no-program")
+    pulled = runtime.pull(image.repository, tag=image.tag, digest=None)
+    outcome = runtime.run(spec_for(pulled.image_id, tmp_path, "no-program"))
+
+    assert (outcome.state, outcome.exit_code) == (RunState.FAILED, 127), outcome
+    assert b"No such file or directory" in outcome.log_tail
 
 
 def test_failing_task_reports_its_exit_code(
@@ -265,7 +285,7 @@ def test_huge_output_file_is_refused_at_collection(
     size = (outcome.output_dir / "big").stat().st_size
     assert size <= max(LIMITS.output_max_bytes, LIMITS.tmpfs_bytes) + 1
     assert outcome.state in {RunState.COMPLETED, RunState.FAILED}, outcome
-    with pytest.raises(OutputError, match="'big' is .* bytes or more"):
+    with pytest.raises(OutputError, match=r"'big' is \d+ bytes or more"):
         collect_outputs(outcome.output_dir, max_files=10, max_bytes=LIMITS.output_max_bytes)
 
 
@@ -489,6 +509,33 @@ def test_digest_pin_not_in_the_repository_is_refused(
             runtime.pull(target.repository, tag=None, digest=digest)
 
 
+def test_engine_digest_disagreeing_with_the_pin_is_refused(
+    runtime: DockerRuntime, images: ImageFactory, docker_client: docker.DockerClient
+) -> None:
+    # An engine (or a registry in front of it) that answers a pinned pull with another image.
+    image = images.script("pin-liar", "echo liar")
+    other = "sha256:" + "1" * 64
+    liar = _LyingClient(docker_client, f"Digest: {image.digest}")
+    with pytest.raises(DigestMismatchError, match="pulled sha256:"):
+        DockerRuntime(liar).pull(image.repository, tag=None, digest=other)
+
+
+class _LyingClient:
+    """The real client, whose pull reports a chosen digest line instead of the engine's."""
+
+    def __init__(self, real: docker.DockerClient, status: str) -> None:
+        self.api = _LyingApi(real.api, status)
+
+
+class _LyingApi:
+    def __init__(self, real: docker.APIClient, status: str) -> None:
+        self._real = real
+        self._status = status
+
+    def pull(self, repository: str, **_: object) -> list[dict[str, str]]:
+        return [{"status": "Pulling from x"}, {"status": self._status}]
+
+
 def test_pull_failure_carries_the_engine_reason(runtime: DockerRuntime) -> None:
     registry = os.environ.get("PHT_DOCKER_REGISTRY", "127.0.0.1:5000")
     with pytest.raises(PullError, match="not found"):
@@ -496,16 +543,22 @@ def test_pull_failure_carries_the_engine_reason(runtime: DockerRuntime) -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "match"),
+    ("name", "dockerfile", "match"),
     [
-        ("VOLUME /data\n", "declares VOLUMEs"),
-        ("WORKDIR /proc/self/fd/7\n", "under /proc"),
+        ("volume", f'FROM {BASE_IMAGE}\nVOLUME /data\nCMD ["true"]\n', "declares VOLUMEs"),
+        ("workdir-proc", f"FROM {BASE_IMAGE}\nWORKDIR /proc/self/fd/7\n", "under /proc"),
+        ("no-command", "FROM scratch\nLABEL purpose=no-command\n", "declares no command"),
     ],
 )
 def test_image_weakening_the_sandbox_is_refused(
-    runtime: DockerRuntime, images: ImageFactory, tmp_path: Path, extra: str, match: str
+    runtime: DockerRuntime,
+    images: ImageFactory,
+    tmp_path: Path,
+    name: str,
+    dockerfile: str,
+    match: str,
 ) -> None:
-    image = images.script(f"refused-{len(extra)}", "echo RAN", extra=extra)
+    image = images.build(dockerfile, f"refused-{name}")
     with pytest.raises(PolicyError, match=match):
         runtime.pull(image.repository, tag=image.tag, digest=None)
     # run() checks again, for an image id that did not come through pull().
@@ -536,12 +589,20 @@ def test_unreachable_engine_is_reported(tmp_path: Path) -> None:
         runtime.pull("127.0.0.1:5000/pht-test/busybox", tag="latest", digest=None)
 
 
+def test_site_network_must_exist_and_be_its_own(runtime: DockerRuntime) -> None:
+    for name in ("host", "bridge", "none", "container:abc"):
+        with pytest.raises(ConfigError, match="not a user-defined"):
+            runtime.check_network(name)
+    with pytest.raises(ConfigError, match="does not exist"):
+        runtime.check_network("pht-no-such-network")
+
+
 def test_stale_containers_of_the_site_are_removed(
     runtime: DockerRuntime, images: ImageFactory, docker_client: docker.DockerClient
 ) -> None:
     image: BuiltImage = images.script("stale", "sleep 100000")
     container = docker_client.containers.create(
-        image.image_id, labels={"org.pht.site": TEST_SITE}, network_mode="none"
+        image.image_id, labels={LABEL_SITE: TEST_SITE}, network_mode="none"
     )
     container.start()
     assert runtime.remove_stale(TEST_SITE) == [container.id]

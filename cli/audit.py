@@ -1,0 +1,173 @@
+"""``pht audit``: replay and check a whole ledger, then report who ran what where.
+
+    pht audit --registry URL [--key FILE]   or   pht audit --data DIR
+              [--json] [--workers N] [--genesis HASH] [--state DIR]
+
+Checks every hash, the chain, every signature, every rule, the Merkle root against the registry's
+signed checkpoint, and that history is consistent with the newest checkpoint this auditor saw on
+an earlier run (kept in ``--state``, default ``~/.local/state/pht/audit``). Exits 0 when all
+holds, 2 naming the first bad entry and what is wrong otherwise. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.errors import CliError
+from cli.profile import connect
+from ledger.audit import AuditReport, audit, read_log
+from ledger.checkpoint import Checkpoint
+from ledger.durable import write_atomic
+from ledger.errors import VerificationError
+
+EXIT_FAILED = 2
+PAGE = 1000
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("audit", help="verify a whole ledger and report on it")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a registry's data directory")
+    source.add_argument("--registry", help="a registry URL (needs a member key: --key)")
+    parser.add_argument("--key", type=Path, help="your private key file (default: the profile's)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--genesis", help="pin the genesis entry hash")
+    parser.add_argument("--state", type=Path, help="where this auditor keeps checkpoints it saw")
+    parser.set_defaults(run=run)
+
+
+class Bar:
+    """A progress bar on stderr (a line per 10% when stderr is not a terminal)."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total = max(1, total)
+        self.what = what
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+        self.start = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        percent = min(100, done * 100 // self.total)
+        if percent == self.shown or (not self.tty and percent // 10 == self.shown // 10):
+            return
+        self.shown = percent
+        rate = done / max(1e-9, time.monotonic() - self.start)
+        bar = "#" * (percent // 4)
+        line = f"{self.what} [{bar:<25}] {percent:3d}% {done}/{self.total} ({rate:,.0f}/s)"
+        print(("\r" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _fetch(args: argparse.Namespace) -> tuple[list[bytes], list[bytes]]:
+    conn = connect(args)
+    client = conn.client
+    note = client.checkpoint()
+    size = Checkpoint.parse_body(note.split(b"\n\n", 1)[0] + b"\n").size
+    bar = Bar(size, "fetching")
+    records: list[bytes] = []
+    while len(records) < size:
+        page = client.entries(len(records), min(PAGE, size - len(records)))
+        if not page.entries:
+            raise CliError(
+                f"the registry's checkpoint covers {size} entries, it served {len(records)}"
+            )
+        records.extend(entry.canonical for entry in page.entries)
+        bar(len(records))
+    bar.close()
+    client.close()
+    return records, [note]
+
+
+def _state_dir(args: argparse.Namespace, genesis: bytes) -> Path:
+    base = (
+        args.state
+        or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        / "pht"
+        / "audit"
+    )
+    return Path(base) / hashlib.sha256(genesis).hexdigest()[:16]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.data is not None:
+        try:
+            records = read_log(args.data)
+        except VerificationError as exc:
+            return _failed(exc)
+        stored = args.data / "checkpoint"
+        notes = [stored.read_bytes()] if stored.exists() else []
+    else:
+        records, notes = _fetch(args)
+    if not records:
+        raise CliError("the ledger is empty")
+    memory = _state_dir(args, records[0])
+    seen = memory / "checkpoint"
+    if seen.exists():
+        notes.append(seen.read_bytes())
+    bar = Bar(len(records), "verifying")
+    try:
+        _, report = audit(
+            records,
+            checkpoints=notes,
+            genesis=args.genesis,
+            workers=args.workers,
+            progress=bar,
+        )
+    except VerificationError as exc:
+        bar.close()
+        return _failed(exc)
+    bar(len(records))
+    bar.close()
+    newest = max(
+        notes,
+        key=lambda n: Checkpoint.parse_body(n.split(b"\n\n", 1)[0] + b"\n").size,
+        default=None,
+    )
+    if newest is not None:
+        memory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(seen, newest)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render(report))
+    return 0
+
+
+def _failed(exc: VerificationError) -> int:
+    print(f"pht audit: FAILED: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def render(report: AuditReport) -> str:
+    lines = [
+        f"ledger {report.origin} ({report.name}): {report.size} entries, root {report.root[:16]}, "
+        f"all hashes, signatures, rules and proofs verified",
+        "",
+        "members:",
+    ]
+    for m in report.members:
+        lines.append(
+            f"  entry {m.index:>6}  {m.action:<8} {m.name:<16} {m.role:<10} {m.key_id[:16]}"
+        )
+    lines += ["", "tasks:"]
+    for t in report.tasks:
+        label = f" [{t.label}]" if t.label else ""
+        lines.append(f"  {t.event_id[:12]} entry {t.index} by {t.author}: {t.image}{label}")
+        for site, run in sorted(t.sites.items()):
+            digest = run.image_digest or "-"
+            reason = f" ({run.reason[:80]})" if run.reason else ""
+            lines.append(f"      {site:<14} {run.state:<10} {digest}{reason}")
+    return "\n".join(lines)
