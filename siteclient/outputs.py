@@ -260,7 +260,8 @@ def output_excess(output_dir: Path, *, max_files: int, max_bytes: int) -> str | 
         with os.scandir(dir_fd) as listing:
             for entry in listing:
                 entries += 1
-                size += entry.stat(follow_symlinks=False).st_size
+                if entry.is_file(follow_symlinks=False):
+                    size += entry.stat(follow_symlinks=False).st_size
                 if entries > max_entries:
                     return f"the output folder holds more than {max_entries} entries"
                 if size > max_bytes:

@@ -53,7 +53,9 @@ class SiteEnv:
             "log_key": None,
             "genesis": None,
             "sparql_endpoint": "http://sparql.invalid/query",
-            "allowed_images": [r"127\.0\.0\.1:5000/pht-test/rt-[a-z0-9-]+:[\w.-]+"],
+            "allowed_images": [
+                r"127\.0\.0\.1:5000/pht-test/rt-[a-z0-9-]+:[\w.-]+(@sha256:[0-9a-f]{64})?"
+            ],
             "limits": {"timeout_s": 20, "memory_mb": 64},
             "state_dir": str(folder / "state"),
             "work_dir": str(folder / "work"),
