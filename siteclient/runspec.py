@@ -27,8 +27,14 @@ from siteclient.errors import ConfigError, DigestMismatchError, PolicyError
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# What the policy module has already parsed strictly; this is only a second line of defence.
-REPOSITORY = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,254}")
+# What the policy module has already parsed strictly; this is only a second line of defence:
+# an optional registry host (upper case allowed there, as in Docker's grammar), then a lower-case
+# path.
+REPOSITORY = re.compile(
+    r"(?:(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|localhost|[A-Za-z0-9-]+:[0-9]+"
+    r"|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:[0-9]+)/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
 ENV_VALUE_MAX = 4096
 FORBIDDEN_WORKDIRS = ("/proc", "/sys", "/dev")
 # Docker network modes that would give the container more than a network of its own.

@@ -108,7 +108,7 @@ class DockerRuntime:
         Raises PullError (with the engine's reason), DigestMismatchError, PolicyError for a
         malformed reference or an image that would weaken the sandbox, EngineUnavailableError.
         """
-        if REPOSITORY.fullmatch(repository) is None or "//" in repository:
+        if len(repository) > 255 or REPOSITORY.fullmatch(repository) is None:
             raise PolicyError(f"malformed repository {repository!r}")
         if digest is not None and DIGEST.fullmatch(digest) is None:
             raise PolicyError(f"malformed digest {digest!r}; expected sha256:<64 hex>")
@@ -191,6 +191,8 @@ class DockerRuntime:
             raise ConfigError(f"Docker network {name!r} does not exist") from exc
         except (DockerException, requests.RequestException) as exc:
             _raise_translated(exc, f"inspect network {name!r}")
+        if network.name != name:  # the engine also matches id prefixes
+            raise ConfigError(f"Docker network {name!r} does not exist")
         driver = network.attrs.get("Driver")
         if driver in {"host", "null"}:
             raise ConfigError(f"Docker network {name!r} uses the {driver!r} driver")

@@ -203,7 +203,7 @@ def test_read_bytes_detects_a_replaced_file(tmp_path: Path) -> None:
         collected.read_bytes()
     (tmp_path / "a.txt").unlink()
     (tmp_path / "a.txt").write_text("ORIGINAL")  # another file (the inode number may be reused)
-    with pytest.raises(OutputError, match="(replaced|changed) after collection"):
+    with pytest.raises(OutputError, match=r"(replaced|changed) after collection"):
         collected.read_bytes()
 
 
