@@ -154,6 +154,10 @@ class Client:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = "pht-client/1"
+        # Proxy settings (HTTP_PROXY, NO_PROXY, ...) are read once, here: requests would re-read
+        # the whole environment on every request, which costs more than signing it.
+        self._session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        self._session.trust_env = False
 
     def close(self) -> None:
         self._session.close()

@@ -10,14 +10,19 @@ digest the engine reports, checks it against the pin and against the image's ``R
 refuses images whose configuration would weaken the sandbox (:func:`check_image_config`).
 
 **Run, locked down.** :meth:`DockerRuntime.run` uses ``containers.create`` with the image *id*
-(``containers.run`` would pull on its own), then start, and always removes the container:
+(``containers.run`` would pull on its own), starts it and always removes it afterwards. The
+confinement (mounts, user, capabilities, limits, network) is decided in
+:mod:`siteclient.sandbox`. While the container runs:
 
-The container's confinement is decided in :mod:`siteclient.sandbox`. While it runs, a wall-clock
-timeout kills it (state ``timeout``), a set cancel event kills it (state ``cancelled``), and the
-output folder is measured every :data:`OUTPUT_CHECK_INTERVAL_S`; a folder over the output limits
-gets it killed (state ``failed``), so a task cannot fill the site's disk with many files. An OOM
-kill anywhere in the container means state ``failed`` with reason ``out of memory (OOMKilled)``,
-even when the main process exited 0, since its work is incomplete.
+- a wall-clock timeout kills it (state ``timeout``); a set cancel event kills it (``cancelled``);
+- the output folder is measured every :data:`OUTPUT_CHECK_INTERVAL_S` and a folder over the
+  output limits gets it killed (``failed``). This bounds the site's disk by time: a writer as
+  fast as the page cache can overshoot by what it writes in one interval (50-80 MB were measured
+  on the test VM); ``RLIMIT_FSIZE`` caps each single file. A hard bound would need a
+  size-limited file system for the output (a host tmpfs or a quota), which the site does not
+  mount today;
+- an OOM kill anywhere in the container means ``failed`` with reason
+  ``out of memory (OOMKilled)``, even when the main process exited 0: its work is incomplete.
 
 Logs: after the container stopped its log is streamed through a ring buffer of
 ``log_max_bytes``, so a flood cannot fill the site's memory; only the tail is kept, and
@@ -71,7 +76,7 @@ from siteclient.sandbox import LABEL_SITE, check_mounts, container_options, make
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.1
-OUTPUT_CHECK_INTERVAL_S = 0.5
+OUTPUT_CHECK_INTERVAL_S = 0.2
 KILL_GRACE_S = 15.0
 OOM_REASON = "out of memory (OOMKilled)"
 

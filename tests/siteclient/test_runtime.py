@@ -199,6 +199,36 @@ def test_failing_task_reports_its_exit_code(
     assert outcome.log_tail == b"bad input\n"
 
 
+def test_limits_reach_the_kernel(
+    runtime: DockerRuntime, images: ImageFactory, tmp_path: Path
+) -> None:
+    # cgroup v1 files first, then their v2 names; whichever this engine's host has.
+    script = (
+        "cd /sys/fs/cgroup; for f in cpu/cpu.cfs_quota_us cpu.max pids/pids.max pids.max "
+        "memory/memory.limit_in_bytes memory.max memory/memory.memsw.limit_in_bytes "
+        "memory.swap.max; do [ -r $f ] && echo $f=$(cat $f); done; "
+        "echo nofile=$(ulimit -n) core=$(ulimit -c) fsize=$(ulimit -f)"
+    )
+    limits = RunLimits(
+        timeout_s=5, memory_bytes=48 * MiB, cpus=0.5, pids=40, tmpfs_bytes=MiB, nofile=256
+    )
+    outcome = run_script(runtime, images, tmp_path, "limits", script, limits=limits)
+
+    assert outcome.state is RunState.COMPLETED, outcome
+    seen = dict(line.split("=", 1) for line in log_text(outcome).split())
+    assert seen.get("pids/pids.max", seen.get("pids.max")) == "40"
+    if "cpu/cpu.cfs_quota_us" in seen:  # cgroup v1
+        assert seen["cpu/cpu.cfs_quota_us"] == "50000"
+        assert seen["memory/memory.limit_in_bytes"] == str(48 * MiB)
+        assert seen["memory/memory.memsw.limit_in_bytes"] == str(48 * MiB)  # no swap
+    else:  # cgroup v2
+        assert seen["cpu.max"].split()[0] == "50000"
+        assert seen["memory.max"] == str(48 * MiB)
+        assert seen.get("memory.swap.max", "0") == "0"
+    # 512-byte blocks: the output limit (64 MiB by default) plus one byte, rounded down.
+    assert (seen["nofile"], seen["core"], seen["fsize"]) == ("256", "0", str(64 * MiB // 512))
+
+
 # ---- hostile containers
 
 
