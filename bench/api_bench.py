@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import secrets
@@ -305,60 +306,69 @@ def bench_sequential(root: Path, args: argparse.Namespace) -> None:
     )
 
 
+def _follower(url: str, pem: bytes, last: int, ready: Any, out: Any) -> None:
+    """One follower process: long-poll from the end until entry ``last``; report receipt times
+    (``time.perf_counter``, CLOCK_MONOTONIC: comparable between processes)."""
+    received: list[tuple[int, float]] = []
+    with Client(url, SigningKey.from_pem(pem), timeout=40) as client:
+        cursor = client.entries(0, limit=1000).next
+        ready.put(True)
+        while cursor <= last:
+            page = client.entries(cursor, wait=30)
+            now = time.perf_counter()
+            received.extend((entry.index, now) for entry in page.entries)
+            cursor = page.next
+    out.put(received)
+
+
 def bench_long_poll(root: Path, args: argparse.Namespace) -> None:
+    """Followers are processes, as they would be separate sites: 20 threads in one interpreter
+    would measure this benchmark's own GIL rather than the registry."""
     data, keys = init_registry(root / "poll")
     threads = max(args.threads, args.followers + 8)
     registry, url = start_registry(data, threads, root / "poll-serve.log")
-    received: dict[int, list[float]] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
+    context = multiprocessing.get_context("fork")
+    ready, out = context.Queue(), context.Queue()
     appends = args.appends
-
-    def follow(key: SigningKey) -> None:
-        with Client(url, key, timeout=40) as client:
-            cursor = client.entries(0, limit=1000).next
-            while not stop.is_set() and cursor < appends + 1:
-                page = client.entries(cursor, wait=30)
-                now = time.perf_counter()
-                with lock:
-                    for entry in page.entries:
-                        received.setdefault(entry.index, []).append(now)
-                cursor = page.next
-
+    acked: dict[int, float] = {}
     followers = [
-        threading.Thread(target=follow, args=(keys["site-a" if n % 2 else "site-b"],))
+        context.Process(
+            target=_follower,
+            args=(url, keys["site-a" if n % 2 else "site-b"].private_pem(), appends, ready, out),
+        )
         for n in range(args.followers)
     ]
-    acked: dict[int, float] = {}
+    results: list[list[tuple[int, float]]] = []
     try:
         for follower in followers:
             follower.start()
-        time.sleep(2.0)  # every follower is now waiting
+        for _ in followers:
+            ready.get(timeout=60)
+        time.sleep(1.0)  # every follower is now waiting
         with Client(url, keys["alice"]) as client:
             for n in range(appends):
                 appended = client.post_event(new_task(keys["alice"], n))
                 acked[appended.index] = time.perf_counter()
                 time.sleep(0.05)
+        results = [out.get(timeout=30) for _ in followers]
         for follower in followers:
             follower.join(10)
     finally:
-        stop.set()
+        for follower in followers:
+            if follower.is_alive():
+                follower.kill()
         registry.stop()
-    latencies = sorted(
-        (at - acked[index]) * 1000
-        for index, ats in received.items()
-        if index in acked
-        for at in ats
-    )
+    raw = [(at - acked[index]) * 1000 for got in results for index, at in got if index in acked]
+    early = sum(1 for x in raw if x < 0)
+    latencies = sorted(max(0.0, x) for x in raw)  # before the appender's 2xx counts as 0
     expected = len(acked) * args.followers
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    early = sum(1 for x in latencies if x < 0)
-    print(f"long-poll notification, {args.followers} followers, {len(acked)} appends:")
+    print(f"long-poll notification, {args.followers} follower processes, {len(acked)} appends:")
     print(
         f"  {len(latencies)}/{expected} deliveries; append 2xx -> follower has the entry: "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms "
-        f"({early} arrived before the appender saw its 2xx)"
+        f"({early} arrived before the appender had its 2xx; counted as 0)"
     )
     print("  targets: p50 <= 10 ms, p99 <= 50 ms")
 

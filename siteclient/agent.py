@@ -83,6 +83,7 @@ class Agent:
         self._pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="task")
         self._jobs: dict[str, Job] = {}
         self._futures: dict[str, Future[None]] = {}
+        self._stopping = threading.Event()
         self._done: set[str] = set()
         self._failed: dict[str, Entry] = {}  # tried, but the site could not finish: retried
         self._lock = threading.Lock()
@@ -131,6 +132,10 @@ class Agent:
             future.result(timeout=timeout)
 
     def close(self, *, cancel: bool = True) -> None:
+        """Stop; with ``cancel``, running containers are killed. Their tasks are not reported as
+        cancelled (nobody cancelled them): the next start announces them interrupted and reruns
+        them."""
+        self._stopping.set()
         if cancel:
             with self._lock:
                 for job in self._jobs.values():
@@ -202,9 +207,15 @@ class Agent:
                 )
             else:
                 result = self._execute(job, folder, lambda s, r: self._status(job, s, r))
+            if self._stopping.is_set() and not self._cancelled_in_ledger(job):
+                log.info(
+                    "task %s: stopped by the site's shutdown; rerun on restart", job.task_id[:12]
+                )
+                return
             signed = self._sign(result)
             write_atomic(journal, json.dumps(signed.to_dict()).encode())
             self._post(signed)
+            (folder / RUNNING_MARK).unlink(missing_ok=True)
             log.info("task %s: %s", job.task_id[:12], result.state)
         except Exception as exc:
             # The registry or the engine failed us (not the task): try again next round.
@@ -219,6 +230,10 @@ class Agent:
                 self._futures.pop(job.task_id, None)
                 self._jobs.pop(job.task_id, None)
             _clean(folder)
+
+    def _cancelled_in_ledger(self, job: Job) -> bool:
+        record = self._follower.trusted.state.tasks.get(job.task_id)
+        return record is not None and record.cancelled is not None
 
     def _has_status(self, job: Job) -> bool:
         record = self._follower.trusted.state.tasks.get(job.task_id)
@@ -243,11 +258,12 @@ class Agent:
 
 
 def _clean(folder: Path) -> None:
-    """Remove the run's files but keep the journal until the result is in the ledger."""
+    """Remove the run's files; keep the journal (until the result is in the ledger) and the
+    running mark (so that a restart knows the run was interrupted)."""
     if not folder.exists():
         return
     for child in folder.iterdir():
-        if child.name == RESULT_JOURNAL:
+        if child.name in (RESULT_JOURNAL, RUNNING_MARK):
             continue
         remove_tree(child)
 

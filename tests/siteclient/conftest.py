@@ -25,7 +25,9 @@ from siteclient.runtime import LABEL_SITE, DockerRuntime
 REGISTRY = os.environ.get("PHT_DOCKER_REGISTRY", "127.0.0.1:5000")
 BASE_REPOSITORY = f"{REGISTRY}/pht-test/busybox"
 BASE_IMAGE = f"{BASE_REPOSITORY}:latest"
-TEST_SITE = "pytest-site"
+# One label per test session: the cleanup check and remove_stale() must never touch the
+# containers of another test run sharing this engine.
+TEST_SITE = f"pytest-site-{os.getpid()}"
 HINT = "run `.ci/services.sh start` (as root) to start the engine, the registry and the image"
 
 

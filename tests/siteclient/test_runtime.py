@@ -322,21 +322,24 @@ def test_huge_output_file_is_refused_at_collection(
 @pytest.mark.parametrize(
     ("name", "script", "reason"),
     [
-        (
+        pytest.param(
             "many-bytes",
             "i=0; while :; do dd if=/dev/zero of=/pht/output/f$i bs=64k count=4 2>/dev/null;"
             " i=$((i+1)); sleep 0.02; done",
             f"more than {LIMITS.output_max_bytes} bytes",
+            id="many-bytes",
         ),
-        (
+        pytest.param(
             "many-files",
             "i=0; while :; do : > /pht/output/f$i; i=$((i+1)); done",
             f"more than {LIMITS.output_max_files + MAX_SKIPPED} entries",
+            id="many-files",
         ),
-        (
+        pytest.param(
             "deep-tree",
             "cd /pht/output; for i in $(seq 40); do mkdir d; cd d; done; sleep 100000",
             "deeper than 16 levels",
+            id="deep-tree",
         ),
     ],
 )
@@ -579,6 +582,7 @@ def test_pull_failure_carries_the_engine_reason(runtime: DockerRuntime) -> None:
         ("workdir-proc", f"FROM {BASE_IMAGE}\nWORKDIR /proc/self/fd/7\n", "under /proc"),
         ("no-command", "FROM scratch\nLABEL purpose=no-command\n", "declares no command"),
     ],
+    ids=["volume", "workdir-proc", "no-command"],
 )
 def test_image_weakening_the_sandbox_is_refused(
     runtime: DockerRuntime,
