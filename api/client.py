@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import secrets
@@ -45,7 +46,7 @@ from api.errors import (
 )
 from api.httpsig import RequestSigner
 from crypto import SigningKey
-from ledger.canonical import parse_json
+from ledger.canonical import canonical_bytes, parse_json
 from ledger.errors import LedgerError
 from ledger.events import Entry, SignedEvent
 
@@ -230,6 +231,19 @@ class Client:
                 f"page from {start} with {len(entries)} entries says next={page.next}"
             )
         return page
+
+    def entry_records(self, start: int = 0, limit: int = 1000) -> tuple[list[bytes], int]:
+        """The canonical bytes of the entries from ``start`` and the ledger's size, without
+        building entry objects: for auditors, who verify the bytes themselves."""
+        resp = self._call("GET", "/v1/events", params={"from": start, "limit": limit})
+        try:
+            value = json.loads(resp.content)
+            raw = value["entries"]
+            records = [canonical_bytes(item) for item in raw]
+            size = _int(value, "size")
+        except (ValueError, KeyError, TypeError, LedgerError) as exc:
+            raise ProtocolError(f"malformed entries page from {start}: {exc}") from exc
+        return records, size
 
     def entry(self, index: int) -> Entry:
         return _entry(self._json(self._call("GET", f"/v1/events/{int(index)}")), index)

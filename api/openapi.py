@@ -42,6 +42,7 @@ def _param(
 
 
 _AUTH = (400, 401, 404, 405, 500, 503)
+_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
 _TITLES = {
     400: "The request is malformed (unknown or invalid parameter, malformed event, ...)",
     401: "No valid signature by a current member's key (missing, unknown key, stale, replayed)",
@@ -293,7 +294,7 @@ def document(
                     "content": {"application/json": {"schema": _ref("SignedEvent")}},
                 },
                 "responses": {
-                    "201": _json(_ref("Appended"), "Appended"),
+                    "201": {**_json(_ref("Appended"), "Appended"), "headers": _LOCATION},
                     "200": _json(_ref("Appended"), "Already in the ledger: its entry"),
                     **_problems(*_AUTH, 403, 413, 415, 422),
                 },
@@ -357,7 +358,7 @@ def document(
                     },
                 },
                 "responses": {
-                    "201": _json(_ref("BlobStored"), "Stored"),
+                    "201": {**_json(_ref("BlobStored"), "Stored"), "headers": _LOCATION},
                     "200": _json(_ref("BlobStored"), "Already stored"),
                     **_problems(*_AUTH, 403, 413, 415, 422),
                 },

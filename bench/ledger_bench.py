@@ -101,45 +101,52 @@ def bench_appends(directory: Path, count: int) -> None:
     print(f"         raw one-fsync-per-event rate here: {fsync:,.0f}/s -> {rate / fsync:.1f}x")
 
 
-def build_entries(count: int) -> list[bytes]:
-    """``count`` entries: genesis, then tasks each followed by a status and a result."""
+def build_ledger(directory: Path, count: int) -> tuple[World, list[bytes]]:
+    """A data directory (with its ``log.key``, ready for ``pht serve``) of ``count`` entries:
+    genesis, then tasks each followed by a status and a result. Returns the records."""
     world = World()
+    ledger = Ledger.create(
+        directory,
+        genesis=world.sign("admin", world.genesis_body()),
+        log_key=world.log_key,
+    )
+    world.log_key.save(directory / "log.key")
+    batch: list[SignedEvent] = []
+    produced = 1
+    n = 0
+    while produced < count:
+        task = task_event(world, n)
+        n += 1
+        group = [
+            task,
+            world.sign("site-a", Status(task=task.event.id, state=StatusState.STARTED)),
+            world.sign(
+                "site-a",
+                Result(
+                    task=task.event.id,
+                    state=ResultState.COMPLETED,
+                    exit_code=0,
+                    outputs=(Output(name="out.json", sha256="ab" * 32, size=120),),
+                ),
+            ),
+        ]
+        batch.extend(group[: count - produced])
+        produced += len(group[: count - produced])
+        if len(batch) >= 5000:
+            ledger._commit(batch)  # bulk load through the same commit path
+            batch = []
+    if batch:
+        ledger._commit(batch)
+    records = ledger.entries_bytes(0, ledger.size)
+    ledger.close()
+    return world, records
+
+
+def build_entries(count: int) -> list[bytes]:
+    """``count`` entries as in :func:`build_ledger`, without keeping the directory."""
     directory = Path(tempfile.mkdtemp(prefix="pht-bench-"))
     try:
-        ledger = Ledger.create(
-            directory / "d",
-            genesis=world.sign("admin", world.genesis_body()),
-            log_key=world.log_key,
-        )
-        batch: list[SignedEvent] = []
-        produced = 1
-        n = 0
-        while produced < count:
-            task = task_event(world, n)
-            n += 1
-            group = [
-                task,
-                world.sign("site-a", Status(task=task.event.id, state=StatusState.STARTED)),
-                world.sign(
-                    "site-a",
-                    Result(
-                        task=task.event.id,
-                        state=ResultState.COMPLETED,
-                        exit_code=0,
-                        outputs=(Output(name="out.json", sha256="ab" * 32, size=120),),
-                    ),
-                ),
-            ]
-            batch.extend(group[: count - produced])
-            produced += len(group[: count - produced])
-            if len(batch) >= 5000:
-                ledger._commit(batch)  # bulk load through the same commit path
-                batch = []
-        if batch:
-            ledger._commit(batch)
-        records = ledger.entries_bytes(0, ledger.size)
-        ledger.close()
-        return records
+        return build_ledger(directory / "d", count)[1]
     finally:
         shutil.rmtree(directory)
 
