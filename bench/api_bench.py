@@ -153,6 +153,12 @@ def start_bare(port: int, path: Path, threads: int, log: Path) -> Process:
     raise SystemExit("the bare server did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     import socket
 
@@ -256,7 +262,10 @@ def bench_appends(root: Path, args: argparse.Namespace) -> None:
         for n in range(args.rounds):
             # Fresh signatures each round: each is accepted once, within 60 s of its creation.
             size = presigned_requests(url, keys["alice"], args.requests, requests_file, first=n)
+            before = cpu_seconds(registry.proc.pid)
             ours = run_wrk(url, requests_file, args.connections, args.duration, args.wrk_threads)
+            ours["cpu_ms"] = (cpu_seconds(registry.proc.pid) - before) * 1000 / ours["requests"]
+            before = cpu_seconds(bare.proc.pid)
             base = run_wrk(
                 f"http://127.0.0.1:{port}",
                 requests_file,
@@ -264,6 +273,7 @@ def bench_appends(root: Path, args: argparse.Namespace) -> None:
                 args.duration,
                 args.wrk_threads,
             )
+            base["cpu_ms"] = (cpu_seconds(bare.proc.pid) - before) * 1000 / base["requests"]
             rounds.append((ours, base))
     finally:
         registry.stop()
@@ -280,6 +290,12 @@ def bench_appends(root: Path, args: argparse.Namespace) -> None:
             print("  WARNING: wrk ran out of pre-signed requests; raise --requests")
     median = statistics.median(ours["rate"] / base["rate"] for ours, base in rounds)
     print(f"  median ratio: {median:.2f} of the bare endpoint (target >= 0.60)")
+    ours_cpu = statistics.median(ours["cpu_ms"] for ours, _ in rounds)
+    base_cpu = statistics.median(base["cpu_ms"] for _, base in rounds)
+    print(
+        f"  server CPU per request (median): bare {base_cpu:.2f} ms, PHT {ours_cpu:.2f} ms "
+        f"(CPU ratio {base_cpu / ours_cpu:.2f}; both servers are one GIL-bound process)"
+    )
 
 
 def bench_sequential(root: Path, args: argparse.Namespace) -> None:

@@ -2,7 +2,9 @@
 
 Results and transferred files are encrypted in this standard format so that a researcher can
 also decrypt them with the ``age`` tool. Built on ``cryptography`` primitives only: X25519,
-HKDF-SHA-256, HMAC-SHA-256 and ChaCha20-Poly1305.
+HKDF-SHA-256, HMAC-SHA-256 and ChaCha20-Poly1305. The wire format (header grammar, STREAM
+payload) lives in :mod:`crypto.age_format`; this module holds the keys, the X25519 recipient
+type, the encrypt/decrypt API and identity files.
 
 Format (what :func:`encrypt_stream` writes and :func:`decrypt_stream` accepts)::
 
@@ -31,26 +33,41 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
 import hmac
 import os
-import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from hashlib import sha256
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from crypto import bech32
+from crypto.age_format import (
+    FILE_KEY_SIZE,
+    KEY_SIZE,
+    NONCE_SIZE,
+    TAG_SIZE,
+    Reader,
+    Stanza,
+    b64decode,
+    b64encode,
+    decrypt_payload,
+    encrypt_payload,
+    header_bytes,
+    header_mac,
+    hkdf,
+    payload_aead,
+    read_header,
+    stanza_bytes,
+    write_all,
+)
 from crypto.errors import (
     DecryptionError,
     InsecureKeyFileError,
@@ -60,44 +77,15 @@ from crypto.errors import (
 )
 from crypto.keys import write_new_file
 
-CHUNK_SIZE = 64 * 1024
-TAG_SIZE = 16
-FILE_KEY_SIZE = 16
-NONCE_SIZE = 16
-KEY_SIZE = 32
-MAX_HEADER_SIZE = 1 << 20  # far above any real header (~100 bytes a recipient)
 MAX_IDENTITY_FILE_SIZE = 1 << 16
-
 RECIPIENT_HRP = "age"
 IDENTITY_HRP = "AGE-SECRET-KEY-"
 
-_VERSION_PREFIX = b"age-encryption.org/"
-_VERSION_LINE = b"age-encryption.org/v1\n"
 _X25519_TAG = b"X25519"
 _X25519_INFO = b"age-encryption.org/v1/X25519"
-_SEALED_CHUNK = CHUNK_SIZE + TAG_SIZE
 _ZERO_NONCE = bytes(12)
-_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]*")
-_BODY_COLUMNS = 64
-_MAC_COLUMNS = 43
 
 RandomSource = Callable[[int], bytes]
-
-
-def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=info).derive(ikm)
-
-
-def _b64encode(data: bytes) -> bytes:
-    return base64.b64encode(data).rstrip(b"=")
-
-
-def _b64decode(text: bytes) -> bytes | None:
-    """Canonical unpadded base64 (RFC 4648 3.5), or None."""
-    if len(text) % 4 == 1 or not _BASE64_LINE.fullmatch(text):
-        return None
-    data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
-    return data if _b64encode(data) == text else None
 
 
 def _raw_public(key: X25519PublicKey) -> bytes:
@@ -141,9 +129,9 @@ class AgeRecipient:
     def _stanza(self, file_key: bytes, random_bytes: RandomSource) -> bytes:
         ephemeral = X25519PrivateKey.from_private_bytes(random_bytes(KEY_SIZE))
         share = _raw_public(ephemeral.public_key())
-        wrap_key = _hkdf(ephemeral.exchange(self._key), share + self.raw, _X25519_INFO)
+        wrap_key = hkdf(ephemeral.exchange(self._key), share + self.raw, _X25519_INFO)
         body = ChaCha20Poly1305(wrap_key).encrypt(_ZERO_NONCE, file_key, None)
-        return b"-> X25519 " + _b64encode(share) + b"\n" + _body_lines(body)
+        return stanza_bytes([_X25519_TAG, b64encode(share)], body)
 
     def __str__(self) -> str:
         return self.to_string()
@@ -206,7 +194,7 @@ class AgeIdentity:
             raise DecryptionError(
                 "X25519 stanza has a low-order ephemeral share (all-zero shared secret)"
             ) from exc
-        wrap_key = _hkdf(secret, share + self.recipient.raw, _X25519_INFO)
+        wrap_key = hkdf(secret, share + self.recipient.raw, _X25519_INFO)
         try:
             return ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, body, None)
         except InvalidTag:
@@ -216,126 +204,15 @@ class AgeIdentity:
         return f"AgeIdentity(recipient={self.recipient.to_string()})"
 
 
-# --- header --------------------------------------------------------------------------------
+# --- the X25519 recipient stanza ---------------------------------------------------------
 
 
-def _body_lines(body: bytes) -> bytes:
-    encoded = _b64encode(body)
-    lines = [encoded[i : i + _BODY_COLUMNS] for i in range(0, len(encoded), _BODY_COLUMNS)]
-    if not lines or len(lines[-1]) == _BODY_COLUMNS:
-        lines.append(b"")  # the body always ends with a line shorter than 64 columns
-    return b"".join(line + b"\n" for line in lines)
-
-
-def _header_mac(file_key: bytes, header_through_dashes: bytes) -> bytes:
-    key = _hkdf(file_key, b"", b"header")
-    return hmac.new(key, header_through_dashes, sha256).digest()
-
-
-class _Reader:
-    """Lines for the header, then exact-size reads for the payload, from one stream."""
-
-    __slots__ = ("_buffer", "_consumed", "_stream")
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._buffer = bytearray()
-        self._consumed = 0
-
-    def header_line(self) -> bytes:
-        """The next line with its LF; raise DecryptionError at EOF or past the header limit."""
-        start = 0
-        while True:
-            index = self._buffer.find(b"\n", start)
-            if index >= 0:
-                line = bytes(self._buffer[: index + 1])
-                del self._buffer[: index + 1]
-                self._consumed += len(line)
-                if self._consumed > MAX_HEADER_SIZE:
-                    break
-                return line
-            if self._consumed + len(self._buffer) > MAX_HEADER_SIZE:
-                break
-            start = len(self._buffer)
-            block = self._stream.read(4096)
-            if not block:
-                raise DecryptionError("age header is truncated: end of file before its MAC line")
-            self._buffer += block
-        raise DecryptionError(f"age header is longer than {MAX_HEADER_SIZE} bytes")
-
-    def read(self, size: int) -> bytes:
-        """Exactly ``size`` bytes, fewer only at end of file."""
-        parts: list[bytes] = []
-        if self._buffer:
-            parts.append(bytes(self._buffer[:size]))
-            del self._buffer[:size]
-        missing = size - sum(map(len, parts))
-        while missing > 0:
-            block = self._stream.read(missing)
-            if not block:
-                break
-            parts.append(block)
-            missing -= len(block)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _read_header(reader: _Reader) -> tuple[list[tuple[list[bytes], bytes]], bytes, bytes]:
-    """Parse the header: (stanzas as (arguments, body), MAC, bytes the MAC covers)."""
-    seen = bytearray()
-    first = reader.header_line()
-    if first != _VERSION_LINE:
-        if first.startswith(_VERSION_PREFIX):
-            found = first.rstrip(b"\n").decode("ascii", "replace")
-            raise DecryptionError(f"unsupported age version {found!r}; expected {_VERSION_LINE!r}")
-        raise DecryptionError("not an age file: it does not start with 'age-encryption.org/v1'")
-    seen += first
-    stanzas: list[tuple[list[bytes], bytes]] = []
-    while True:
-        line = reader.header_line()
-        if line.startswith(b"--- "):
-            mac = _b64decode(line[4:-1]) if len(line) == 4 + _MAC_COLUMNS + 1 else None
-            if mac is None:
-                raise DecryptionError("age header MAC line is malformed")
-            if not stanzas:
-                raise DecryptionError("age header has no recipient stanza")
-            return stanzas, mac, bytes(seen) + b"---"
-        if not line.startswith(b"-> "):
-            raise DecryptionError(f"unexpected line in age header: {line[:40]!r}")
-        seen += line
-        arguments = line[3:-1].split(b" ")
-        for argument in arguments:
-            if not argument or any(not 0x21 <= byte <= 0x7E for byte in argument):
-                raise DecryptionError(
-                    f"recipient stanza {len(stanzas) + 1} has an empty or non-printable argument"
-                )
-        encoded = bytearray()
-        while True:
-            body_line = reader.header_line()
-            seen += body_line
-            content = body_line[:-1]
-            if len(content) > _BODY_COLUMNS or not _BASE64_LINE.fullmatch(content):
-                raise DecryptionError(
-                    f"recipient stanza {len(stanzas) + 1} has a malformed body line"
-                )
-            encoded += content
-            if len(content) < _BODY_COLUMNS:
-                break
-        body = _b64decode(bytes(encoded))
-        if body is None:
-            raise DecryptionError(
-                f"recipient stanza {len(stanzas) + 1} body is not canonical base64"
-            )
-        stanzas.append((arguments, body))
-
-
-def _unwrap_file_key(
-    stanzas: list[tuple[list[bytes], bytes]], identities: Sequence[AgeIdentity]
-) -> bytes:
+def _unwrap_file_key(stanzas: list[Stanza], identities: Sequence[AgeIdentity]) -> bytes:
     candidates: list[tuple[bytes, bytes]] = []
     for number, (arguments, body) in enumerate(stanzas, start=1):
         if arguments[0] != _X25519_TAG:
             continue  # another recipient type: not ours to judge
-        share = _b64decode(arguments[1]) if len(arguments) == 2 else None
+        share = b64decode(arguments[1]) if len(arguments) == 2 else None
         if share is None or len(share) != KEY_SIZE:
             raise DecryptionError(
                 f"X25519 stanza {number} must have one argument, the canonical base64 of a "
@@ -359,80 +236,7 @@ def _unwrap_file_key(
     )
 
 
-# --- payload -------------------------------------------------------------------------------
-
-
-def _chunk_nonce(counter: int, last: bool) -> bytes:
-    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
-
-
-def _write_all(dst: BinaryIO, data: bytes) -> None:
-    written = dst.write(data)
-    if written is not None and written < len(data):  # raw streams may write short
-        view = memoryview(data)[written:]
-        while view:
-            view = view[dst.write(view) :]
-
-
-def _open_chunk(aead: ChaCha20Poly1305, counter: int, sealed: bytes, last: bool) -> bytes:
-    """Open chunk ``counter``; ``last`` says whether the file ends right after it."""
-    try:
-        return aead.decrypt(_chunk_nonce(counter, last), sealed, None)
-    except InvalidTag:
-        pass
-    try:  # only to say what went wrong; nothing from this attempt is released
-        aead.decrypt(_chunk_nonce(counter, not last), sealed, None)
-    except InvalidTag:
-        raise DecryptionError(
-            f"age payload chunk {counter} failed authentication: the file was modified, "
-            f"truncated, reordered or has trailing data"
-        ) from None
-    if last:
-        raise DecryptionError(
-            f"age file is truncated: it ends after chunk {counter}, which is not the final chunk"
-        )
-    raise DecryptionError(f"age file has trailing data after its final chunk {counter}")
-
-
-def _decrypt_payload(reader: _Reader, dst: BinaryIO, aead: ChaCha20Poly1305) -> int:
-    sealed = reader.read(_SEALED_CHUNK)
-    if not sealed:
-        raise DecryptionError("age file is truncated: the payload has no chunk")
-    counter = 0
-    written = 0
-    while True:
-        following = reader.read(_SEALED_CHUNK) if len(sealed) == _SEALED_CHUNK else b""
-        last = not following
-        plaintext = _open_chunk(aead, counter, sealed, last)
-        if last and not plaintext and counter > 0:
-            raise DecryptionError(
-                f"age payload ends with an empty final chunk {counter}; only an empty file "
-                f"may have one"
-            )
-        _write_all(dst, plaintext)
-        written += len(plaintext)
-        if last:
-            return written
-        sealed = following
-        counter += 1
-
-
-# --- public API ----------------------------------------------------------------------------
-
-
-def _read_full(src: BinaryIO, size: int) -> bytes:
-    data = src.read(size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    missing = size - len(data)
-    while missing > 0:
-        block = src.read(missing)
-        if not block:
-            break
-        parts.append(block)
-        missing -= len(block)
-    return b"".join(parts)
+# --- encryption and decryption ----------------------------------------------------------
 
 
 def encrypt_stream(
@@ -450,27 +254,11 @@ def encrypt_stream(
     if not recipients:
         raise ValueError("encrypt_stream needs at least one recipient")
     file_key = random_bytes(FILE_KEY_SIZE)
-    header = bytearray(_VERSION_LINE)
-    for recipient in recipients:
-        header += recipient._stanza(file_key, random_bytes)
-    header += b"---"
-    header += b" " + _b64encode(_header_mac(file_key, bytes(header))) + b"\n"
+    stanzas = [recipient._stanza(file_key, random_bytes) for recipient in recipients]
     nonce = random_bytes(NONCE_SIZE)
-    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-    _write_all(dst, bytes(header) + nonce)
-    written = len(header) + NONCE_SIZE
-    chunk = _read_full(src, CHUNK_SIZE)
-    counter = 0
-    while True:
-        following = _read_full(src, CHUNK_SIZE) if len(chunk) == CHUNK_SIZE else b""
-        last = not following
-        sealed = aead.encrypt(_chunk_nonce(counter, last), chunk, None)
-        _write_all(dst, sealed)
-        written += len(sealed)
-        if last:
-            return written
-        chunk = following
-        counter += 1
+    head = header_bytes(stanzas, file_key) + nonce
+    write_all(dst, head)
+    return len(head) + encrypt_payload(src, dst, payload_aead(file_key, nonce))
 
 
 def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[AgeIdentity]) -> int:
@@ -483,16 +271,15 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[AgeIdentit
     """
     if not identities:
         raise ValueError("decrypt_stream needs at least one identity")
-    reader = _Reader(src)
-    stanzas, mac, covered = _read_header(reader)
+    reader = Reader(src)
+    stanzas, mac, covered = read_header(reader)
     file_key = _unwrap_file_key(stanzas, identities)
-    if not hmac.compare_digest(_header_mac(file_key, covered), mac):
+    if not hmac.compare_digest(header_mac(file_key, covered), mac):
         raise DecryptionError("age header MAC does not verify: the header was modified")
     nonce = reader.read(NONCE_SIZE)
     if len(nonce) != NONCE_SIZE:
         raise DecryptionError("age file is truncated: the payload nonce is missing")
-    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-    return _decrypt_payload(reader, dst, aead)
+    return decrypt_payload(reader, dst, payload_aead(file_key, nonce))
 
 
 def encrypt_bytes(data: bytes, recipients: Sequence[AgeRecipient]) -> bytes:
@@ -516,7 +303,7 @@ def _atomic_output(
     target = Path(dst_path)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with open(src_path, "rb") as src, os.fdopen(fd, "wb") as tmp:
+        with os.fdopen(fd, "wb") as tmp, open(src_path, "rb") as src:
             written = work(src, tmp)
             tmp.flush()
             os.fsync(tmp.fileno())

@@ -67,12 +67,27 @@ def _follow(args: argparse.Namespace) -> int:
     for warning in config.warnings():
         log.warning("config: %s", warning)
     key = SigningKey.load(config.key_file)
+    store = TrustStore(config.state_dir, exclusive=True)
     client = Client(config.registry, key, timeout=10.0)
-    follower = Follower(
-        client, TrustStore(config.state_dir), log_key=config.log_key, genesis=config.genesis
-    )
+    try:
+        return _run_agent(args, config, key, client, store)
+    finally:
+        client.close()
+        store.close()
+
+
+def _run_agent(
+    args: argparse.Namespace,
+    config: SiteConfig,
+    key: SigningKey,
+    client: Client,
+    store: TrustStore,
+) -> int:
+    follower = Follower(client, store, log_key=config.log_key, genesis=config.genesis)
     runtime = DockerRuntime.from_env()
     runtime.ping()
+    if config.network is not None:
+        runtime.check_network(config.network)
     stale = runtime.remove_stale(config.site)
     if stale:
         log.warning("removed %d container(s) left by an earlier run of this site", len(stale))
@@ -89,7 +104,7 @@ def _follow(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the running tasks are cancelled", signum)
+        log.info("signal %d: stopping; running containers are killed and rerun on restart", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -110,7 +125,7 @@ def _follow(args: argparse.Namespace) -> int:
             agent.run(stop, wait=config.poll_wait_s)
     finally:
         agent.close(cancel=True)
-        client.close()
+        runtime.close()
     return 0
 
 

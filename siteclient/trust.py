@@ -15,6 +15,7 @@ together: a crash in between leaves the previous, consistent triple.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -48,13 +49,31 @@ class Trusted:
 class TrustStore:
     """Loads and saves :class:`Trusted` in ``state_dir``."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, exclusive: bool = False) -> None:
+        """``exclusive`` locks the directory for this process (the follower): two site clients
+        of one site must never run together."""
         self.dir = Path(state_dir)
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StateError(f"cannot create state directory {self.dir}: {exc.strerror}") from exc
         self._saved_leaves = 0
+        self._lock_fd: int | None = None
+        if exclusive:
+            fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StateError(
+                    f"another site client is running on {self.dir} (it holds {self.dir / 'LOCK'})"
+                ) from None
+            self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def load(self) -> Trusted:
         path = self.dir / TRUSTED
