@@ -44,7 +44,7 @@ from ledger.errors import (
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.groupcommit import GroupCommitter
 from ledger.merkle import MerkleTree
-from ledger.rules import apply, check_signature
+from ledger.rules import apply, check_event_signature
 from ledger.snapshot import read_snapshot, write_snapshot
 from ledger.state import MemberRecord, State, TaskRecord
 from ledger.store import EntryStore
@@ -206,7 +206,7 @@ class Ledger:
         # so the verdict holds whatever the membership; the rules still check membership.
         member = self.member_for_key(signed.event.author)
         if member is not None:
-            check_signature(_pending_entry(signed), member.public_key)
+            check_event_signature(signed, member.public_key)
         outcome = self._committer.submit(signed)
         if isinstance(outcome, LedgerError):
             raise outcome
@@ -375,11 +375,6 @@ class Ledger:
             "sites": sites,
             "cancelled": cancelled,
         }
-
-
-def _pending_entry(signed: SignedEvent) -> Entry:
-    """A throwaway entry around ``signed`` for signature checking before it has an index."""
-    return Entry(index=0, prev="0" * 64, received="1970-01-01T00:00:00Z", event=signed)  # type: ignore[arg-type]
 
 
 def event_id_bytes(signed: SignedEvent) -> bytes:

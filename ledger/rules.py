@@ -42,7 +42,7 @@ from ledger.bodies import (
     Transfer,
 )
 from ledger.errors import ChainError, RuleViolation, SignatureError
-from ledger.events import Entry, EntryHash
+from ledger.events import Entry, EntryHash, SignedEvent
 from ledger.state import MemberRecord, SiteProgress, State, TaskRecord
 
 
@@ -83,6 +83,16 @@ def facts_of(entry: Entry) -> Facts:
     if isinstance(body, Cancel):
         return Facts(*common, task=body.task)
     return Facts(*common, body=body)
+
+
+def check_event_signature(signed: SignedEvent, key: PublicKey) -> None:
+    """Verify a posted event's signature with ``key`` before it has an entry index."""
+    try:
+        key.verify(signed.sig, signed.event.signing_bytes())
+    except BadSignatureError as exc:
+        raise SignatureError(
+            f"event {signed.event.id[:16]}: signature does not verify for author {key.key_id[:16]}"
+        ) from exc
 
 
 def check_signature(entry: Entry, key: PublicKey) -> None:

@@ -53,7 +53,10 @@ def test_bip173_invalid_strings_are_refused(text: str) -> None:
 
 def test_length_limit_is_lifted_as_age_does() -> None:
     # Invalid in BIP-173 only for its 90-character limit, which the age spec lifts.
-    text = "an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharactersbio1569pvx"
+    text = (
+        "an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharactersbio"
+        "1569pvx"
+    )
     assert len(text) > 90
     assert decode_words(text)[0] == text[: text.rfind("1")]
     long = encode("age-secret-key-", bytes(range(256)))
