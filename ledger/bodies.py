@@ -47,6 +47,7 @@ class Role(StrEnum):
 class MemberAction(StrEnum):
     ADD = "add"
     REVOKE = "revoke"
+    REKEY = "rekey"  # publish or rotate the member's encryption key / file service address
 
 
 class StatusState(StrEnum):
@@ -124,23 +125,52 @@ def _text2000(value: object, where: str) -> str:
     return f.string(value, where, max_len=2000)
 
 
+AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+FILE_SERVICE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+
+
+def _age_recipient(value: object, where: str) -> str:
+    return f.string(
+        value, where, pattern=AGE_RECIPIENT, max_len=62, what="an age X25519 recipient (age1...)"
+    )
+
+
+def _file_service(value: object, where: str) -> str:
+    return f.string(
+        value, where, pattern=FILE_SERVICE, max_len=256, what="an http(s) URL of a FileService"
+    )
+
+
+def _contact(out: dict[str, Any], encryption_key: str | None, file_service: str | None) -> None:
+    if encryption_key is not None:
+        out["encryption_key"] = encryption_key
+    if file_service is not None:
+        out["file_service"] = file_service
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemberSpec:
     name: str
     role: Role
     public_key: str  # base64 of the 32 raw Ed25519 bytes
+    encryption_key: str | None = None  # age X25519 recipient results are encrypted for
+    file_service: str | None = None  # where this site receives files directly
 
     @classmethod
     def from_dict(cls, value: object, where: str) -> MemberSpec:
-        d = f.obj(value, where, ("name", "role", "public_key"))
+        d = f.obj(value, where, ("name", "role", "public_key"), ("encryption_key", "file_service"))
         return cls(
             name=f.name(d["name"], f"{where}.name"),
             role=_enum(Role, d["role"], f"{where}.role"),
             public_key=_public_key(d["public_key"], f"{where}.public_key"),
+            encryption_key=f.optional(d, "encryption_key", where, _age_recipient),
+            file_service=f.optional(d, "file_service", where, _file_service),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role.value, "public_key": self.public_key}
+        out = {"name": self.name, "role": self.role.value, "public_key": self.public_key}
+        _contact(out, self.encryption_key, self.file_service)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,24 +207,39 @@ class Member:
     name: str
     role: Role
     public_key: str
+    encryption_key: str | None = None
+    file_service: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action is MemberAction.REKEY and self.encryption_key is None:
+            raise FormatError("member.body: rekey must give the new encryption_key")
 
     @classmethod
     def from_dict(cls, value: object, where: str) -> Member:
-        d = f.obj(value, where, ("action", "name", "role", "public_key"))
+        d = f.obj(
+            value,
+            where,
+            ("action", "name", "role", "public_key"),
+            ("encryption_key", "file_service"),
+        )
         return cls(
             action=_enum(MemberAction, d["action"], f"{where}.action"),
             name=f.name(d["name"], f"{where}.name"),
             role=_enum(Role, d["role"], f"{where}.role"),
             public_key=_public_key(d["public_key"], f"{where}.public_key"),
+            encryption_key=f.optional(d, "encryption_key", where, _age_recipient),
+            file_service=f.optional(d, "file_service", where, _file_service),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "action": self.action.value,
             "name": self.name,
             "role": self.role.value,
             "public_key": self.public_key,
         }
+        _contact(out, self.encryption_key, self.file_service)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,8 +281,13 @@ class Task:
     limits: Limits | None = None
     parent: EventId | None = None
     label: str | None = None
+    recipient: str | None = None  # who results are encrypted for (default: the author)
+    deliver: bool = False  # outputs go to the recipient site's FileService, not the registry
+    inputs: tuple[EventId, ...] = ()  # earlier tasks whose files delivered here are inputs
 
     def __post_init__(self) -> None:
+        if self.deliver and self.recipient is None:
+            raise FormatError("task.body: deliver needs a recipient site")
         if (self.config is None) == (self.config_blob is None):
             raise FormatError("task.body: give exactly one of config (inline) and config_blob")
         if not self.sites:
@@ -248,8 +298,25 @@ class Task:
     @classmethod
     def from_dict(cls, value: object, where: str) -> Task:
         d = f.obj(
-            value, where, ("image", "sites"), ("config", "config_blob", "limits", "parent", "label")
+            value,
+            where,
+            ("image", "sites"),
+            (
+                "config",
+                "config_blob",
+                "limits",
+                "parent",
+                "label",
+                "recipient",
+                "deliver",
+                "inputs",
+            ),
         )
+        deliver = d.get("deliver", False)
+        if not isinstance(deliver, bool) or ("deliver" in d and deliver is False):
+            raise FormatError(f"{where}.deliver: expected true (or leave it out)")
+        if d.get("inputs") == []:
+            raise FormatError(f"{where}.inputs: name at least one task (or leave it out)")
         config = d.get("config")
         if config is not None and not isinstance(config, dict):
             raise FormatError(f"{where}.config: expected an object, found {f.describe(config)}")
@@ -267,6 +334,9 @@ class Task:
             limits=f.optional(d, "limits", where, Limits.from_dict),
             parent=f.optional(d, "parent", where, _event_id),
             label=f.optional(d, "label", where, _text200),
+            recipient=f.optional(d, "recipient", where, f.name),
+            deliver=deliver,
+            inputs=f.array(d.get("inputs", []), f"{where}.inputs", _event_id, max_items=64),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +351,12 @@ class Task:
             out["parent"] = self.parent
         if self.label is not None:
             out["label"] = self.label
+        if self.recipient is not None:
+            out["recipient"] = self.recipient
+        if self.deliver:
+            out["deliver"] = True
+        if self.inputs:
+            out["inputs"] = list(self.inputs)
         return out
 
 
@@ -352,13 +428,18 @@ OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Output:
+    """One output: its name, and the SHA-256 and size of the stored bytes (the ciphertext when
+    the task has a recipient). ``delivered_to`` names the site whose FileService received it
+    instead of the registry."""
+
     name: str
     sha256: str
     size: int
+    delivered_to: str | None = None
 
     @classmethod
     def from_dict(cls, value: object, where: str) -> Output:
-        d = f.obj(value, where, ("name", "sha256", "size"))
+        d = f.obj(value, where, ("name", "sha256", "size"), ("delivered_to",))
         return cls(
             name=f.string(
                 d["name"],
@@ -369,10 +450,14 @@ class Output:
             ),
             sha256=f.hex64(d["sha256"], f"{where}.sha256"),
             size=f.integer(d["size"], f"{where}.size"),
+            delivered_to=f.optional(d, "delivered_to", where, f.name),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+        out: dict[str, Any] = {"name": self.name, "sha256": self.sha256, "size": self.size}
+        if self.delivered_to is not None:
+            out["delivered_to"] = self.delivered_to
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

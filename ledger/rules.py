@@ -11,7 +11,11 @@ returns it.
 | consortium | a founding admin        | only at index 0; origin equals the event's ledger       |
 | member     | admin                   | add: new name, unused key; revoke: an active member,    |
 |            |                         | never the last active admin                             |
-| task       | researcher              | every named site is an active site member; parent known |
+| member     | the member, or an admin | rekey: publish or rotate its age encryption key (and    |
+|  (rekey)   |                         | FileService address)                                    |
+| task       | researcher              | every named site is an active site member; parent and   |
+|            |                         | inputs known; a recipient has an encryption key, and to |
+|            |                         | deliver to it, it is a site with a FileService          |
 | cancel     | task author or admin    | task known, not cancelled, not finished everywhere      |
 | status     | site                    | task names the site, site has no result yet             |
 | result     | site                    | task names the site; once per (task, site)              |
@@ -65,6 +69,9 @@ class Facts(NamedTuple):
     state: str | None = None
     sites: tuple[str, ...] = ()
     parent: EventId | None = None
+    recipient: str | None = None
+    deliver: bool = False
+    inputs: tuple[EventId, ...] = ()
     body: Consortium | Member | Transfer | None = None
 
 
@@ -79,7 +86,14 @@ def facts_of(entry: Entry) -> Facts:
     if isinstance(body, Status | Result):
         return Facts(*common, task=body.task, state=body.state.value)
     if isinstance(body, Task):
-        return Facts(*common, sites=body.sites, parent=body.parent)
+        return Facts(
+            *common,
+            sites=body.sites,
+            parent=body.parent,
+            recipient=body.recipient,
+            deliver=body.deliver,
+            inputs=body.inputs,
+        )
     if isinstance(body, Cancel):
         return Facts(*common, task=body.task)
     return Facts(*common, body=body)
@@ -170,7 +184,14 @@ def _genesis(state: State, facts: Facts, check: SignatureCheck | None) -> None:
             raise RuleViolation(f"entry 0: member name {spec.name!r} appears twice")
         if key.key_id in keys:
             raise RuleViolation(f"entry 0: key {key.key_id[:16]} is given to two members")
-        members[spec.name] = MemberRecord(name=spec.name, role=spec.role, public_key=key, added=0)
+        members[spec.name] = MemberRecord(
+            name=spec.name,
+            role=spec.role,
+            public_key=key,
+            added=0,
+            encryption_key=spec.encryption_key,
+            file_service=spec.file_service,
+        )
         keys[key.key_id] = spec.name
     founder = members.get(keys.get(facts.author, ""))
     if founder is None or founder.role is not Role.ADMIN:
@@ -195,6 +216,9 @@ def _require_role(author: MemberRecord, roles: tuple[Role, ...], where: str) -> 
 def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
     body = facts.body
     assert isinstance(body, Member)
+    if body.action is MemberAction.REKEY:
+        _rekey(state, body, author, where)
+        return
     _require_role(author, (Role.ADMIN,), where)
     if body.action is MemberAction.ADD:
         key = PublicKey.from_b64(body.public_key)
@@ -203,7 +227,12 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
         if key.key_id in state.keys:
             raise RuleViolation(f"{where}: key {key.key_id[:16]} already belongs to a member")
         state.members[body.name] = MemberRecord(
-            name=body.name, role=body.role, public_key=key, added=facts.position
+            name=body.name,
+            role=body.role,
+            public_key=key,
+            added=facts.position,
+            encryption_key=body.encryption_key,
+            file_service=body.file_service,
         )
         state.keys[key.key_id] = body.name
         return
@@ -220,6 +249,20 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     target.revoked = facts.position
 
 
+def _rekey(state: State, body: Member, author: MemberRecord, where: str) -> None:
+    """A member publishes or rotates its own encryption key (or an admin does it for them)."""
+    if author.name != body.name and author.role is not Role.ADMIN:
+        raise RuleViolation(f"{where}: only {body.name!r} itself or an admin may rekey it")
+    target = state.members.get(body.name)
+    if target is None or not target.active:
+        raise RuleViolation(f"{where}: {body.name!r} is not an active member")
+    if target.role is not body.role or target.public_key.b64() != body.public_key:
+        raise RuleViolation(f"{where}: rekey names {body.name!r} with another role or key")
+    target.encryption_key = body.encryption_key
+    if body.file_service is not None:
+        target.file_service = body.file_service
+
+
 def _task(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
     _require_role(author, (Role.RESEARCHER,), where)
     event_id = facts.event_id
@@ -231,12 +274,32 @@ def _task(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
             raise RuleViolation(f"{where}: {site!r} is not an active site of this consortium")
     if facts.parent is not None and facts.parent not in state.tasks:
         raise RuleViolation(f"{where}: parent task {facts.parent[:16]} is not in the ledger")
+    for earlier in facts.inputs:
+        if earlier not in state.tasks:
+            raise RuleViolation(f"{where}: input task {earlier[:16]} is not in the ledger")
+    encrypt_for = author.encryption_key
+    if facts.recipient is not None:
+        recipient = state.members.get(facts.recipient)
+        if recipient is None or not recipient.active:
+            raise RuleViolation(f"{where}: recipient {facts.recipient!r} is not an active member")
+        if recipient.encryption_key is None:
+            raise RuleViolation(
+                f"{where}: recipient {facts.recipient!r} has published no encryption key"
+            )
+        if facts.deliver and (recipient.role is not Role.SITE or recipient.file_service is None):
+            raise RuleViolation(
+                f"{where}: outputs can be delivered only to a site with a FileService; "
+                f"{facts.recipient!r} has none"
+            )
+        encrypt_for = recipient.encryption_key
     state.tasks[event_id] = TaskRecord(
         event_id=event_id,
         index=facts.position,
         author=author.name,
         sites={site: SiteProgress() for site in facts.sites},
         parent=facts.parent,
+        encrypt_for=encrypt_for,
+        deliver_to=facts.recipient if facts.deliver else None,
     )
 
 

@@ -25,6 +25,8 @@ class MemberRecord:
     public_key: PublicKey
     added: int
     revoked: int | None = None
+    encryption_key: str | None = None  # age X25519 recipient
+    file_service: str | None = None
 
     @property
     def active(self) -> bool:
@@ -37,6 +39,8 @@ class MemberRecord:
             "public_key": self.public_key.b64(),
             "added": self.added,
             "revoked": self.revoked,
+            "encryption_key": self.encryption_key,
+            "file_service": self.file_service,
         }
 
     @classmethod
@@ -47,6 +51,8 @@ class MemberRecord:
             public_key=PublicKey.from_b64(d["public_key"]),
             added=d["added"],
             revoked=d["revoked"],
+            encryption_key=d.get("encryption_key"),
+            file_service=d.get("file_service"),
         )
 
 
@@ -74,6 +80,8 @@ class TaskRecord:
     sites: dict[str, SiteProgress]
     parent: EventId | None = None
     cancelled: int | None = None
+    encrypt_for: str | None = None  # the age recipient outputs are encrypted for, if any
+    deliver_to: str | None = None  # the site whose FileService receives the outputs, if any
 
     @property
     def finished(self) -> bool:
@@ -86,6 +94,8 @@ class TaskRecord:
             "sites": {name: p.to_list() for name, p in self.sites.items()},
             "parent": self.parent,
             "cancelled": self.cancelled,
+            "encrypt_for": self.encrypt_for,
+            "deliver_to": self.deliver_to,
         }
 
     @classmethod
@@ -97,6 +107,8 @@ class TaskRecord:
             sites={name: SiteProgress.from_list(p) for name, p in d["sites"].items()},
             parent=d["parent"],
             cancelled=d["cancelled"],
+            encrypt_for=d.get("encrypt_for"),
+            deliver_to=d.get("deliver_to"),
         )
 
 

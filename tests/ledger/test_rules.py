@@ -253,3 +253,57 @@ def test_snapshot_round_trip_preserves_state() -> None:
     again = State.from_dict(state.to_dict())
     assert again.to_dict() == state.to_dict()
     assert again.member_by_key(world.keys["site-a"].key_id).name == "site-a"  # type: ignore[union-attr]
+
+
+AGE = "age1" + "q" * 58
+
+
+def _rekey(world: World, name: str, key: str = AGE, **extra: str) -> Member:
+    return Member(
+        action=MemberAction.REKEY,
+        name=name,
+        role=world.roles[name],
+        public_key=world.keys[name].public.b64(),
+        encryption_key=key,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_member_publishes_its_own_encryption_key_and_tasks_encrypt_for_it() -> None:
+    world, state, _ = _ledger()
+    apply(state, world.push(world.sign("alice", _rekey(world, "alice"))))
+    assert state.members["alice"].encryption_key == AGE
+    task = world.sign("alice", Task(image="a/b:1", sites=("site-a",), config={}))
+    apply(state, world.push(task))
+    assert state.tasks[task.event.id].encrypt_for == AGE
+
+
+def test_rejects_rekey_of_another_member_by_a_non_admin() -> None:
+    world, state, _ = _ledger()
+    with pytest.raises(RuleViolation, match="itself or an admin"):
+        apply(state, world.entry(world.sign("site-a", _rekey(world, "alice"))))
+
+
+def test_rejects_task_for_a_recipient_without_encryption_key() -> None:
+    world, state, _ = _ledger()
+    body = Task(image="a/b:1", sites=("site-a",), config={}, recipient="site-c")
+    with pytest.raises(RuleViolation, match="no encryption key"):
+        apply(state, world.entry(world.sign("alice", body)))
+
+
+def test_rejects_delivery_to_a_site_without_file_service() -> None:
+    world, state, _ = _ledger()
+    apply(state, world.push(world.sign("site-c", _rekey(world, "site-c"))))
+    body = Task(image="a/b:1", sites=("site-a",), config={}, recipient="site-c", deliver=True)
+    with pytest.raises(RuleViolation, match="FileService"):
+        apply(state, world.entry(world.sign("alice", body)))
+    rekey = _rekey(world, "site-c", file_service="https://ttp.example:8443")
+    apply(state, world.push(world.sign("site-c", rekey)))
+    apply(state, world.push(world.sign("alice", body)))
+
+
+def test_rejects_unknown_input_task() -> None:
+    world, state, _ = _ledger()
+    body = Task(image="a/b:1", sites=("site-a",), config={}, inputs=("ef" * 32,))  # type: ignore[arg-type]
+    with pytest.raises(RuleViolation, match="input task"):
+        apply(state, world.entry(world.sign("alice", body)))
