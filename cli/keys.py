@@ -1,7 +1,9 @@
-"""``pht keys new NAME``: a new Ed25519 key pair, ``NAME.key`` (0600) and ``NAME.pub`` (PEM).
+"""``pht keys new NAME``: a new Ed25519 signing key pair, ``NAME.key`` (0600) and ``NAME.pub``
+(PEM), and an age X25519 identity for confidential results, ``NAME.age`` (0600, the age-keygen
+format, so the standard ``age -d -i NAME.age`` decrypts what sites encrypt for you).
 
-Set ``PHT_KEY_PASSPHRASE`` to encrypt the private key. Prints the key id and the base64 public key
-(the form a members file and ``pht member add`` take).
+Set ``PHT_KEY_PASSPHRASE`` to encrypt the signing key. Prints the key id, the base64 public key
+(what a members file and ``pht member add`` take) and the age recipient (``pht member rekey``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from cli.errors import CliError
 from crypto import SigningKey, write_new_file
+from crypto.age import AgeIdentity, save_identity
 
 
 def add_parser(commands: Any) -> None:
@@ -34,6 +37,8 @@ def _new(args: argparse.Namespace) -> int:
     passphrase = os.environ.get("PHT_KEY_PASSPHRASE")
     key.save(folder / f"{args.name}.key", passphrase.encode() if passphrase else None)
     write_new_file(folder / f"{args.name}.pub", key.public.pem(), mode=0o644)
+    identity = AgeIdentity.generate()
+    save_identity(folder / f"{args.name}.age", identity)
     print(
         json.dumps(
             {
@@ -41,6 +46,8 @@ def _new(args: argparse.Namespace) -> int:
                 "public_key_file": str(folder / f"{args.name}.pub"),
                 "public_key": key.public.b64(),
                 "key_id": key.key_id,
+                "age_identity": str(folder / f"{args.name}.age"),
+                "encryption_key": identity.recipient.to_string(),
             },
             indent=2,
         )

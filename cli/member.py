@@ -1,7 +1,11 @@
 """``pht member add|revoke``: an admin changes the consortium's membership.
 
-    pht member add NAME --role ROLE --public-key KEY     (KEY: base64, or a PEM .pub file)
+    pht member add NAME --role ROLE --public-key KEY [--encryption-key age1...] [--file-service URL]
     pht member revoke NAME
+    pht member rekey NAME (--encryption-key age1... | --identity FILE.age) [--file-service URL]
+
+``rekey`` publishes or rotates a member's age encryption key (a member may rekey itself; an
+admin may rekey anyone); tasks posted afterwards are encrypted for the new key.
 
 Revoking looks the member's role and key up in the ledger (the rules require the revoke event to
 name both, so an admin cannot revoke someone else by mistake).
@@ -16,6 +20,7 @@ from typing import Any
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
 from crypto import PublicKey
+from crypto.age import AgeRecipient, load_identity
 from ledger.bodies import Member, MemberAction, Role
 from ledger.events import SignedEvent, new_event
 
@@ -27,12 +32,22 @@ def add_parser(commands: Any) -> None:
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--public-key", required=True, help="base64 raw key or a PEM .pub file")
+    add.add_argument("--encryption-key", help="the member's age recipient (age1...)")
+    add.add_argument("--file-service", help="a site's FileService URL")
     add_connection_arguments(add)
     add.set_defaults(run=_add)
     revoke = sub.add_parser("revoke", help="revoke a member: their key signs nothing after this")
     revoke.add_argument("name")
     add_connection_arguments(revoke)
     revoke.set_defaults(run=_revoke)
+    rekey = sub.add_parser("rekey", help="publish or rotate a member's encryption key")
+    rekey.add_argument("name")
+    source = rekey.add_mutually_exclusive_group(required=True)
+    source.add_argument("--encryption-key", help="the new age recipient (age1...)")
+    source.add_argument("--identity", type=Path, help="an age identity file to take it from")
+    rekey.add_argument("--file-service", help="a site's FileService URL")
+    add_connection_arguments(rekey)
+    rekey.set_defaults(run=_rekey)
 
 
 def _public_key(text: str) -> PublicKey:
@@ -59,7 +74,8 @@ def _add(args: argparse.Namespace) -> int:
     return _post(args, body)
 
 
-def _revoke(args: argparse.Namespace) -> int:
+def _find(args: argparse.Namespace) -> Member:
+    """The member's current role and key, from the ledger."""
     conn = connect(args)
     found: Member | None = None
     start = 0
@@ -68,7 +84,10 @@ def _revoke(args: argparse.Namespace) -> int:
         for entry in page.entries:
             body = entry.event.event.body
             if isinstance(body, Member) and body.name == args.name:
-                found = body if body.action is MemberAction.ADD else None
+                if body.action is MemberAction.ADD:
+                    found = body
+                elif body.action is MemberAction.REVOKE:
+                    found = None
             specs = getattr(body, "members", ())
             for spec in specs:
                 if spec.name == args.name:
@@ -83,7 +102,29 @@ def _revoke(args: argparse.Namespace) -> int:
         start = page.next
     if found is None:
         raise CliError(f"{args.name!r} is not an active member of this ledger")
+    return found
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    found = _find(args)
     body = Member(
         action=MemberAction.REVOKE, name=found.name, role=found.role, public_key=found.public_key
+    )
+    return _post(args, body)
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    found = _find(args)
+    if args.identity is not None:
+        encryption_key = load_identity(args.identity).recipient.to_string()
+    else:
+        encryption_key = AgeRecipient.from_string(args.encryption_key).to_string()
+    body = Member(
+        action=MemberAction.REKEY,
+        name=found.name,
+        role=found.role,
+        public_key=found.public_key,
+        encryption_key=encryption_key,
+        file_service=args.file_service,
     )
     return _post(args, body)

@@ -2,10 +2,12 @@
 
 The profile is a small JSON file, ``$PHT_PROFILE`` or ``~/.config/pht/profile.json``::
 
-    {"registry": "http://127.0.0.1:5000", "key": "/home/ana/keys/ana.key", "genesis": "<hex>"}
+    {"registry": "http://127.0.0.1:5000", "key": "/home/ana/keys/ana.key", "genesis": "<hex>",
+     "identity": "/home/ana/keys/ana.age"}
 
-``--registry`` and ``--key`` on any command override it. ``genesis``, when set, pins the ledger the
-researcher trusts: results are read only from a registry whose entry 0 has that hash.
+``--registry`` and ``--key`` on any command override it; ``identity`` is the age identity that
+decrypts confidential results (``--identity`` overrides it). ``genesis``, when set, pins the
+ledger the researcher trusts: results are read only from a registry whose entry 0 has that hash.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from api.analyst import Analyst
 from api.client import Client
 from cli.errors import CliError
 from crypto import SigningKey
+from crypto.age import AgeIdentity, load_identity
 from ledger.canonical import parse_json
 from ledger.durable import write_atomic
 
-FIELDS = ("registry", "key", "genesis")
+FIELDS = ("registry", "key", "genesis", "identity")
 
 
 def profile_path() -> Path:
@@ -58,6 +61,10 @@ class Connection:
     client: Client
     key: SigningKey
     genesis: str | None
+    identity_file: Path | None = None
+
+    def identity(self) -> AgeIdentity | None:
+        return None if self.identity_file is None else load_identity(self.identity_file)
 
     def analyst(self) -> Analyst:
         return Analyst(self.client, self.key, genesis=self.genesis)
@@ -72,7 +79,10 @@ def connect(args: argparse.Namespace, *, need_key: bool = True) -> Connection:
     if key_path is None:
         raise CliError("no key given: pass --key FILE or run `pht profile set`")
     key = SigningKey.load(key_path, passphrase=_passphrase())
-    return Connection(Client(registry, key), key, profile.get("genesis"))
+    identity = getattr(args, "identity", None) or profile.get("identity")
+    return Connection(
+        Client(registry, key), key, profile.get("genesis"), Path(identity) if identity else None
+    )
 
 
 def _passphrase() -> bytes | None:
@@ -89,6 +99,7 @@ def add_parser(commands: Any) -> None:
     put.add_argument("--registry")
     put.add_argument("--key", type=Path)
     put.add_argument("--genesis", help="the ledger's genesis entry hash to pin")
+    put.add_argument("--identity", type=Path, help="your age identity for encrypted results")
     put.set_defaults(run=_set)
 
 
@@ -109,6 +120,9 @@ def _set(args: argparse.Namespace) -> int:
         profile["key"] = str(args.key.resolve())
     if args.genesis:
         profile["genesis"] = args.genesis
+    if args.identity:
+        load_identity(args.identity)  # refuses an unreadable or insecure identity file
+        profile["identity"] = str(args.identity.resolve())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(path, json.dumps(profile, indent=2).encode() + b"\n")
     print(f"profile written to {path}")

@@ -2,7 +2,8 @@
 
     pht task post --image REF --config FILE --sites a,b,c [--pin-digest] [--label T] [--parent ID]
     pht task watch ID [--timeout S]              live per-site progress until all have finished
-    pht task results ID --out DIR [--json]       download every output, each checked by its hash
+    pht task results ID --out DIR [--json]       download every output, each checked by its hash,
+                                                 and decrypt it with your age identity
     pht task cancel ID [--reason TEXT]
 
 ``--pin-digest`` asks the image registry (through the local Docker engine) for the image's
@@ -24,11 +25,13 @@ from docker.errors import DockerException
 from api.client import TaskView
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
+from crypto.age import decrypt_file
 from ledger.bodies import Cancel, EventId, Limits, Task
 from ledger.canonical import canonical_bytes, parse_json
 from ledger.events import SignedEvent, new_event
 
 INLINE_CONFIG_MAX = 16 * 1024
+AGE_MAGIC = b"age-encryption.org/v1\n"
 
 
 def add_parser(commands: Any) -> None:
@@ -44,6 +47,11 @@ def add_parser(commands: Any) -> None:
     post.add_argument("--parent", help="the previous task of an iteration")
     post.add_argument("--timeout-s", type=int, help="ask sites for at most this run time")
     post.add_argument("--memory-mb", type=int, help="ask sites for at most this memory")
+    post.add_argument("--recipient", help="encrypt the outputs for this member (default: you)")
+    post.add_argument(
+        "--deliver", action="store_true", help="send outputs to the recipient site's FileService"
+    )
+    post.add_argument("--inputs", help="comma-separated earlier tasks whose delivered files to use")
     add_connection_arguments(post)
     post.set_defaults(run=_post)
 
@@ -58,6 +66,7 @@ def add_parser(commands: Any) -> None:
     results.add_argument("task")
     results.add_argument("--out", required=True, type=Path, help="folder for <site>/<output>")
     results.add_argument("--json", action="store_true", help="print what was saved as JSON")
+    results.add_argument("--identity", type=Path, help="your age identity (default: profile's)")
     add_connection_arguments(results)
     results.set_defaults(run=_results)
 
@@ -107,6 +116,9 @@ def _post(args: argparse.Namespace) -> int:
         label=args.label,
         parent=EventId(args.parent) if args.parent else None,
         limits=limits,
+        recipient=args.recipient,
+        deliver=args.deliver,
+        inputs=tuple(EventId(t.strip()) for t in (args.inputs or "").split(",") if t.strip()),
     )
     origin = conn.client.entry(0).event.event.ledger
     event = new_event(body, ledger=origin, author=conn.key.key_id)
@@ -157,14 +169,33 @@ def _results(args: argparse.Namespace) -> int:
     analyst = conn.analyst()
     view = conn.client.task(args.task)
     results = analyst.results(view)
+    identity = conn.identity()
     saved: dict[str, Any] = {}
     for site, run in sorted(results.items()):
         folder = args.out / site
         folder.mkdir(parents=True, exist_ok=True)
-        files = []
+        files: list[dict[str, Any]] = []
         for output in run.result.outputs:
-            size = conn.client.download_blob(output.sha256, folder / output.name)
-            files.append({"name": output.name, "sha256": output.sha256, "size": size})
+            if output.delivered_to is not None:
+                files.append({"name": output.name, "delivered_to": output.delivered_to})
+                continue
+            target = folder / output.name
+            size = conn.client.download_blob(output.sha256, target)
+            encrypted = _is_age(target)
+            if encrypted and identity is not None:
+                decrypt_file(target, target.with_name(target.name + ".tmp"), [identity])
+                target.with_name(target.name + ".tmp").replace(target)
+            elif encrypted:
+                target.replace(target.with_name(target.name + ".age"))
+            files.append(
+                {
+                    "name": output.name,
+                    "sha256": output.sha256,
+                    "size": size,
+                    "encrypted": encrypted,
+                    "decrypted": encrypted and identity is not None,
+                }
+            )
         saved[site] = {"state": run.result.state.value, "reason": run.result.reason, "files": files}
     missing = sorted(set(view.sites) - set(results))
     if args.json:
@@ -175,6 +206,11 @@ def _results(args: argparse.Namespace) -> int:
         for site in missing:
             print(f"{site}: no result yet")
     return 0
+
+
+def _is_age(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(AGE_MAGIC)) == AGE_MAGIC
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -150,7 +150,7 @@ def read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def write_all(dst: BinaryIO, data: bytes) -> None:
+def write_all(dst: BinaryIO, data: bytes | memoryview) -> None:
     written = dst.write(data)
     if written is not None and written < len(data):  # raw streams may write short
         view = memoryview(data)[written:]
@@ -204,8 +204,37 @@ def read_header(reader: Reader) -> tuple[list[Stanza], bytes, bytes]:
         stanzas.append((arguments, body))
 
 
+# ``encrypt_into``/``decrypt_into`` (newer ``cryptography``) seal into one reused buffer instead
+# of a fresh 64 KiB object a chunk; the result is the same bytes either way.
+_INTO = hasattr(ChaCha20Poly1305, "encrypt_into") and hasattr(ChaCha20Poly1305, "decrypt_into")
+
+
+def _seal(aead: ChaCha20Poly1305, nonce: bytes, chunk: bytes, out: memoryview) -> memoryview:
+    view = out[: len(chunk) + TAG_SIZE]
+    if _INTO:
+        aead.encrypt_into(nonce, chunk, None, view)
+    else:
+        view[:] = aead.encrypt(nonce, chunk, None)
+    return view
+
+
+def _open(aead: ChaCha20Poly1305, nonce: bytes, sealed: bytes, out: memoryview) -> memoryview:
+    """The plaintext, or InvalidTag; ``out`` is private: on failure nothing leaves it."""
+    view = out[: max(0, len(sealed) - TAG_SIZE)]
+    if _INTO:
+        aead.decrypt_into(nonce, sealed, None, view)
+    else:
+        view[:] = aead.decrypt(nonce, sealed, None)
+    return view
+
+
 def encrypt_payload(src: BinaryIO, dst: BinaryIO, aead: ChaCha20Poly1305) -> int:
-    """Seal ``src`` chunk by chunk into ``dst``; return the bytes written."""
+    """Seal ``src`` chunk by chunk into ``dst``; return the bytes written.
+
+    ``dst.write`` gets a view of a buffer that is reused for the next chunk, so it must consume
+    the data before it returns (as files, sockets and ``BytesIO`` do).
+    """
+    out = memoryview(bytearray(_SEALED_CHUNK))
     chunk = read_full(src, CHUNK_SIZE)
     counter = 0
     written = 0
@@ -214,7 +243,7 @@ def encrypt_payload(src: BinaryIO, dst: BinaryIO, aead: ChaCha20Poly1305) -> int
         # may be a full 64 KiB (never an empty chunk after full ones).
         following = read_full(src, CHUNK_SIZE) if len(chunk) == CHUNK_SIZE else b""
         last = not following
-        sealed = aead.encrypt(chunk_nonce(counter, last), chunk, None)
+        sealed = _seal(aead, chunk_nonce(counter, last), chunk, out)
         write_all(dst, sealed)
         written += len(sealed)
         if last:
@@ -223,14 +252,16 @@ def encrypt_payload(src: BinaryIO, dst: BinaryIO, aead: ChaCha20Poly1305) -> int
         counter += 1
 
 
-def _open_chunk(aead: ChaCha20Poly1305, counter: int, sealed: bytes, last: bool) -> bytes:
+def _open_chunk(
+    aead: ChaCha20Poly1305, counter: int, sealed: bytes, last: bool, out: memoryview
+) -> memoryview:
     """Open chunk ``counter``; ``last`` says whether the file ends right after it."""
     try:
-        return aead.decrypt(chunk_nonce(counter, last), sealed, None)
+        return _open(aead, chunk_nonce(counter, last), sealed, out)
     except InvalidTag:
         pass
     try:  # only to say what went wrong; nothing from this attempt is released
-        aead.decrypt(chunk_nonce(counter, not last), sealed, None)
+        _open(aead, chunk_nonce(counter, not last), sealed, out)
     except InvalidTag:
         raise DecryptionError(
             f"age payload chunk {counter} failed authentication: the file was modified, "
@@ -244,7 +275,11 @@ def _open_chunk(aead: ChaCha20Poly1305, counter: int, sealed: bytes, last: bool)
 
 
 def decrypt_payload(reader: Reader, dst: BinaryIO, aead: ChaCha20Poly1305) -> int:
-    """Open the chunks after the nonce; write each to ``dst`` once it authenticates."""
+    """Open the chunks after the nonce; write each to ``dst`` once it authenticates.
+
+    ``dst.write`` gets a view of a reused buffer, as in :func:`encrypt_payload`.
+    """
+    out = memoryview(bytearray(CHUNK_SIZE))
     sealed = reader.read(_SEALED_CHUNK)
     if not sealed:
         raise DecryptionError("age file is truncated: the payload has no chunk")
@@ -253,7 +288,7 @@ def decrypt_payload(reader: Reader, dst: BinaryIO, aead: ChaCha20Poly1305) -> in
     while True:
         following = reader.read(_SEALED_CHUNK) if len(sealed) == _SEALED_CHUNK else b""
         last = not following
-        plaintext = _open_chunk(aead, counter, sealed, last)
+        plaintext = _open_chunk(aead, counter, sealed, last, out)
         if last and not plaintext and counter > 0:
             raise DecryptionError(
                 f"age payload ends with an empty final chunk {counter}; only an empty file "

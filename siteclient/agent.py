@@ -3,7 +3,9 @@
 For every verified entry the planner decides what this site must do: a ``task`` naming the site
 is queued; a ``cancel`` of a queued or running task stops it. Up to ``parallelism`` tasks run at
 once, each in a worker thread that posts signed ``status`` events (``accepted``, ``started``) and
-finally a signed ``result``.
+finally a signed ``result``. Status events are progress for people watching, so the worker does
+not wait for them: one poster thread appends them in the order they were made, and a task's
+result is posted only after its status events are in (a failed one makes the task retry).
 
 Crash safety. Before a result is posted it is written, signed, to the task's journal file
 (``work_dir/<task>/result.json``); after a restart a journaled result is posted again (the
@@ -81,6 +83,9 @@ class Agent:
         self._work = Path(work_dir)
         self._work.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="task")
+        # One thread, so status events reach the ledger in the order they were made.
+        self._poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
+        self._statuses: dict[str, list[Future[None]]] = {}
         self._jobs: dict[str, Job] = {}
         self._futures: dict[str, Future[None]] = {}
         self._stopping = threading.Event()
@@ -93,12 +98,7 @@ class Agent:
 
     def step(self, wait: int = 0) -> list[Entry]:
         """One round: sync with the registry, then act on what became trusted."""
-        fresh = self._follower.sync(wait)
-        if not self._resumed:
-            self._resume()
-            self._resumed = True
-        for entry in fresh:
-            self._plan(entry)
+        fresh = self._follower.sync(wait, act=self._act)
         with self._lock:
             retry, self._failed = list(self._failed.values()), {}
         for entry in retry:
@@ -141,8 +141,16 @@ class Agent:
                 for job in self._jobs.values():
                     job.cancel.set()
         self._pool.shutdown(wait=True)
+        self._poster.shutdown(wait=True)
 
     # ---- planning
+
+    def _act(self, fresh: list[Entry]) -> None:
+        if not self._resumed:
+            self._resume()
+            self._resumed = True
+        for entry in fresh:
+            self._plan(entry)
 
     def _plan(self, entry: Entry) -> None:
         body = entry.event.event.body
@@ -207,6 +215,7 @@ class Agent:
                 )
             else:
                 result = self._execute(job, folder, lambda s, r: self._status(job, s, r))
+            self._statuses_posted(job)
             if self._stopping.is_set() and not self._cancelled_in_ledger(job):
                 log.info(
                     "task %s: stopped by the site's shutdown; rerun on restart", job.task_id[:12]
@@ -226,6 +235,7 @@ class Agent:
             with self._lock:
                 self._done.add(job.task_id)
         finally:
+            self._statuses_posted(job, quiet=True)
             with self._lock:
                 self._futures.pop(job.task_id, None)
                 self._jobs.pop(job.task_id, None)
@@ -241,7 +251,24 @@ class Agent:
         return progress is not None and progress.state != "pending"
 
     def _status(self, job: Job, state: StatusState, reason: str | None) -> None:
-        self._post(self._sign(Status(task=job.task_id, state=state, reason=reason)))
+        """Queue a signed status event for the poster thread; see :meth:`_statuses_posted`."""
+        signed = self._sign(Status(task=job.task_id, state=state, reason=reason))
+        future = self._poster.submit(self._post, signed)
+        with self._lock:
+            self._statuses.setdefault(job.task_id, []).append(future)
+
+    def _statuses_posted(self, job: Job, *, quiet: bool = False) -> None:
+        """Wait until ``job``'s queued status events are in the ledger; raise the first failure
+        (or, ``quiet``, only log it)."""
+        with self._lock:
+            futures = self._statuses.pop(job.task_id, [])
+        for future in futures:
+            try:
+                future.result()
+            except Exception as exc:
+                if not quiet:
+                    raise
+                log.warning("task %s: a status event was not posted: %s", job.task_id[:12], exc)
 
     def _sign(self, body: Body) -> SignedEvent:
         origin = self._follower.trusted.state.origin

@@ -88,7 +88,8 @@ class TaskExecutor:
             limits=self._limits(job),
         )
         try:
-            outcome = self._runtime.run(spec, job.cancel)
+            # The container is removed while the result is reported (the runtime's close waits).
+            outcome = self._runtime.run(spec, job.cancel, remove_in_background=True)
         except PolicyError as exc:
             return Result(
                 task=job.task_id,

@@ -10,7 +10,8 @@ digest the engine reports, checks it against the pin and against the image's ``R
 refuses images whose configuration would weaken the sandbox (:func:`check_image_config`).
 
 **Run, locked down.** :meth:`DockerRuntime.run` uses ``containers.create`` with the image *id*
-(``containers.run`` would pull on its own), starts it and always removes it afterwards. The
+(``containers.run`` would pull on its own), starts it and always removes it afterwards (the
+site lets a background thread do that while it reports the outcome). The
 confinement (mounts, user, capabilities, limits, network) is decided in
 :mod:`siteclient.sandbox`. While the container runs:
 
@@ -87,6 +88,8 @@ class DockerRuntime:
     def __init__(self, client: docker.DockerClient, *, clock: Callable[[], str] = utc_now) -> None:
         self._client = client
         self._clock = clock
+        self._removals: set[threading.Thread] = set()
+        self._removals_lock = threading.Lock()
 
     @classmethod
     def from_env(cls, *, timeout: int = 60) -> DockerRuntime:
@@ -98,7 +101,23 @@ class DockerRuntime:
         return cls(client)
 
     def close(self) -> None:
+        """Wait for background removals, then close the engine connection."""
+        self.wait_for_removals()
         self._client.close()
+
+    def wait_for_removals(self, timeout: float = 60.0) -> None:
+        """Block until the containers handed to background removal are gone (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._removals_lock:
+                pending = list(self._removals)
+            if not pending:
+                return
+            for thread in pending:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                log.error("%d container removal(s) still running at shutdown", len(pending))
+                return
 
     def ping(self) -> None:
         """Raises EngineUnavailableError unless the engine answers."""
@@ -148,8 +167,18 @@ class DockerRuntime:
 
     # ---- run
 
-    def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunOutcome:
+    def run(
+        self,
+        spec: RunSpec,
+        cancel: threading.Event | None = None,
+        *,
+        remove_in_background: bool = False,
+    ) -> RunOutcome:
         """Run ``spec`` to its end and remove the container. See the module docstring.
+
+        With ``remove_in_background`` the stopped container is removed by a background thread
+        while the caller reports the outcome (removal takes the engine 50-150 ms); :meth:`close`
+        waits for those removals, and after a crash :meth:`remove_stale` finds what is left.
 
         Raises RuntimeFailure (EngineUnavailableError when the engine is gone), PolicyError if
         the image would weaken the sandbox, StateError if the run folder cannot be made.
@@ -181,7 +210,10 @@ class DockerRuntime:
             check_mounts(container.attrs, spec)
             return self._supervise(container, spec, output_dir, cancel)
         finally:
-            self._remove(container)
+            if remove_in_background:
+                self._remove_later(container)
+            else:
+                self._remove(container)
 
     def check_network(self, name: str) -> None:
         """The Docker network a site config names exists and is a network of its own.
@@ -287,6 +319,19 @@ class DockerRuntime:
         except (DockerException, requests.RequestException) as exc:
             _raise_translated(exc, f"kill container {container.short_id}")
         return True
+
+    def _remove_later(self, container: Container) -> None:
+        def remove() -> None:
+            try:
+                self._remove(container)
+            finally:
+                with self._removals_lock:
+                    self._removals.discard(thread)
+
+        thread = threading.Thread(target=remove, name="container-remove", daemon=True)
+        with self._removals_lock:
+            self._removals.add(thread)
+        thread.start()
 
     def _remove(self, container: Container) -> None:
         try:
