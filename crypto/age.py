@@ -248,8 +248,10 @@ def encrypt_stream(
 ) -> int:
     """Encrypt ``src`` to ``dst`` for every recipient; return the number of bytes written.
 
-    ``random_bytes`` exists so that tests can reproduce published vectors byte for byte; in
-    production leave it alone (``os.urandom``): any other source breaks the encryption.
+    ``dst.write`` receives views of a buffer reused for the next chunk: it must consume the
+    data before returning, as files, sockets and ``BytesIO`` do. ``random_bytes`` exists so
+    that tests can reproduce published vectors byte for byte; in production leave it alone
+    (``os.urandom``): any other source breaks the encryption.
     """
     if not recipients:
         raise ValueError("encrypt_stream needs at least one recipient")
@@ -267,7 +269,8 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[AgeIdentit
     Raises :class:`NoIdentityMatchError` when none of ``identities`` is a recipient and
     :class:`DecryptionError` for any malformed, tampered, truncated, reordered or extended file.
     Only authenticated chunks reach ``dst``, but on an error the caller must discard whatever
-    was written (the file as a whole did not verify).
+    was written (the file as a whole did not verify). ``dst.write`` receives views of a reused
+    buffer, as in :func:`encrypt_stream`.
     """
     if not identities:
         raise ValueError("decrypt_stream needs at least one identity")

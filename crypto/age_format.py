@@ -127,27 +127,33 @@ class Reader:
 
     def read(self, size: int) -> bytes:
         """Exactly ``size`` bytes, fewer only at end of file."""
-        head = b""
-        if self._buffer:
-            head = bytes(self._buffer[:size])
-            del self._buffer[:size]
-        return head + read_full(self._stream, size - len(head)) if len(head) < size else head
+        out = bytearray(size)
+        return bytes(out[: self.readinto(memoryview(out))])
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view``, first from what the header left over; short only at end of file."""
+        taken = min(len(self._buffer), len(view))
+        if taken:
+            view[:taken] = self._buffer[:taken]
+            del self._buffer[:taken]
+        return taken + readinto_full(self._stream, view[taken:])
 
 
-def read_full(stream: BinaryIO, size: int) -> bytes:
-    """Exactly ``size`` bytes from ``stream``, fewer only at end of file (pipes read short)."""
-    data = stream.read(size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    missing = size - len(data)
-    while missing > 0:
-        block = stream.read(missing)
-        if not block:
+def readinto_full(stream: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``stream``; short only at end of file (pipes and sockets read short)."""
+    readinto = getattr(stream, "readinto", None)  # every io class has it; BinaryIO does not say
+    filled = 0
+    while filled < len(view):
+        if readinto is not None:
+            count = readinto(view[filled:])
+        else:
+            data = stream.read(len(view) - filled)
+            count = len(data)
+            view[filled : filled + count] = data
+        if not count:
             break
-        parts.append(block)
-        missing -= len(block)
-    return b"".join(parts)
+        filled += count
+    return filled
 
 
 def write_all(dst: BinaryIO, data: bytes | memoryview) -> None:
@@ -209,7 +215,7 @@ def read_header(reader: Reader) -> tuple[list[Stanza], bytes, bytes]:
 _INTO = hasattr(ChaCha20Poly1305, "encrypt_into") and hasattr(ChaCha20Poly1305, "decrypt_into")
 
 
-def _seal(aead: ChaCha20Poly1305, nonce: bytes, chunk: bytes, out: memoryview) -> memoryview:
+def _seal(aead: ChaCha20Poly1305, nonce: bytes, chunk: memoryview, out: memoryview) -> memoryview:
     view = out[: len(chunk) + TAG_SIZE]
     if _INTO:
         aead.encrypt_into(nonce, chunk, None, view)
@@ -218,7 +224,7 @@ def _seal(aead: ChaCha20Poly1305, nonce: bytes, chunk: bytes, out: memoryview) -
     return view
 
 
-def _open(aead: ChaCha20Poly1305, nonce: bytes, sealed: bytes, out: memoryview) -> memoryview:
+def _open(aead: ChaCha20Poly1305, nonce: bytes, sealed: memoryview, out: memoryview) -> memoryview:
     """The plaintext, or InvalidTag; ``out`` is private: on failure nothing leaves it."""
     view = out[: max(0, len(sealed) - TAG_SIZE)]
     if _INTO:
@@ -234,26 +240,27 @@ def encrypt_payload(src: BinaryIO, dst: BinaryIO, aead: ChaCha20Poly1305) -> int
     ``dst.write`` gets a view of a buffer that is reused for the next chunk, so it must consume
     the data before it returns (as files, sockets and ``BytesIO`` do).
     """
+    chunk, following = memoryview(bytearray(CHUNK_SIZE)), memoryview(bytearray(CHUNK_SIZE))
     out = memoryview(bytearray(_SEALED_CHUNK))
-    chunk = read_full(src, CHUNK_SIZE)
+    size = readinto_full(src, chunk)
     counter = 0
     written = 0
     while True:
         # Read ahead one chunk: the final chunk is the one that end of file follows, and it
         # may be a full 64 KiB (never an empty chunk after full ones).
-        following = read_full(src, CHUNK_SIZE) if len(chunk) == CHUNK_SIZE else b""
-        last = not following
-        sealed = _seal(aead, chunk_nonce(counter, last), chunk, out)
+        following_size = readinto_full(src, following) if size == CHUNK_SIZE else 0
+        last = following_size == 0
+        sealed = _seal(aead, chunk_nonce(counter, last), chunk[:size], out)
         write_all(dst, sealed)
         written += len(sealed)
         if last:
             return written
-        chunk = following
+        chunk, following, size = following, chunk, following_size
         counter += 1
 
 
 def _open_chunk(
-    aead: ChaCha20Poly1305, counter: int, sealed: bytes, last: bool, out: memoryview
+    aead: ChaCha20Poly1305, counter: int, sealed: memoryview, last: bool, out: memoryview
 ) -> memoryview:
     """Open chunk ``counter``; ``last`` says whether the file ends right after it."""
     try:
@@ -279,16 +286,17 @@ def decrypt_payload(reader: Reader, dst: BinaryIO, aead: ChaCha20Poly1305) -> in
 
     ``dst.write`` gets a view of a reused buffer, as in :func:`encrypt_payload`.
     """
+    sealed, following = memoryview(bytearray(_SEALED_CHUNK)), memoryview(bytearray(_SEALED_CHUNK))
     out = memoryview(bytearray(CHUNK_SIZE))
-    sealed = reader.read(_SEALED_CHUNK)
-    if not sealed:
+    size = reader.readinto(sealed)
+    if not size:
         raise DecryptionError("age file is truncated: the payload has no chunk")
     counter = 0
     written = 0
     while True:
-        following = reader.read(_SEALED_CHUNK) if len(sealed) == _SEALED_CHUNK else b""
-        last = not following
-        plaintext = _open_chunk(aead, counter, sealed, last, out)
+        following_size = reader.readinto(following) if size == _SEALED_CHUNK else 0
+        last = following_size == 0
+        plaintext = _open_chunk(aead, counter, sealed[:size], last, out)
         if last and not plaintext and counter > 0:
             raise DecryptionError(
                 f"age payload ends with an empty final chunk {counter}; only an empty file "
@@ -298,5 +306,5 @@ def decrypt_payload(reader: Reader, dst: BinaryIO, aead: ChaCha20Poly1305) -> in
         written += len(plaintext)
         if last:
             return written
-        sealed = following
+        sealed, following, size = following, sealed, following_size
         counter += 1

@@ -33,6 +33,7 @@ from crypto import (
     KeyFileError,
     KeyFormatError,
     NoIdentityMatchError,
+    age_format,
     bech32,
     decrypt_bytes,
     decrypt_file,
@@ -109,48 +110,90 @@ def test_multiple_recipients_each_decrypt() -> None:
         decrypt_bytes(ciphertext, [MALLORY])
 
 
+class Recording(io.BytesIO):
+    """Remembers the largest read and write asked of it."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        super().__init__(data)
+        self.largest_read = 0
+        self.largest_write = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        assert size is not None and size >= 0, "must never read to end of file"
+        self.largest_read = max(self.largest_read, size)
+        return super().read(size)
+
+    def readinto(self, buffer: memoryview, /) -> int:  # type: ignore[override]
+        self.largest_read = max(self.largest_read, len(buffer))
+        return super().readinto(buffer)
+
+    def write(self, data: object, /) -> int:
+        assert isinstance(data, bytes | bytearray | memoryview)
+        self.largest_write = max(self.largest_write, len(data))
+        return super().write(data)
+
+
 def test_streams_with_bounded_reads_and_writes() -> None:
-    class Recording(io.BytesIO):
-        def __init__(self, data: bytes = b"") -> None:
-            super().__init__(data)
-            self.largest_read = 0
-            self.largest_write = 0
-
-        def read(self, size: int | None = -1, /) -> bytes:
-            assert size is not None and size >= 0, "must never read to end of file"
-            self.largest_read = max(self.largest_read, size)
-            return super().read(size)
-
-        def write(self, data: object, /) -> int:
-            assert isinstance(data, bytes | bytearray | memoryview)
-            self.largest_write = max(self.largest_write, len(data))
-            return super().write(data)
-
     data = plaintext(5 * CHUNK + 7)
     source, sealed = Recording(data), Recording()
     encrypt_stream(source, sealed, [ALICE.recipient])
-    assert source.largest_read <= CHUNK
+    assert 0 < source.largest_read <= CHUNK
     assert sealed.largest_write <= SEALED + 200  # the first write carries the header
     opened_source, opened = Recording(sealed.getvalue()), Recording()
     decrypt_stream(opened_source, opened, [ALICE])
-    assert opened_source.largest_read <= SEALED
+    assert 0 < opened_source.largest_read <= SEALED  # one sealed chunk at most
     assert opened.largest_write <= CHUNK
     assert opened.getvalue() == data
 
 
-def test_short_reads_from_a_pipe_like_source() -> None:
-    class Trickle(io.BytesIO):
-        def read(self, size: int | None = -1, /) -> bytes:
-            return super().read(min(size if size is not None and size >= 0 else 7, 7))
+class Trickle(io.BytesIO):
+    """A pipe-like stream: never more than 7 bytes a read."""
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        return super().read(min(size if size is not None and size >= 0 else 7, 7))
+
+    def readinto(self, buffer: memoryview, /) -> int:  # type: ignore[override]
+        return super().readinto(memoryview(buffer)[:7])
+
+
+class ReadOnly:
+    """A stream with ``read`` and nothing else (no ``readinto``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._data.read(min(size, 1000))
+
+
+@pytest.mark.parametrize("stream", [Trickle, ReadOnly])
+def test_short_reads_from_pipe_like_sources(stream: Callable[[bytes], BinaryIO]) -> None:
     data = plaintext(2 * CHUNK + 3)
     ciphertext = encrypt_bytes(data, [BOB.recipient])
     sink = io.BytesIO()
-    encrypt_stream(Trickle(data), sink, [BOB.recipient])
+    encrypt_stream(stream(data), sink, [BOB.recipient])
     assert decrypt_bytes(sink.getvalue(), [BOB]) == data
     out = io.BytesIO()
-    decrypt_stream(Trickle(ciphertext), out, [BOB])
+    decrypt_stream(stream(ciphertext), out, [BOB])
     assert out.getvalue() == data
+    with pytest.raises(DecryptionError, match="truncated"):
+        decrypt_stream(stream(ciphertext[: header_length(ciphertext) + 16 + SEALED]), out, [BOB])
+
+
+def test_same_bytes_without_the_into_methods_of_older_cryptography(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = plaintext(2 * CHUNK + 1)
+    fast = io.BytesIO()
+    encrypt_stream(io.BytesIO(data), fast, [ALICE.recipient], random_bytes=KitRandom())
+    monkeypatch.setattr(age_format, "_INTO", False)
+    slow = io.BytesIO()
+    encrypt_stream(io.BytesIO(data), slow, [ALICE.recipient], random_bytes=KitRandom())
+    assert slow.getvalue() == fast.getvalue()  # same randomness, same bytes
+    assert decrypt_bytes(slow.getvalue(), [ALICE]) == data
+    payload = header_length(slow.getvalue()) + 16
+    with pytest.raises(DecryptionError, match="chunk 1 failed"):
+        decrypt_bytes(flip(slow.getvalue(), payload + SEALED + 5), [ALICE])
 
 
 def test_refuses_to_encrypt_to_nobody_or_decrypt_with_nothing() -> None:
@@ -335,7 +378,8 @@ def test_rejects_stream_rule_violations(chunks: list[tuple[bytes, bool]], reason
 
 def test_rejects_missing_payload_nonce() -> None:
     ciphertext = encrypt_bytes(b"", [ALICE.recipient])
-    for cut in (HEADER_OF_EMPTY := header_length(ciphertext), HEADER_OF_EMPTY + 15):
+    header = header_length(ciphertext)
+    for cut in (header, header + 15):
         with pytest.raises(DecryptionError, match="nonce is missing"):
             decrypt_bytes(ciphertext[:cut], [ALICE])
 
@@ -738,7 +782,13 @@ def test_we_decrypt_what_age_cli_encrypts(tmp_path: Path, size: int) -> None:
     data = plaintext(size, seed=size)
     (tmp_path / "in").write_bytes(data)
     run_age(
-        "-r", MALLORY.recipient, "-r", ALICE.recipient, "-o", tmp_path / "in.age", tmp_path / "in"
+        "-r",
+        str(MALLORY.recipient),
+        "-r",
+        str(ALICE.recipient),
+        "-o",
+        tmp_path / "in.age",
+        tmp_path / "in",
     )
     assert decrypt_bytes((tmp_path / "in.age").read_bytes(), [ALICE]) == data
     with pytest.raises(NoIdentityMatchError):
