@@ -28,7 +28,7 @@ from typing import Any
 import falcon
 import http_sf
 
-from api.httpsig import BODY_METHODS, RequestVerifier, ServerMessage, raw_target_from_wsgi
+from api.httpsig import BODY_METHODS, RequestVerifier, ServerMessage, target_uri
 from api.problems import Problem
 from api.resources import STREAMED
 from crypto import KeyId, PublicKey
@@ -76,7 +76,7 @@ class Authenticator:
         body = None if streamed else (req.bounded_stream.read() if length else b"")
         origin = self._public_url or f"{req.scheme}://{req.netloc}"
         message = ServerMessage(
-            method=req.method, url=origin + raw_target_from_wsgi(req.env), headers=req.headers
+            method=req.method, url=target_uri(origin, req.env), headers=req.headers
         )
         verified = self._verifier.verify(message, body)
         member = self._ledger.member_for_key(verified.key_id)

@@ -1,6 +1,8 @@
 """PHT's profile of HTTP Message Signatures (RFC 9421) for requests to the registry.
 
-Both sides use the ``http-message-signatures`` package; this module fixes what they agree on:
+Both sides use the ``http-message-signatures`` package (the client its ``prepare``, the registry
+its verifier, behind a strict fast path for the exact form the client writes: see
+:class:`RequestVerifier`); this module fixes what they agree on:
 
 - **Algorithm** ``ed25519`` (RFC 9421 3.3.6) with the member's own key; ``keyid`` is the member's
   key id (hex SHA-256 of the raw public key), a lookup hint: the key that verifies is the one the
@@ -181,9 +183,10 @@ class ServerMessage:
     headers: Mapping[str, str]
 
 
-def target_uri(scheme: str, authority: str, raw_target: str) -> str:
-    """The ``@target-uri`` of a request received with ``raw_target`` (origin form)."""
-    return f"{scheme.lower()}://{authority}{raw_target}"
+def target_uri(origin: str, environ: Mapping[str, Any]) -> str:
+    """The ``@target-uri`` of a received request: ``origin`` (``scheme://authority``, from the
+    Host header or the configured public URL) and the request target exactly as sent."""
+    return origin + raw_target_from_wsgi(environ)
 
 
 def raw_target_from_wsgi(environ: Mapping[str, Any]) -> str:

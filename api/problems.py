@@ -26,6 +26,10 @@ other LedgerError, any other exception  500    internal-error
 api RequestAuthError                    401    its slug (unauthenticated, ...)
 falcon HTTPError                        its    by status (not-found, invalid-parameter, ...)
 ======================================  =====  ============================
+
+The site's FileService (``siteclient.fileservice``) answers with the same documents and adds two
+types of its own: ``digest-mismatch`` (400, the bytes received do not hash to the signed digest)
+and ``insufficient-storage`` (507, storing the file would leave too little free disk).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("invalid-parameter", 400, "Invalid parameter"),
         ProblemType("malformed-event", 400, "Malformed event"),
         ProblemType("invalid-proof-request", 400, "Invalid proof request"),
+        ProblemType("digest-mismatch", 400, "Content does not match its digest"),
         ProblemType("unauthenticated", 401, "Unauthenticated"),
         ProblemType("unknown-key", 401, "Unknown key"),
         ProblemType("signature-expired", 401, "Signature expired"),
@@ -92,6 +97,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("internal-error", 500, "Internal server error"),
         ProblemType("store-unavailable", 503, "Storage unavailable"),
         ProblemType("unavailable", 503, "Service unavailable"),
+        ProblemType("insufficient-storage", 507, "Insufficient storage"),
     )
 }
 

@@ -19,6 +19,7 @@ from types import FrameType
 import waitress
 
 from api.app import MAX_BLOB, MAX_BODY, create_app
+from api.errors import ApiError
 from ledger.appender import Ledger
 
 log = logging.getLogger("pht.server")
@@ -64,6 +65,9 @@ def serve(
             connection_limit=1000,
             channel_timeout=120,
         )
+    except OSError as exc:
+        ledger.close()
+        raise ApiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     except BaseException:
         ledger.close()
         raise

@@ -129,7 +129,7 @@ class Process:
 
 
 def start_registry(data: Path, threads: int, log: Path) -> tuple[Process, str]:
-    argv = [sys.executable, "-m", "cli.main", "-q", "serve", "--data", str(data), "--port", "0"]
+    argv = [sys.executable, "-m", "cli.main", "serve", "--data", str(data), "--port", "0"]
     process = Process([*argv, "--threads", str(threads)], log)
     assert process.proc.stdout is not None
     line = process.proc.stdout.readline()

@@ -13,12 +13,21 @@ import pytest
 from falcon import testing
 
 from api.app import create_app
+from api.httpsig import RequestSigner
 from ledger.appender import Ledger
 from ledger.bodies import Member, MemberAction, Role, Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.events import Entry, SignedEvent
 from ledger.merkle import verify_consistency, verify_inclusion
-from tests.api.conftest import Caller, FakeClock, make_app, problem_slug, task
+from tests.api.conftest import (
+    Caller,
+    FakeClock,
+    Message,
+    make_app,
+    problem_slug,
+    signed_headers,
+    task,
+)
 from tests.ledger.factory import World
 
 JSON = "application/json"
@@ -209,6 +218,17 @@ def test_long_poll_times_out_with_an_empty_page(call: Caller, world: World) -> N
     assert 0.9 < time.monotonic() - started < 5
 
 
+def test_without_free_slots_a_long_poll_answers_at_once(
+    ledger: Ledger, clock: FakeClock, world: World
+) -> None:
+    caller = Caller(testing.TestClient(make_app(ledger, clock, long_poll_slots=0)), clock)
+    started = time.monotonic()
+    result = caller("GET", "/v1/events", key=world.keys["site-b"], query="from=1&wait=5")
+    assert time.monotonic() - started < 2
+    assert result.status_code == 200 and result.json["entries"] == []
+    assert result.headers["retry-after"] == "1"
+
+
 def test_long_polls_beyond_the_slots_answer_at_once(
     ledger: Ledger, clock: FakeClock, world: World
 ) -> None:
@@ -217,13 +237,13 @@ def test_long_polls_beyond_the_slots_answer_at_once(
     holder = threading.Thread(
         target=caller,
         args=("GET", "/v1/events"),
-        kwargs={"key": world.keys["site-a"], "query": "from=1&wait=3"},
+        kwargs={"key": world.keys["site-a"], "query": "from=1&wait=8"},
     )
     holder.start()
-    time.sleep(0.3)  # the holder now occupies the only slot
+    time.sleep(1.0)  # the holder now occupies the only slot
     started = time.monotonic()
-    result = caller("GET", "/v1/events", key=world.keys["site-b"], query="from=1&wait=3")
-    assert time.monotonic() - started < 1
+    result = caller("GET", "/v1/events", key=world.keys["site-b"], query="from=1&wait=8")
+    assert time.monotonic() - started < 4
     assert result.status_code == 200 and result.json["entries"] == []
     assert result.headers["retry-after"] == "1"
     ledger.append(task(world))
@@ -420,3 +440,28 @@ def test_revoked_members_events_are_refused_by_the_rules(
     late = world.sign("site-c", Task(image="x:1", sites=("site-a",), config={}))
     result = post(call, world, late, by="alice")
     assert result.status_code == 403 and problem_slug(result) == "rule-violation"
+
+
+def test_public_url_pins_the_signed_origin(ledger: Ledger, clock: FakeClock, world: World) -> None:
+    """Behind a proxy the registry verifies against its public URL, not the Host it receives."""
+    app = make_app(ledger, clock, public_url="https://registry.example/")
+    client = testing.TestClient(app)
+    alice = world.keys["alice"]
+    plain_http = signed_headers(
+        alice, "GET", "/v1/events/0", created=int(clock()), host="registry.example"
+    )
+    wrong_scheme = client.simulate_get("/v1/events/0", headers=plain_http)
+    assert wrong_scheme.status_code == 401  # signed for http://, the public URL is https://
+    message = Message("GET", "https://registry.example/v1/events/0")
+    RequestSigner(alice).sign(message, body=None, created=int(clock()), nonce="a" * 32)
+    assert client.simulate_get("/v1/events/0", headers=message.headers).status_code == 200
+    as_received = signed_headers(alice, "GET", "/v1/events/0", created=int(clock()))
+    assert client.simulate_get("/v1/events/0", headers=as_received).status_code == 401
+
+
+def test_reading_beyond_the_end_answers_at_once(call: Caller, world: World) -> None:
+    started = time.monotonic()
+    result = call("GET", "/v1/events", key=world.keys["alice"], query="from=5&wait=10")
+    assert time.monotonic() - started < 1
+    assert result.status_code == 200
+    assert result.json == {"entries": [], "next": 5, "size": 1}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import pytest
 
 from api.client import Client
 from cli.main import main
+from crypto import SigningKey
+from ledger.appender import Ledger
 from tests.api.conftest import task
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World
@@ -42,3 +45,18 @@ def test_sigint_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped; ledger closed at size 2" in (tmp_path / "serve.log").read_text()
     assert registry.start()  # the data directory opens again (its lock was released)
     registry.stop()
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = init_registry(tmp_path, World())
+    capsys.readouterr()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--data", str(data), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"pht: error: cannot listen on 127.0.0.1:{port}" in err
+    Ledger.open(data, log_key=SigningKey.load(data / "log.key")).close()  # closed, unlocked
