@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from ledger.fields import describe
 from siteclient.errors import ConfigError
 
 
@@ -51,24 +52,6 @@ def parse_json(raw: bytes, config_path: Path) -> object:
         ) from exc
     except (ValueError, RecursionError) as exc:
         raise ConfigError(f"config file {config_path} is not valid JSON: {exc}") from exc
-
-
-def describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return f"the string {value[:60]!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def unknown_keys(data: Mapping[str, object], known: tuple[str, ...], prefix: str) -> list[str]:
