@@ -20,7 +20,9 @@ Example::
       "parallelism": 1,
       "state_dir": "state",
       "work_dir": "work",
-      "poll_wait_s": 25
+      "poll_wait_s": 25,
+      "file_service": {"host": "127.0.0.1", "port": 8443, "max_file_bytes": 268435456,
+                       "min_free_bytes": 67108864, "inbox_dir": "inbox", "public_url": null}
     }
 
 Decisions:
@@ -36,6 +38,13 @@ Decisions:
 - ``state_dir``, ``work_dir`` and the key file must not lie inside one another: the work directory
   holds what containers wrote, and must never reach the site's key or its trusted state.
 - ``poll_wait_s`` is at most 30, the longest wait the registry's API accepts.
+- ``file_service`` (optional; ``siteclient serve-files`` needs it) configures the FileService:
+  where it listens (``host``, ``port``; 0 picks a free port), the largest file it accepts
+  (``max_file_bytes``), the free disk it always leaves (``min_free_bytes``), where received files
+  are kept (``inbox_dir``, default ``inbox`` beside the config; it must not overlap ``state_dir``
+  or ``work_dir`` and must not hold the key file) and ``public_url``, the ``scheme://host[:port]``
+  members sign requests for (what the site published as its ``file_service``; default the bound
+  ``http://host:port``). The Host header of a request is never trusted for that.
 - ``load`` also checks the file system: the key file exists, is a regular file and is not readable
   by group or others. Directories are created later, by the state module.
 """
@@ -48,11 +57,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from ledger.checkpoint import parse_verifier_key
 from ledger.errors import LedgerError
-from ledger.fields import HEX64, NAME
-from siteclient.configread import FieldReader, describe, parse_json, unknown_keys
+from ledger.fields import HEX64, NAME, describe
+from siteclient.configread import FieldReader, parse_json, unknown_keys
 from siteclient.errors import ConfigError
 from siteclient.policy import Allowlist, pattern_problems
 
@@ -106,8 +116,29 @@ _REQUIRED = (
     "state_dir",
     "work_dir",
 )
-_OPTIONAL = ("require_digest", "network", "limits", "parallelism", "poll_wait_s")
+_OPTIONAL = ("require_digest", "network", "limits", "parallelism", "poll_wait_s", "file_service")
+_FILE_SERVICE_KEYS = (
+    "host",
+    "port",
+    "max_file_bytes",
+    "min_free_bytes",
+    "inbox_dir",
+    "public_url",
+)
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:-")
 _NETWORK_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileServiceConfig:
+    """Where and how the site's FileService (``siteclient serve-files``) receives files."""
+
+    inbox_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    max_file_bytes: int = 256 * MIB
+    min_free_bytes: int = 64 * MIB
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +159,7 @@ class SiteConfig:
     limits: Limits = field(default_factory=Limits)
     parallelism: int = 1
     poll_wait_s: int = 25
+    file_service: FileServiceConfig | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SiteConfig:
@@ -241,6 +273,35 @@ def _limits(read: FieldReader) -> Limits:
     )
 
 
+def _file_service(read: FieldReader, base_dir: Path) -> FileServiceConfig | None:
+    if "file_service" not in read.data:
+        return None
+    value = read.data["file_service"]
+    if not isinstance(value, dict):
+        read.problem("file_service", f"expected an object, found {describe(value)}")
+        return None
+    read.problems.extend(unknown_keys(value, _FILE_SERVICE_KEYS, "file_service."))
+    fs = FieldReader(value, read.problems, "file_service.")
+    defaults = FileServiceConfig(inbox_dir=base_dir / "inbox")
+    host = fs.string("host") if "host" in value else defaults.host
+    if host is not None and (not set(host) <= _HOST_CHARS or len(host) > 253):
+        fs.problem("host", f"expected a host name or IP address, found {host[:80]!r}")
+    inbox = fs.path("inbox_dir", base_dir) if "inbox_dir" in value else defaults.inbox_dir
+    public_url = (
+        fs.url("public_url", allow_query=False) if value.get("public_url") is not None else None
+    )
+    if public_url is not None and urlsplit(public_url).path:
+        fs.problem("public_url", f"expected scheme://host[:port] without a path: {public_url!r}")
+    return FileServiceConfig(
+        inbox_dir=inbox or defaults.inbox_dir,
+        host=host or defaults.host,
+        port=fs.integer("port", defaults.port, 0, 65535),
+        max_file_bytes=fs.integer("max_file_bytes", defaults.max_file_bytes, 1, 1 << 40),
+        min_free_bytes=fs.integer("min_free_bytes", defaults.min_free_bytes, 0, 1 << 50),
+        public_url=public_url,
+    )
+
+
 def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -275,8 +336,15 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     require_digest = read.boolean("require_digest", False)
     parallelism = read.integer("parallelism", 1, 1, 64)
     poll_wait_s = read.integer("poll_wait_s", 25, 0, MAX_POLL_WAIT_S)
+    file_service = _file_service(read, base_dir)
 
     problems.extend(_overlaps(key_file=key_file, state_dir=state_dir, work_dir=work_dir))
+    if file_service is not None:
+        problems.extend(
+            _inbox_overlaps(
+                file_service.inbox_dir, key_file=key_file, state_dir=state_dir, work_dir=work_dir
+            )
+        )
     if problems:
         return None, problems
     assert site is not None and key_file is not None and registry is not None
@@ -296,6 +364,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
         limits=limits,
         parallelism=parallelism,
         poll_wait_s=poll_wait_s,
+        file_service=file_service,
     )
     return config, problems
 
@@ -319,6 +388,21 @@ def _overlaps(*, key_file: Path | None, state_dir: Path | None, work_dir: Path |
         problems.append(
             f"key_file {key_file} lies inside work_dir {work_dir}, where containers write"
         )
+    return problems
+
+
+def _inbox_overlaps(
+    inbox: Path, *, key_file: Path | None, state_dir: Path | None, work_dir: Path | None
+) -> list[str]:
+    problems = []
+    for name, folder in (("state_dir", state_dir), ("work_dir", work_dir)):
+        if folder is not None and (_inside(inbox, folder) or _inside(folder, inbox)):
+            problems.append(
+                f"file_service.inbox_dir {inbox} and {name} {folder} must be separate "
+                "directories, neither inside the other"
+            )
+    if key_file is not None and _inside(key_file, inbox):
+        problems.append(f"key_file {key_file} lies inside file_service.inbox_dir {inbox}")
     return problems
 
 
