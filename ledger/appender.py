@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto import KeyId, SigningKey
+from ledger import fields as f
 from ledger.blobs import BlobStore
 from ledger.checkpoint import Checkpoint, parse_verifier_key, sign_checkpoint, verify_checkpoint
 from ledger.durable import write_atomic
@@ -221,6 +222,7 @@ class Ledger:
     def _commit(self, batch: list[SignedEvent]) -> list[AppendResult | LedgerError]:
         outcomes: list[AppendResult | LedgerError] = []
         fresh: list[Entry] = []
+        received = f.timestamp(self._clock(), "registry clock")  # one time for the batch
         with self._lock:
             state = self._state
             ids_in_batch: dict[bytes, Entry] = {}
@@ -231,8 +233,8 @@ class Ledger:
                     entry = prior if prior is not None else self._read_entry(self._ids[key])
                     outcomes.append(AppendResult(entry=entry, created=False))
                     continue
-                entry = Entry(
-                    index=state.size, prev=state.head, received=self._clock(), event=signed
+                entry = Entry.following(
+                    index=state.size, prev=state.head, received=received, event=signed
                 )
                 author = state.member_by_key(signed.event.author)
                 try:

@@ -40,7 +40,8 @@ def utc_now() -> str:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), several times faster.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +194,23 @@ class Entry:
         f.integer(self.index, "entry.index")
         f.hex64(self.prev, "entry.prev")
         f.timestamp(self.received, "entry.received")
+        self._seal()
+
+    @classmethod
+    def following(cls, *, index: int, prev: EntryHash, received: str, event: SignedEvent) -> Entry:
+        """The entry the appender builds: the same value as the constructor gives, without
+        re-checking fields it already holds checked (``index`` is the state's size, ``prev``
+        its head hash, ``received`` a timestamp it validated once for the whole batch)."""
+        entry: Entry = object.__new__(cls)
+        put = object.__setattr__
+        put(entry, "index", index)
+        put(entry, "prev", prev)
+        put(entry, "received", received)
+        put(entry, "event", event)
+        entry._seal()
+        return entry
+
+    def _seal(self) -> None:
         # JCS composes: with the keys in their sorted order ("event" < "index" < "prev" <
         # "received") and every leaf value needing no escaping (validated above), the entry's
         # canonical bytes are the canonical event envelope spliced into fixed text. A test

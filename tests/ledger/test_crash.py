@@ -35,11 +35,15 @@ SEED = 20261125
 def run_round(data_dir: Path, base: int, delay: float) -> tuple[int, list[tuple[int, int]]]:
     """Start the child, kill it ``delay`` s after it is ready; return (count at its open, acks)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Unbuffered: a buffered readline() of the "ready" line may read acks that follow it into
+    # its buffer, which communicate() (reading the pipe directly) then never sees; those acked
+    # payloads would look unacknowledged ("thread N extra [...]" with two or more of them).
     child = subprocess.Popen(
         [sys.executable, str(CHILD), str(data_dir), str(base)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        bufsize=0,
     )
     try:
         assert child.stdout is not None and child.stderr is not None
