@@ -158,7 +158,10 @@ class Agent:
             if not self._finished_here(entry.event.event.id):
                 self._queue(entry)
         elif isinstance(body, Result) and entry.event.event.author == self._key.key_id:
-            remove_tree(self._work / body.task)  # the journal did its job
+            with self._lock:
+                busy = body.task in self._jobs  # its worker removes the folder itself
+            if not busy:
+                _remove_folder(self._work / body.task)  # the journal did its job
         elif isinstance(body, Cancel):
             with self._lock:
                 job = self._jobs.get(body.task)
@@ -197,11 +200,13 @@ class Agent:
 
     def _work_on(self, job: Job, resumed: bool) -> None:
         folder = self._work / job.task_id
+        posted = False
         try:
             journal = folder / RESULT_JOURNAL
             if journal.exists():
                 log.info("task %s: posting the journaled result again", job.task_id[:12])
                 self._post(SignedEvent.from_json(journal.read_bytes()))
+                posted = True
                 return
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             if resumed and (folder / RUNNING_MARK).exists():
@@ -224,7 +229,7 @@ class Agent:
             signed = self._sign(result)
             write_atomic(journal, json.dumps(signed.to_dict()).encode())
             self._post(signed)
-            (folder / RUNNING_MARK).unlink(missing_ok=True)
+            posted = True
             log.info("task %s: %s", job.task_id[:12], result.state)
         except Exception as exc:
             # The registry or the engine failed us (not the task): try again next round.
@@ -236,10 +241,15 @@ class Agent:
                 self._done.add(job.task_id)
         finally:
             self._statuses_posted(job, quiet=True)
+            # Before the job is forgotten, so the planner never removes the folder at the same
+            # time (it leaves the folders of running jobs alone).
+            if posted:
+                _remove_folder(folder)  # the result is in the ledger: the journal did its job
+            else:
+                _clean(folder)
             with self._lock:
                 self._futures.pop(job.task_id, None)
                 self._jobs.pop(job.task_id, None)
-            _clean(folder)
 
     def _cancelled_in_ledger(self, job: Job) -> bool:
         record = self._follower.trusted.state.tasks.get(job.task_id)
@@ -293,6 +303,14 @@ def _clean(folder: Path) -> None:
         if child.name in (RESULT_JOURNAL, RUNNING_MARK):
             continue
         remove_tree(child)
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a finished task's folder; a failure leaves litter, never stops the site."""
+    try:
+        remove_tree(folder)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", folder, exc)
 
 
 def _fatal(exc: Exception) -> bool:
