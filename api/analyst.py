@@ -26,7 +26,8 @@ from typing import Any
 
 from api.client import Client, TaskView
 from api.errors import ApiError
-from crypto import SigningKey
+from crypto import CryptoError, SigningKey
+from crypto.age import AgeIdentity, decrypt_bytes
 from ledger.bodies import EventId, Limits, Result, Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.errors import LedgerError
@@ -34,6 +35,7 @@ from ledger.events import Entry, SignedEvent, new_event
 from ledger.merkle import verify_inclusion
 
 Progress = Callable[[TaskView], None]
+AGE_MAGIC = b"age-encryption.org/v1\n"
 
 
 class AnalysisError(ApiError):
@@ -59,11 +61,19 @@ class Run:
         return {site: r.result.state.value for site, r in self.results.items()}
 
     def output(self, site: str, name: str) -> bytes:
-        """The bytes of output ``name`` of ``site``, checked against the signed result."""
+        """The bytes of output ``name`` of ``site``, checked against the hash in the site's
+        signed result, and decrypted with the analyst's identity when the site encrypted them
+        (a wrong key, a swapped or altered blob gives a clear error, never garbage)."""
         result = self.results[site].result
         for output in result.outputs:
-            if output.name == name:
-                return self.analyst.client.get_blob(output.sha256, max_size=output.size)
+            if output.name != name:
+                continue
+            if output.delivered_to is not None:
+                raise AnalysisError(
+                    f"{site!r}'s {name!r} was delivered to {output.delivered_to!r}, not stored"
+                )
+            data = self.analyst.client.get_blob(output.sha256, max_size=output.size)
+            return self.analyst.open(data, f"{site!r}'s {name!r}")
         raise AnalysisError(f"site {site!r} produced no output {name!r} ({result.state})")
 
     def json(self, site: str, name: str) -> Any:
@@ -77,10 +87,12 @@ class Analyst:
         key: SigningKey,
         *,
         genesis: str | None = None,
+        identity: AgeIdentity | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self._key = key
+        self._identity = identity
         self._clock = clock
         first = client.entry(0)
         if genesis is not None and first.hash != genesis:
@@ -88,6 +100,17 @@ class Analyst:
         body = first.event.event.body
         self.origin = first.event.event.ledger
         self._log_key = parse_verifier_key(body.log_key)  # type: ignore[union-attr]
+
+    def open(self, data: bytes, what: str) -> bytes:
+        """``data`` decrypted when it is an age file, else as is."""
+        if not data.startswith(AGE_MAGIC):
+            return data
+        if self._identity is None:
+            raise AnalysisError(f"{what} is encrypted; give the Analyst your age identity")
+        try:
+            return decrypt_bytes(data, [self._identity])
+        except CryptoError as exc:
+            raise AnalysisError(f"{what} cannot be decrypted: {exc}") from exc
 
     def post(
         self,
@@ -98,8 +121,14 @@ class Analyst:
         parent: str | None = None,
         label: str | None = None,
         limits: Limits | None = None,
+        recipient: str | None = None,
+        deliver: bool = False,
+        inputs: tuple[str, ...] = (),
     ) -> EventId:
-        """Sign and post a task; return its id."""
+        """Sign and post a task; return its id. Outputs are encrypted for ``recipient`` (default:
+        the analyst, when the analyst has published an encryption key); ``deliver`` sends them
+        to that site's FileService; ``inputs`` names earlier tasks whose delivered files the
+        task's sites receive."""
         body = Task(
             image=image,
             sites=tuple(sites),
@@ -107,6 +136,9 @@ class Analyst:
             parent=EventId(parent) if parent else None,
             label=label,
             limits=limits,
+            recipient=recipient,
+            deliver=deliver,
+            inputs=tuple(EventId(t) for t in inputs),
         )
         event = new_event(body, ledger=self.origin, author=self._key.key_id)
         signed = SignedEvent.sign(event, self._key)

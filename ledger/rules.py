@@ -361,8 +361,9 @@ def _transfer(state: State, facts: Facts, author: MemberRecord, where: str) -> N
     _require_role(author, (Role.SITE,), where)
     if body.recipient != author.name:
         raise RuleViolation(f"{where}: only the receiving site {body.recipient!r} may record it")
-    if body.sender not in state.members:
-        raise RuleViolation(f"{where}: sender {body.sender!r} is not a member")
+    sender = state.members.get(body.sender)
+    if sender is None or not sender.active:
+        raise RuleViolation(f"{where}: sender {body.sender!r} is not an active member")
     _known_task(state, body.task, where)
 
 

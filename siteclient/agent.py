@@ -43,10 +43,15 @@ RUNNING_MARK = "running"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
-    """One task to run here: its entry and a flag set when it is cancelled."""
+    """One task to run here: its entry, a flag set when it is cancelled, and what the ledger
+    said when it was appended: whom its outputs are encrypted for (an age recipient) and, when
+    they are delivered to a site's FileService instead of the registry, that site and its URL."""
 
     entry: Entry
     cancel: threading.Event
+    encrypt_for: str | None = None
+    deliver_to: str | None = None
+    deliver_url: str | None = None
 
     @property
     def task_id(self) -> EventId:
@@ -189,7 +194,17 @@ class Agent:
         return progress is not None and progress.finished
 
     def _queue(self, entry: Entry, *, resumed: bool = False) -> None:
-        job = Job(entry=entry, cancel=threading.Event())
+        state = self._follower.trusted.state
+        record = state.tasks.get(entry.event.event.id)
+        deliver_to = record.deliver_to if record else None
+        recipient = state.members.get(deliver_to) if deliver_to else None
+        job = Job(
+            entry=entry,
+            cancel=threading.Event(),
+            encrypt_for=record.encrypt_for if record else None,
+            deliver_to=deliver_to,
+            deliver_url=recipient.file_service if recipient else None,
+        )
         with self._lock:
             if job.task_id in self._jobs or job.task_id in self._done:
                 return

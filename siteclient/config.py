@@ -45,6 +45,8 @@ Decisions:
   or ``work_dir`` and must not hold the key file) and ``public_url``, the ``scheme://host[:port]``
   members sign requests for (what the site published as its ``file_service``; default the bound
   ``http://host:port``). The Host header of a request is never trusted for that.
+- ``identity_file`` (optional) is the site's age identity (``pht keys new`` writes one, 0600):
+  it decrypts files other sites delivered to this site's FileService for a task's ``inputs``.
 - ``load`` also checks the file system: the key file exists, is a regular file and is not readable
   by group or others. Directories are created later, by the state module.
 """
@@ -116,7 +118,15 @@ _REQUIRED = (
     "state_dir",
     "work_dir",
 )
-_OPTIONAL = ("require_digest", "network", "limits", "parallelism", "poll_wait_s", "file_service")
+_OPTIONAL = (
+    "require_digest",
+    "network",
+    "limits",
+    "parallelism",
+    "poll_wait_s",
+    "file_service",
+    "identity_file",
+)
 _FILE_SERVICE_KEYS = (
     "host",
     "port",
@@ -160,6 +170,7 @@ class SiteConfig:
     parallelism: int = 1
     poll_wait_s: int = 25
     file_service: FileServiceConfig | None = None
+    identity_file: Path | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SiteConfig:
@@ -337,8 +348,11 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     parallelism = read.integer("parallelism", 1, 1, 64)
     poll_wait_s = read.integer("poll_wait_s", 25, 0, MAX_POLL_WAIT_S)
     file_service = _file_service(read, base_dir)
+    identity_file = read.path("identity_file", base_dir) if "identity_file" in data else None
 
     problems.extend(_overlaps(key_file=key_file, state_dir=state_dir, work_dir=work_dir))
+    if identity_file is not None and work_dir is not None and _inside(identity_file, work_dir):
+        problems.append(f"identity_file {identity_file} lies inside work_dir {work_dir}")
     if file_service is not None:
         problems.extend(
             _inbox_overlaps(
@@ -365,6 +379,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
         parallelism=parallelism,
         poll_wait_s=poll_wait_s,
         file_service=file_service,
+        identity_file=identity_file,
     )
     return config, problems
 

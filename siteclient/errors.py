@@ -13,7 +13,9 @@
     ├── OutputError             the container's outputs break the collection rules
     ├── FeedError               the registry's feed cannot be trusted (bad proof, fork, bad entry)
     │   └── ForkDetectedError       two checkpoints that are not consistent (evidence kept)
-    └── StateError              the site's own state directory cannot be read or written
+    ├── StateError              the site's own state directory cannot be read or written
+    └── DeliveryError           a file could not be delivered to a member's FileService
+                                (``status`` and ``slug`` say what the FileService answered)
 
 Foreign exceptions (docker, requests, OS errors) are translated at the adapter with ``from exc``.
 """
@@ -65,3 +67,17 @@ class ForkDetectedError(FeedError):
 
 class StateError(SiteClientError):
     """The site's state directory cannot be read or written."""
+
+
+class DeliveryError(SiteClientError):
+    """A file could not be delivered to a FileService (refused, unreachable, or a bad answer).
+
+    ``status`` is the HTTP status the FileService answered (None when it could not be reached or
+    its answer was malformed); ``slug`` the problem type's last path segment (``body-too-large``,
+    ``insufficient-storage``, ...) or ``""``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, slug: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.slug = slug

@@ -9,22 +9,28 @@ the site itself (engine or registry unreachable) raises, so that the agent retri
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from api.client import Client
+from crypto import CryptoError, SigningKey
+from crypto.age import AgeIdentity, AgeRecipient, decrypt_file, encrypt_bytes
 from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
 from ledger.canonical import canonical_bytes
 from ledger.events import utc_now
 from siteclient.agent import Job
 from siteclient.config import SiteConfig
+from siteclient.delivery import FileServiceClient
 from siteclient.errors import (
     DigestMismatchError,
     EngineUnavailableError,
     OutputError,
     PolicyError,
     PullError,
+    SiteClientError,
 )
+from siteclient.inbox import received_files
 from siteclient.outputs import collect_outputs
 from siteclient.policy import Allowlist
 from siteclient.runspec import RunLimits, RunSpec, RunState
@@ -33,6 +39,18 @@ from siteclient.runtime import DockerRuntime
 log = logging.getLogger(__name__)
 
 Report = Callable[[StatusState, str | None], None]
+
+AGE_MAGIC = b"age-encryption.org/v1\n"
+
+
+class InputError(SiteClientError):
+    """The files a task names as inputs cannot be given to it (the task fails with this)."""
+
+
+def _is_age(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(AGE_MAGIC)) == AGE_MAGIC
+
 
 _STATES = {
     RunState.COMPLETED: ResultState.COMPLETED,
@@ -52,9 +70,13 @@ class TaskExecutor:
         client: Client,
         runtime: DockerRuntime,
         allowlist: Allowlist,
+        key: SigningKey,
+        identity: AgeIdentity | None = None,
         clock: Callable[[], str] = utc_now,
     ) -> None:
         self._config = config
+        self._key = key
+        self._identity = identity
         self._client = client
         self._runtime = runtime
         self._allowlist = allowlist
@@ -76,6 +98,10 @@ class TaskExecutor:
             return Result(task=job.task_id, state=ResultState.REJECTED, reason=str(exc))
         except PullError as exc:
             return Result(task=job.task_id, state=ResultState.FAILED, reason=str(exc))
+        try:
+            inputs = self._inputs(job, folder)
+        except InputError as exc:
+            return Result(task=job.task_id, state=ResultState.FAILED, reason=str(exc))
         report(StatusState.STARTED, f"running {ref.familiar()} ({pulled.digest})")
         spec = RunSpec(
             image_id=pulled.image_id,
@@ -86,6 +112,7 @@ class TaskExecutor:
             work_dir=folder,
             network=self._config.network,
             limits=self._limits(job),
+            input_dir=inputs,
         )
         try:
             # The container is removed while the result is reported (the runtime's close waits).
@@ -102,15 +129,14 @@ class TaskExecutor:
         outputs: tuple[Output, ...] = ()
         if state is ResultState.COMPLETED or state is ResultState.FAILED:
             try:
-                outputs, note = self._upload_outputs(outcome.output_dir, spec.limits)
+                outputs, note = self._upload_outputs(job, outcome.output_dir, spec.limits)
                 reason = "; ".join(part for part in (reason, note) if part)
             except OutputError as exc:
                 state, reason = ResultState.FAILED, f"outputs refused: {exc}"
         log_ref = None
         if outcome.log_tail:
-            log_ref = BlobRef(
-                sha256=self._client.put_blob(outcome.log_tail), size=len(outcome.log_tail)
-            )
+            sealed = self._seal(job, outcome.log_tail)
+            log_ref = BlobRef(sha256=self._client.put_blob(sealed), size=len(sealed))
         return Result(
             task=job.task_id,
             state=state,
@@ -122,6 +148,33 @@ class TaskExecutor:
             log=log_ref,
             reason=(reason or None) and reason[:2000],
         )
+
+    def _inputs(self, job: Job, folder: Path) -> Path | None:
+        """The files other sites delivered here for the task's ``inputs``, decrypted into a
+        fresh folder (mounted read-only at ``/pht/input/files``), named ``<sender>-<name>``."""
+        earlier = job.body.inputs
+        if not earlier:
+            return None
+        service = self._config.file_service
+        if service is None:
+            raise InputError("the task names input tasks but this site runs no FileService")
+        target = folder / "inputs"
+        target.mkdir(mode=0o755)
+        for task_id in earlier:
+            for received in received_files(service.inbox_dir, task_id):
+                name = f"{received.sender}-{received.name or received.sha256[:16]}"
+                destination = target / name
+                if _is_age(received.path):
+                    if self._identity is None:
+                        raise InputError(f"{name} is encrypted and this site has no identity_file")
+                    try:
+                        decrypt_file(received.path, destination, [self._identity])
+                    except CryptoError as exc:
+                        raise InputError(f"input {name} cannot be decrypted here: {exc}") from exc
+                else:
+                    shutil.copyfile(received.path, destination)
+                destination.chmod(0o444)
+        return target
 
     def _config_bytes(self, job: Job) -> bytes:
         task = job.body
@@ -152,15 +205,40 @@ class TaskExecutor:
             output_max_bytes=site.output_max_bytes,
         )
 
-    def _upload_outputs(self, folder: Path, limits: RunLimits) -> tuple[tuple[Output, ...], str]:
+    def _seal(self, job: Job, data: bytes) -> bytes:
+        """``data`` encrypted for the task's recipient (age), or as is when it has none."""
+        if job.encrypt_for is None:
+            return data
+        return encrypt_bytes(data, [AgeRecipient.from_string(job.encrypt_for)])
+
+    def _upload_outputs(
+        self, job: Job, folder: Path, limits: RunLimits
+    ) -> tuple[tuple[Output, ...], str]:
+        """Store every output (encrypted for the recipient when the task names one) in the
+        registry, or deliver it to the recipient site's FileService. The signed result then
+        binds each stored object's hash to this task, this site and the output's name."""
         collection = collect_outputs(
             folder, max_files=limits.output_max_files, max_bytes=limits.output_max_bytes
         )
         outputs = []
         for item in collection.files:
-            data = item.read_bytes()
-            sha256 = self._client.put_blob(data)
-            outputs.append(Output(name=item.name, sha256=sha256, size=item.size))
+            sealed = self._seal(job, item.read_bytes())
+            if job.deliver_to is not None:
+                if job.deliver_url is None:
+                    raise OutputError(f"site {job.deliver_to!r} has published no FileService")
+                with FileServiceClient(job.deliver_url, self._key) as service:
+                    receipt = service.upload(job.task_id, item.name, sealed)
+                outputs.append(
+                    Output(
+                        name=item.name,
+                        sha256=receipt.sha256,
+                        size=receipt.size,
+                        delivered_to=job.deliver_to,
+                    )
+                )
+                continue
+            sha256 = self._client.put_blob(sealed)
+            outputs.append(Output(name=item.name, sha256=sha256, size=len(sealed)))
         note = ""
         if collection.skipped:
             listed = ", ".join(f"{s.name} ({s.reason})" for s in collection.skipped[:10])

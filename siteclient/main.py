@@ -3,6 +3,7 @@
     siteclient follow --config config.json        follow the ledger and run what is allowed
     siteclient check-image REF --config config.json   would this image run here, and why
     siteclient status --config config.json        cursor, trusted checkpoint, tasks in flight
+    siteclient serve-files --config config.json   the FileService: receive files from members
 
 Errors end here as one line, ``siteclient: error: <reason>``, and a non-zero exit code. A fork
 or rewrite of the registry's history stops ``follow`` with exit code 3 (evidence is kept).
@@ -21,12 +22,14 @@ from types import FrameType
 from api.client import Client
 from api.errors import ApiError
 from crypto import CryptoError, SigningKey
+from crypto.age import load_identity
 from ledger.checkpoint import Checkpoint
 from ledger.errors import LedgerError
 from siteclient.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.config import SiteConfig
 from siteclient.errors import ForkDetectedError, SiteClientError
 from siteclient.execute import TaskExecutor
+from siteclient.fileserve import serve_files
 from siteclient.follower import Follower
 from siteclient.runtime import DockerRuntime
 from siteclient.trust import TrustStore
@@ -59,7 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", required=True)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
+
+    serve = commands.add_parser("serve-files", help="receive files from members (FileService)")
+    serve.add_argument("--config", required=True)
+    serve.set_defaults(run=_serve_files)
     return parser
+
+
+def _serve_files(args: argparse.Namespace) -> int:
+    def ready(url: str) -> None:
+        print(f"listening on {url}", flush=True)
+
+    return serve_files(SiteConfig.load(args.config), on_ready=ready)
 
 
 def _follow(args: argparse.Namespace) -> int:
@@ -91,7 +105,15 @@ def _run_agent(
     stale = runtime.remove_stale(config.site)
     if stale:
         log.warning("removed %d container(s) left by an earlier run of this site", len(stale))
-    executor = TaskExecutor(config, client=client, runtime=runtime, allowlist=config.allowlist())
+    identity = load_identity(config.identity_file) if config.identity_file else None
+    executor = TaskExecutor(
+        config,
+        client=client,
+        runtime=runtime,
+        allowlist=config.allowlist(),
+        key=key,
+        identity=identity,
+    )
     agent = Agent(
         site=config.site,
         key=key,

@@ -307,3 +307,17 @@ def test_rejects_unknown_input_task() -> None:
     body = Task(image="a/b:1", sites=("site-a",), config={}, inputs=("ef" * 32,))  # type: ignore[arg-type]
     with pytest.raises(RuleViolation, match="input task"):
         apply(state, world.entry(world.sign("alice", body)))
+
+
+def test_rejects_transfer_from_a_revoked_sender() -> None:
+    world, state, task = _ledger()
+    revoke = Member(
+        action=MemberAction.REVOKE,
+        name="site-b",
+        role=Role.SITE,
+        public_key=world.keys["site-b"].public.b64(),
+    )
+    apply(state, world.push(world.sign("admin", revoke)))
+    body = Transfer(sender="site-b", recipient="site-c", task=task, sha256=SHA, size=1)  # type: ignore[arg-type]
+    with pytest.raises(RuleViolation, match="not an active member"):
+        apply(state, world.entry(world.sign("site-c", body)))

@@ -11,7 +11,7 @@ import pytest
 
 from crypto.keys import SigningKey
 from ledger.checkpoint import verifier_key
-from siteclient.config import Limits, SiteConfig
+from siteclient.config import FileServiceConfig, Limits, SiteConfig
 from siteclient.errors import ConfigError
 
 LOG_KEY = verifier_key("pht.example.org/consortium", SigningKey.from_seed(bytes(32)).public)
@@ -329,3 +329,79 @@ def test_config_is_immutable() -> None:
 def test_limits_are_checked_on_construction() -> None:
     with pytest.raises(ConfigError, match=r"limits\.pids: expected an integer in \[1, 4194304\]"):
         Limits(pids=0)
+
+
+def test_file_service_is_absent_unless_configured_and_has_safe_defaults(tmp_path: Path) -> None:
+    assert SiteConfig.load(_write(tmp_path, _minimal())).file_service is None
+    config = SiteConfig.load(_write(tmp_path, _minimal() | {"file_service": {}}))
+    fs = config.file_service
+    assert fs == FileServiceConfig(inbox_dir=tmp_path / "inbox")
+    assert (fs.host, fs.port, fs.public_url) == ("127.0.0.1", 8443, None)
+    assert (fs.max_file_bytes, fs.min_free_bytes) == (256 << 20, 64 << 20)
+
+
+def test_every_file_service_field_can_be_set(tmp_path: Path) -> None:
+    section = {
+        "host": "0.0.0.0",
+        "port": 0,
+        "max_file_bytes": 1000,
+        "min_free_bytes": 0,
+        "inbox_dir": "/srv/pht/inbox",
+        "public_url": "https://TTP.example.org/",
+    }
+    fs = SiteConfig.load(_write(tmp_path, _minimal() | {"file_service": section})).file_service
+    assert fs == FileServiceConfig(
+        host="0.0.0.0",
+        port=0,
+        max_file_bytes=1000,
+        min_free_bytes=0,
+        inbox_dir=Path("/srv/pht/inbox"),
+        public_url="https://TTP.example.org",
+    )
+
+
+def test_file_service_problems_are_reported_together(tmp_path: Path) -> None:
+    section = {
+        "host": "evil host/",
+        "port": 70000,
+        "max_file_bytes": 0,
+        "min_free_bytes": -1,
+        "inbox_dir": "work/inbox",
+        "public_url": "https://ttp.example.org/files",
+        "max_file_byte": 5,
+    }
+    with pytest.raises(ConfigError) as error:
+        SiteConfig.load(_write(tmp_path, _minimal() | {"file_service": section}))
+    problems = _problems(error)
+    assert len(problems) == 7, problems
+    assert (
+        "file_service.'max_file_byte': unknown key; did you mean file_service.'max_file_bytes'?"
+        in problems
+    )
+    expected = [
+        "file_service.host: expected a host name or IP address",
+        "file_service.public_url: expected scheme://host[:port] without a path",
+        "file_service.port: expected an integer in [0, 65535], found 70000",
+        "file_service.max_file_bytes: expected an integer in [1,",
+        "file_service.min_free_bytes: expected an integer in [0,",
+        "file_service.inbox_dir",
+    ]
+    for text in expected:
+        assert any(text in problem for problem in problems), (text, problems)
+    assert any("work_dir" in p and "inbox_dir" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("inbox_dir", "clash"),
+    [("state/inbox", "state_dir"), ("work", "work_dir"), (".", "state_dir"), ("keys", "key_file")],
+)
+def test_inbox_never_overlaps_state_work_or_key(tmp_path: Path, inbox_dir: str, clash: str) -> None:
+    data = _minimal() | {"file_service": {"inbox_dir": inbox_dir}}
+    with pytest.raises(ConfigError) as error:
+        SiteConfig.load(_write(tmp_path, data))
+    assert any(clash in p and "inbox_dir" in p for p in _problems(error)), _problems(error)
+
+
+def test_file_service_must_be_an_object(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file_service: expected an object, found an array"):
+        SiteConfig.load(_write(tmp_path, _minimal() | {"file_service": []}))
