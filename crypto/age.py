@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -70,12 +69,10 @@ from crypto.age_format import (
 )
 from crypto.errors import (
     DecryptionError,
-    InsecureKeyFileError,
-    KeyFileError,
     KeyFormatError,
     NoIdentityMatchError,
 )
-from crypto.keys import write_new_file
+from crypto.keys import read_private_file, write_new_file
 
 MAX_IDENTITY_FILE_SIZE = 1 << 16
 RECIPIENT_HRP = "age"
@@ -379,26 +376,9 @@ def parse_identity_file(text: str) -> AgeIdentity:
 
 def load_identity(path: str | os.PathLike[str]) -> AgeIdentity:
     """Load an identity file, refusing symlinks and files that group or other may access."""
-    name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise KeyFileError(f"cannot open age identity {name}: {exc.strerror}") from exc
-    try:
-        status = os.fstat(fd)
-        if status.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise InsecureKeyFileError(
-                f"age identity {name} has mode {stat.S_IMODE(status.st_mode):04o}; expected "
-                f"0600 (run: chmod 600 {name})"
-            )
-        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_IDENTITY_FILE_SIZE:
-            raise KeyFileError(f"age identity {name} is not a small regular file")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(MAX_IDENTITY_FILE_SIZE + 1)
-    finally:
-        os.close(fd)
+    data = read_private_file(path, what="age identity")
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
-        raise KeyFormatError(f"age identity {name} is not ASCII text") from exc
+        raise KeyFormatError(f"age identity {os.fspath(path)} is not ASCII text") from exc
     return parse_identity_file(text)

@@ -184,26 +184,36 @@ class SigningKey:
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> SigningKey:
         """Load a private key, refusing a file that group or other may access."""
-        path = os.fspath(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as exc:
-            raise KeyFileError(f"cannot open private key {path}: {exc.strerror}") from exc
-        try:
-            mode = os.fstat(fd).st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise InsecureKeyFileError(
-                    f"private key {path} has mode {stat.S_IMODE(mode):04o}; expected 0600 "
-                    f"(run: chmod 600 {path})"
-                )
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                data = handle.read()
-        finally:
-            os.close(fd)
-        return cls.from_pem(data, passphrase)
+        return cls.from_pem(read_private_file(path, what="private key"), passphrase)
 
     def __repr__(self) -> str:
         return f"SigningKey({self.key_id[:16]})"
+
+
+MAX_PRIVATE_FILE_SIZE = 1 << 16
+
+
+def read_private_file(path: str | os.PathLike[str], *, what: str) -> bytes:
+    """The bytes of a small secret file, refusing symlinks, non-regular files and files that
+    group or other may access (:class:`InsecureKeyFileError`, with the chmod that fixes it)."""
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise KeyFileError(f"cannot open {what} {name}: {exc.strerror}") from exc
+    try:
+        status = os.fstat(fd)
+        if status.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureKeyFileError(
+                f"{what} {name} has mode {stat.S_IMODE(status.st_mode):04o}; expected 0600 "
+                f"(run: chmod 600 {name})"
+            )
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_PRIVATE_FILE_SIZE:
+            raise KeyFileError(f"{what} {name} is not a small regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(MAX_PRIVATE_FILE_SIZE + 1)
+    finally:
+        os.close(fd)
 
 
 def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
