@@ -74,7 +74,6 @@ from crypto.errors import (
 )
 from crypto.keys import read_private_file, write_new_file
 
-MAX_IDENTITY_FILE_SIZE = 1 << 16
 RECIPIENT_HRP = "age"
 IDENTITY_HRP = "AGE-SECRET-KEY-"
 
