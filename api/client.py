@@ -344,6 +344,22 @@ class Client:
 
     # ---- the one request path
 
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | Path | None = None,
+        content_type: str | None = None,
+        digest_sha256: str | None = None,
+    ) -> requests.Response:
+        """A signed request to another PHT service that speaks this protocol (a FileService):
+        signed afresh on every attempt, retried like the registry's idempotent calls; a 2xx
+        response, or an :class:`ApiError`."""
+        return self._call(
+            method, path, body=body, content_type=content_type, digest_sha256=digest_sha256
+        )
+
     def _call(
         self,
         method: str,

@@ -1,7 +1,8 @@
 """Sending files to a member's FileService (the client side of :mod:`siteclient.fileservice`).
 
-- Every attempt is signed afresh with the site's key (RFC 9421, :class:`api.httpsig.RequestSigner`:
-  a new ``created`` and nonce each time), covering method, target URI and ``Content-Digest``.
+- Requests go through the registry client's one request path (:meth:`api.client.Client.send`):
+  every attempt is signed afresh with the site's key (RFC 9421: a new ``created`` and nonce
+  each time), covering method, target URI and ``Content-Digest``.
 - An upload is idempotent: the FileService keys files by (task, sha256) and answers 200 with the
   receipt it already holds. So it is retried with exponential backoff and jitter on connection
   failures, timeouts, 429/502/503/504 (503 also when the FileService kept the file but could not
@@ -17,22 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from api.client import RetryPolicy, normalize_base_url
-from api.errors import PROBLEM_BASE, ApiError
-from api.httpsig import RequestSigner
+from api.client import Client, RetryPolicy
+from api.errors import ApiError, ProblemError
 from crypto import SigningKey
 from ledger.bodies import OUTPUT_NAME
 from siteclient.errors import DeliveryError
@@ -54,7 +51,8 @@ class Receipt:
 
 
 class FileServiceClient:
-    """Uploads files to one FileService as one member (``key``)."""
+    """Uploads files to one FileService as one member (``key``), through the registry client's
+    signed, retrying request path (:meth:`api.client.Client.send`)."""
 
     def __init__(
         self,
@@ -70,26 +68,24 @@ class FileServiceClient:
         session: requests.Session | None = None,
     ) -> None:
         try:
-            self.base_url = normalize_base_url(base_url)
+            self._http = Client(
+                base_url,
+                key,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                retry=retry,
+                clock=clock,
+                sleep=sleep,
+                nonce=nonce,
+                pool_size=4,
+                session=session,
+            )
         except ApiError as exc:
             raise DeliveryError(f"not a FileService URL: {exc}") from exc
-        self._signer = RequestSigner(key)
-        self._timeout = (connect_timeout, timeout)
-        self._retry = retry if retry is not None else RetryPolicy()
-        self._clock = clock
-        self._sleep = sleep
-        self._nonce = nonce
-        self._rng = random.Random()  # noqa: S311 -- jitter, not security
-        self._session = session if session is not None else requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers["User-Agent"] = "pht-siteclient/1"
-        self._session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        self._session.trust_env = False
+        self.base_url = self._http.base_url
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def __enter__(self) -> FileServiceClient:
         return self
@@ -133,60 +129,27 @@ class FileServiceClient:
     def _send(
         self, method: str, path: str, data: bytes | Path | None, sha256: str | None
     ) -> requests.Response:
-        """Send, signing each attempt afresh and retrying; return a 2xx response."""
         url = self.base_url + path
-        attempts = max(1, self._retry.attempts)
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            with _opened(data) as payload:
-                headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
-                if isinstance(data, Path):
-                    headers["Content-Length"] = str(data.stat().st_size)
-                prepared = self._session.prepare_request(
-                    requests.Request(method, url, data=payload, headers=headers)
-                )
-                try:
-                    self._signer.sign(
-                        prepared,
-                        body=None,
-                        digest_sha256=sha256,
-                        created=int(self._clock()),
-                        nonce=self._nonce(),
-                    )
-                except ApiError as exc:
-                    raise DeliveryError(str(exc)) from exc
-                try:
-                    resp = self._session.send(
-                        prepared, timeout=self._timeout, allow_redirects=False
-                    )
-                except requests.RequestException as exc:
-                    if last:
-                        raise DeliveryError(
-                            f"{method} {url}: {type(exc).__name__} after {attempts} attempts"
-                        ) from exc
-                    self._sleep(self._retry.delay(attempt, self._rng))
-                    continue
-            if 200 <= resp.status_code < 300:
-                return resp
-            error = _refusal(resp, url)
-            retryable = resp.status_code in RETRY_STATUSES or error.slug == "signature-expired"
-            if last or not retryable:
-                raise error
-            self._sleep(self._retry.delay(attempt, self._rng))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-@contextmanager
-def _opened(data: bytes | Path | None) -> Iterator[bytes | IO[bytes] | None]:
-    if isinstance(data, Path):
         try:
-            handle = data.open("rb")
+            return self._http.send(
+                method,
+                path,
+                body=data,
+                content_type="application/octet-stream" if data is not None else None,
+                digest_sha256=sha256,
+            )
+        except ProblemError as exc:
+            name = exc.slug or "error"
+            detail = exc.detail or exc.title
+            raise DeliveryError(
+                f"the FileService {url} answered {exc.status} {name}: {detail[:300]}",
+                status=exc.status,
+                slug=exc.slug,
+            ) from exc
+        except ApiError as exc:
+            raise DeliveryError(f"{method} {url}: {exc}") from exc
         except OSError as exc:
-            raise DeliveryError(f"cannot read {data}: {exc.strerror}") from exc
-        with handle:
-            yield handle
-    else:
-        yield data
+            raise DeliveryError(f"cannot read the file to send: {exc.strerror}") from exc
 
 
 def _digest(data: bytes | Path) -> tuple[str, int]:
@@ -202,26 +165,6 @@ def _digest(data: bytes | Path) -> tuple[str, int]:
     except OSError as exc:
         raise DeliveryError(f"cannot read {data}: {exc.strerror}") from exc
     return digest.hexdigest(), size
-
-
-def _refusal(resp: requests.Response, url: str) -> DeliveryError:
-    status = resp.status_code
-    media = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    slug, detail = "", (resp.reason or "")
-    if media in {"application/problem+json", "application/json"}:
-        try:
-            problem = json.loads(resp.content[:MAX_ANSWER])
-        except ValueError:
-            problem = None
-        if isinstance(problem, dict):
-            kind = str(problem.get("type", ""))
-            slug = kind.removeprefix(PROBLEM_BASE) if kind.startswith(PROBLEM_BASE) else ""
-            detail = str(problem.get("detail") or problem.get("title") or detail)
-    resp.close()
-    name = slug or "error"
-    return DeliveryError(
-        f"the FileService {url} answered {status} {name}: {detail[:300]}", status=status, slug=slug
-    )
 
 
 def _json(resp: requests.Response) -> dict[str, Any]:
