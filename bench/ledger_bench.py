@@ -205,8 +205,31 @@ ledger._committer.close(); ledger._store.close()
 """
 
 
+SITES = ("site-a", "site-b", "site-c")
+
+
+def task_with_three_sites(world: World, n: int) -> list[SignedEvent]:
+    """A task for three sites and each site's accepted, started and result: 10 entries."""
+    task = world.sign("alice", Task(image="myconsortium/avg:1.2", sites=SITES, config={"n": n}))
+    events = [task]
+    for state in (StatusState.ACCEPTED, StatusState.STARTED):
+        events += [world.sign(site, Status(task=task.event.id, state=state)) for site in SITES]
+    outputs = (Output(name="out.json", sha256="ab" * 32, size=120),)
+    events += [
+        world.sign(
+            site,
+            Result(task=task.event.id, state=ResultState.COMPLETED, exit_code=0, outputs=outputs),
+        )
+        for site in SITES
+    ]
+    return events
+
+
 def bench_open(count: int) -> None:
-    print(f"open: building a {count:,}-entry ledger ...", flush=True)
+    print(
+        f"open: building a {count:,}-entry ledger ({count // 10:,} tasks for 3 sites) ...",
+        flush=True,
+    )
     world = World()
     directory = Path(tempfile.mkdtemp(prefix="pht-bench-open-"))
     try:
@@ -220,21 +243,8 @@ def bench_open(count: int) -> None:
         while built < count:
             batch: list[SignedEvent] = []
             while len(batch) < 6000 and built + len(batch) < count:
-                task = task_event(world, n)
+                batch += task_with_three_sites(world, n)
                 n += 1
-                batch += [
-                    task,
-                    world.sign("site-a", Status(task=task.event.id, state=StatusState.STARTED)),
-                    world.sign(
-                        "site-a",
-                        Result(
-                            task=task.event.id,
-                            state=ResultState.COMPLETED,
-                            exit_code=0,
-                            outputs=(Output(name="out.json", sha256="ab" * 32, size=120),),
-                        ),
-                    ),
-                ]
             batch = batch[: count - built]
             ledger._commit(batch)
             built += len(batch)

@@ -22,7 +22,6 @@ reported loudly); then a fresh checkpoint is signed for the recovered size.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from ledger.errors import (
 )
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.groupcommit import GroupCommitter
+from ledger.idindex import IdIndex
 from ledger.merkle import MerkleTree
 from ledger.rules import apply, check_event_signature
 from ledger.snapshot import read_snapshot, write_snapshot
@@ -88,8 +88,7 @@ class Ledger:
         self._grown = threading.Condition(self._lock)
         self._state = State()
         self._tree = MerkleTree()
-        self._ids: dict[bytes, int] = {}
-        self._id_bytes = bytearray()
+        self._ids = IdIndex()
         self._snapshot_size = 0
         self._checkpoint = b""
         self._recover()
@@ -148,15 +147,13 @@ class Ledger:
         count = self._store.count
         if snapshot is not None and snapshot.size <= count:
             self._state, self._tree = snapshot.state, snapshot.tree
-            self._id_bytes = bytearray(snapshot.ids)
+            self._ids = snapshot.ids
             self._snapshot_size = snapshot.size
         elif snapshot is not None:
             raise CorruptStoreError(
                 f"the snapshot covers {snapshot.size} entries but the log holds only {count}: "
                 "acknowledged entries are missing"
             )
-        ids = self._id_bytes
-        self._ids = {bytes(ids[i : i + 32]): i // 32 for i in range(0, len(ids), 32)}
         start = self._state.size
         if start < count:
             log.info("re-checking %d entries written after the last snapshot", count - start)
@@ -214,10 +211,16 @@ class Ledger:
         return outcome
 
     def _existing(self, signed: SignedEvent) -> AppendResult | None:
-        index = self._ids.get(bytes.fromhex(signed.event.id))
-        if index is None:
-            return None
-        return AppendResult(entry=self.entry(index), created=False)
+        entry = self._find(signed.event.id)
+        return None if entry is None else AppendResult(entry=entry, created=False)
+
+    def _find(self, event_id: str) -> Entry | None:
+        """The entry holding ``event_id``, if any (the index gives candidates; confirm each)."""
+        for index in self._ids.candidates(bytes.fromhex(event_id)):
+            entry = self._read_entry(index)
+            if entry.event.event.id == event_id:
+                return entry
+        return None
 
     def _commit(self, batch: list[SignedEvent]) -> list[AppendResult | LedgerError]:
         outcomes: list[AppendResult | LedgerError] = []
@@ -225,13 +228,12 @@ class Ledger:
         received = f.timestamp(self._clock(), "registry clock")  # one time for the batch
         with self._lock:
             state = self._state
-            ids_in_batch: dict[bytes, Entry] = {}
+            ids_in_batch: dict[str, Entry] = {}
             for signed in batch:
-                key = bytes.fromhex(signed.event.id)
-                if key in self._ids or key in ids_in_batch:
-                    prior = ids_in_batch.get(key)
-                    entry = prior if prior is not None else self._read_entry(self._ids[key])
-                    outcomes.append(AppendResult(entry=entry, created=False))
+                key = signed.event.id
+                prior = ids_in_batch.get(key) or self._find(key)
+                if prior is not None:
+                    outcomes.append(AppendResult(entry=prior, created=False))
                     continue
                 entry = Entry.following(
                     index=state.size, prev=state.head, received=received, event=signed
@@ -266,14 +268,12 @@ class Ledger:
         return outcomes
 
     def _reload(self) -> None:
-        self._state, self._tree, self._ids, self._id_bytes = State(), MerkleTree(), {}, bytearray()
+        self._state, self._tree, self._ids = State(), MerkleTree(), IdIndex()
         self._snapshot_size = 0
         self._recover()
 
     def _remember(self, entry: Entry) -> None:
-        event_id = bytes.fromhex(entry.event.event.id)
-        self._ids[event_id] = entry.index
-        self._id_bytes += event_id
+        self._ids.add(bytes.fromhex(entry.event.event.id), entry.index)
         self._tree.append(entry.leaf_hash)
 
     def _sign_checkpoint(self) -> None:
@@ -285,9 +285,7 @@ class Ledger:
         with self._lock:
             self._store.sync_index()
             write_atomic(self.data_dir / CHECKPOINT_FILE, self._checkpoint)
-            write_snapshot(
-                self.data_dir, state=self._state, tree=self._tree, ids=bytes(self._id_bytes)
-            )
+            write_snapshot(self.data_dir, state=self._state, tree=self._tree, ids=self._ids)
             self._snapshot_size = self._state.size
 
     def close(self) -> None:
@@ -377,7 +375,3 @@ class Ledger:
             "sites": sites,
             "cancelled": cancelled,
         }
-
-
-def event_id_bytes(signed: SignedEvent) -> bytes:
-    return hashlib.sha256(signed.event.canonical).digest()

@@ -1,13 +1,13 @@
 """Snapshots of the derived data: the replayed state, the Merkle tree levels and the event ids.
 
-A snapshot lives in ``<data>/snapshots/<size>/`` (``state.json``, ``tree.bin``, ``ids.bin``) and is
+A snapshot lives in ``<data>/snapshots/<size>/`` (``state.json``, ``tree.bin``, ``ids.idx``) and is
 published by atomically replacing ``<data>/SNAPSHOT``, which names it. Everything in a snapshot is
 derived from the entry log and could be rebuilt from it; the snapshot only spares a large ledger a
 full replay on open. It is written after the entry log and its index are fsynced, so it never
 describes entries that are not durable.
 
 ``tree.bin``: for each Merkle level, a uint64 little-endian length then that level's bytes.
-``ids.bin``: the 32-byte event id of each entry, in order.
+``ids.idx``: the event-id index (:class:`ledger.idindex.IdIndex`), as its raw arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import CorruptStoreError
+from ledger.idindex import IdIndex
 from ledger.merkle import MerkleTree
 from ledger.state import State
 
@@ -35,7 +36,7 @@ class Snapshot:
     size: int
     state: State
     tree: MerkleTree
-    ids: bytes
+    ids: IdIndex
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,11 +54,11 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def write_snapshot(data_dir: Path, *, state: State, tree: MerkleTree, ids: bytes) -> None:
+def write_snapshot(data_dir: Path, *, state: State, tree: MerkleTree, ids: IdIndex) -> None:
     """Write and publish a snapshot of ``state`` (whose size must equal the tree's)."""
-    if not state.size == tree.size == len(ids) // 32:
+    if not state.size == tree.size == len(ids):
         raise CorruptStoreError(
-            f"snapshot parts disagree: state {state.size}, tree {tree.size}, ids {len(ids) // 32}"
+            f"snapshot parts disagree: state {state.size}, tree {tree.size}, ids {len(ids)}"
         )
     root = data_dir / "snapshots"
     root.mkdir(exist_ok=True)
@@ -67,7 +68,7 @@ def write_snapshot(data_dir: Path, *, state: State, tree: MerkleTree, ids: bytes
     work.mkdir()
     _write(work / "state.json", json.dumps(state.to_dict(), separators=(",", ":")).encode())
     _write(work / "tree.bin", b"".join(_LEN.pack(len(lv)) + lv for lv in tree.to_levels()))
-    _write(work / "ids.bin", ids)
+    _write(work / "ids.idx", ids.to_bytes())
     _fsync_dir(work)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(work, final)
@@ -98,14 +99,14 @@ def read_snapshot(data_dir: Path) -> Snapshot | None:
             levels.append(raw[pos + 8 : pos + 8 + length])
             pos += 8 + length
         tree = MerkleTree.from_levels(levels) if levels else MerkleTree()
-        ids = (folder / "ids.bin").read_bytes()
+        ids = IdIndex.from_bytes((folder / "ids.idx").read_bytes())
     except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
         log.warning("snapshot %s is unreadable (%s); replaying the whole log", name, exc)
         return None
     except Exception as exc:  # a malformed snapshot must never stop recovery
         log.warning("snapshot %s is invalid (%s); replaying the whole log", name, exc)
         return None
-    if not state.size == tree.size == len(ids) // 32 or len(ids) % 32:
+    if not state.size == tree.size == len(ids):
         log.warning("snapshot %s is inconsistent; replaying the whole log", name)
         return None
     return Snapshot(size=state.size, state=state, tree=tree, ids=ids)
