@@ -77,12 +77,12 @@ def _fetch(args: argparse.Namespace) -> tuple[list[bytes], list[bytes]]:
     bar = Bar(size, "fetching")
     records: list[bytes] = []
     while len(records) < size:
-        page = client.entries(len(records), min(PAGE, size - len(records)))
-        if not page.entries:
+        page, _ = client.entry_records(len(records), min(PAGE, size - len(records)))
+        if not page:
             raise CliError(
                 f"the registry's checkpoint covers {size} entries, it served {len(records)}"
             )
-        records.extend(entry.canonical for entry in page.entries)
+        records.extend(page)
         bar(len(records))
     bar.close()
     client.close()
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         memory.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(seen, newest)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict()))
     else:
         print(render(report))
     return 0
