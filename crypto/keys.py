@@ -18,7 +18,8 @@ import stat
 from pathlib import Path
 from typing import NewType
 
-from cryptography.exceptions import InvalidSignature
+import nacl.exceptions
+import nacl.signing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -45,7 +46,7 @@ def key_id_of(raw_public: bytes) -> KeyId:
 class PublicKey:
     """An Ed25519 public key; compares and hashes by its raw bytes."""
 
-    __slots__ = ("_key", "key_id", "raw")
+    __slots__ = ("_key", "_verifier", "key_id", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != RAW_KEY_SIZE:
@@ -54,6 +55,7 @@ class PublicKey:
             self._key = Ed25519PublicKey.from_public_bytes(raw)
         except ValueError as exc:
             raise KeyFormatError(f"not an Ed25519 public key: {exc}") from exc
+        self._verifier = nacl.signing.VerifyKey(bytes(raw))
         self.raw: bytes = bytes(raw)
         self.key_id: KeyId = key_id_of(self.raw)
 
@@ -103,15 +105,21 @@ class PublicKey:
         )
 
     def verify(self, signature: bytes, message: bytes) -> None:
-        """Verify ``signature`` over ``message``; raise :class:`BadSignatureError` otherwise."""
+        """Verify ``signature`` over ``message``; raise :class:`BadSignatureError` otherwise.
+
+        Verification runs in libsodium (PyNaCl), which releases the GIL: the registry's writer
+        threads and request handlers verify in parallel on every core, where ``cryptography``'s
+        verify holds the GIL (measured: 2 threads no faster than 1). Keys, PEM and signing stay
+        with ``cryptography``.
+        """
         if len(signature) != SIGNATURE_SIZE:
             raise BadSignatureError(
                 f"signature by {self.key_id[:16]} must be {SIGNATURE_SIZE} bytes, "
                 f"found {len(signature)}"
             )
         try:
-            self._key.verify(signature, message)
-        except InvalidSignature as exc:
+            self._verifier.verify(message, signature)
+        except nacl.exceptions.BadSignatureError as exc:
             raise BadSignatureError(f"signature does not verify for {self.key_id[:16]}") from exc
 
     def __eq__(self, other: object) -> bool:
