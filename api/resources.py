@@ -120,6 +120,12 @@ class OpenApi:
         resp.content_type = JSON
 
 
+# Entries in a page are separated by a comma and a newline. Canonical JSON never holds a raw
+# newline, so an auditor can take each entry's exact stored bytes from the page without parsing
+# and re-encoding it (api.client.Client.entry_records); for everyone else it is plain JSON.
+ENTRY_SEPARATOR = b",\n"
+
+
 class CheckpointResource:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
@@ -167,7 +173,7 @@ class Events:
         resp.data = b"".join(
             (
                 b'{"entries":[',
-                b",".join(entries),
+                ENTRY_SEPARATOR.join(entries),
                 b'],"next":',
                 str(start + len(entries)).encode(),
                 b',"size":',

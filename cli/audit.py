@@ -17,9 +17,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from api.client import Client
 from cli.errors import CliError
 from cli.profile import connect
 from ledger.audit import AuditReport, audit, read_log
@@ -69,24 +71,16 @@ class Bar:
             print(file=sys.stderr)
 
 
-def _fetch(args: argparse.Namespace) -> tuple[list[bytes], list[bytes]]:
-    conn = connect(args)
-    client = conn.client
-    note = client.checkpoint()
-    size = Checkpoint.parse_body(note.split(b"\n\n", 1)[0] + b"\n").size
-    bar = Bar(size, "fetching")
-    records: list[bytes] = []
-    while len(records) < size:
-        page, _ = client.entry_records(len(records), min(PAGE, size - len(records)))
+def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
+    """The ledger's records up to ``size``, page by page (verified while later pages load)."""
+    fetched = 0
+    while fetched < size:
+        page, _ = client.entry_records(fetched, min(PAGE, size - fetched))
         if not page:
-            raise CliError(
-                f"the registry's checkpoint covers {size} entries, it served {len(records)}"
-            )
-        records.extend(page)
-        bar(len(records))
-    bar.close()
-    client.close()
-    return records, [note]
+            raise CliError(f"the registry's checkpoint covers {size} entries, it served {fetched}")
+        fetched += len(page)
+        bar(fetched)
+        yield page
 
 
 def _state_dir(args: argparse.Namespace, genesis: bytes) -> Path:
@@ -102,6 +96,7 @@ def _state_dir(args: argparse.Namespace, genesis: bytes) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
+    client: Client | None = None
     if args.data is not None:
         try:
             records = read_log(args.data)
@@ -109,27 +104,40 @@ def run(args: argparse.Namespace) -> int:
             return _failed(exc)
         stored = args.data / "checkpoint"
         notes = [stored.read_bytes()] if stored.exists() else []
+        size = len(records)
+        genesis = records[0] if records else b""
+        source: Iterable[list[bytes]] = [records]
     else:
-        records, notes = _fetch(args)
-    if not records:
+        client = connect(args).client
+        note = client.checkpoint()
+        notes = [note]
+        size = Checkpoint.parse_body(note.split(b"\n\n", 1)[0] + b"\n").size
+        first, _ = client.entry_records(0, 1)
+        genesis = first[0] if first else b""
+    if not size or not genesis:
         raise CliError("the ledger is empty")
-    memory = _state_dir(args, records[0])
+    memory = _state_dir(args, genesis)
     seen = memory / "checkpoint"
     if seen.exists():
         notes.append(seen.read_bytes())
-    bar = Bar(len(records), "verifying")
+    bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
+    if client is not None:
+        source = _pages(client, size, bar)
     try:
         _, report = audit(
-            records,
+            source,
             checkpoints=notes,
             genesis=args.genesis,
             workers=args.workers,
-            progress=bar,
+            progress=None if client is not None else bar,
         )
     except VerificationError as exc:
         bar.close()
         return _failed(exc)
-    bar(len(records))
+    finally:
+        if client is not None:
+            client.close()
+    bar(size)
     bar.close()
     newest = max(
         notes,

@@ -12,22 +12,20 @@ record's framing and checksum and naming the first damaged entry.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crypto import PublicKey
 from ledger.bodies import EventId
-from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, parse_verifier_key, verify_checkpoint
 from ledger.errors import LedgerError, VerificationError
 from ledger.events import Entry
 from ledger.records import find_valid_record, scan
-from ledger.verify import Progress, VerifiedLedger, verify_ledger
+from ledger.verify import Progress, VerifiedLedger, verify_chunks
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +123,7 @@ def _fields(value: Any) -> dict[str, Any]:
 
 
 def audit(
-    records: Sequence[bytes],
+    chunks: Iterable[Sequence[bytes]],
     *,
     checkpoints: Sequence[bytes] = (),
     log_key: str | None = None,
@@ -134,10 +132,14 @@ def audit(
     progress: Progress | None = None,
 ) -> tuple[VerifiedLedger, AuditReport]:
     """Verify everything; return the verified ledger and its report, or raise
-    :class:`VerificationError` naming the first bad entry (or the checkpoint it contradicts)."""
+    :class:`VerificationError` naming the first bad entry (or the checkpoint it contradicts).
+
+    ``chunks`` are the entries' bytes in pages (as a registry serves them; ``[records]`` for a
+    list in hand): with workers, early pages are verified while later ones are still fetched.
+    """
+    verified, records = verify_chunks(chunks, workers=workers, progress=progress)
     if not records:
         raise VerificationError(None, "the ledger is empty")
-    verified = verify_ledger(records, workers=workers, progress=progress)
     state = verified.state
     first = Entry.from_canonical(records[0])
     if genesis is not None and first.hash != genesis:
@@ -174,6 +176,7 @@ def build_report(
     """The human story of a verified ledger (records are trusted here: they were verified)."""
     state = verified.state
     names: dict[str, str] = {}
+    task_ids = {record.index: event_id for event_id, record in state.tasks.items()}
     members: list[MemberChange] = []
     tasks: dict[str, TaskReport] = {}
     for index, data in enumerate(records):
@@ -193,7 +196,7 @@ def build_report(
             names.setdefault(change.key_id, body["name"])
             members.append(change)
         elif kind == "task":
-            event_id = EventId(hashlib.sha256(canonical_bytes(event)).hexdigest())
+            event_id = task_ids[index]
             record = state.tasks[event_id]
             tasks[event_id] = TaskReport(
                 event_id=event_id,

@@ -16,7 +16,7 @@ id; the rules then decide whether that key was a current member at that point of
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -70,7 +70,40 @@ def verify_ledger(
     """Replay ``records`` from index 0; raise :class:`VerificationError` at the first bad one."""
     if workers <= 1:
         return _replay(records, signatures_checked=False, progress=progress)
-    return _verify_parallel(records, workers, progress)
+    return _verify_parallel(_jobs([records], []), records, workers, progress)
+
+
+def verify_chunks(
+    chunks: Iterable[Sequence[bytes]],
+    *,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> tuple[VerifiedLedger, list[bytes]]:
+    """:func:`verify_ledger` for records that arrive in chunks (pages fetched from a registry);
+    returns the verified ledger and all the records. With ``workers`` > 1 each chunk goes to a
+    worker as soon as it arrives, so fetching and verifying overlap."""
+    records: list[bytes] = []
+    if workers <= 1:
+        for chunk in chunks:
+            records.extend(chunk)
+        return _replay(records, signatures_checked=False, progress=progress), records
+    return _verify_parallel(_jobs(chunks, records), records, workers, progress), records
+
+
+Job = tuple[int, list[bytes], dict[str, bytes]]
+
+
+def _jobs(chunks: Iterable[Sequence[bytes]], records: list[bytes]) -> Iterator[Job]:
+    """Worker jobs of at most CHUNK records, each with the keys of every consortium and member
+    event up to the end of its chunk (an author must be a member before it may sign, so a key
+    named later can only belong to an entry the rules refuse anyway). Fills ``records``."""
+    keys: dict[str, bytes] = {}
+    for chunk in chunks:
+        start = len(records)
+        records.extend(chunk)
+        keys.update(_collect_keys(chunk))
+        for offset in range(0, len(chunk), CHUNK):
+            yield start + offset, list(chunk[offset : offset + CHUNK]), dict(keys)
 
 
 Packed = tuple[Any, ...]
@@ -112,13 +145,11 @@ def _check_chunk(
 
 
 def _verify_parallel(
-    records: Sequence[bytes], workers: int, progress: Progress | None
+    jobs: Iterable[Job], records: Sequence[bytes], workers: int, progress: Progress | None
 ) -> VerifiedLedger:
-    keys = _collect_keys(records)
-    jobs = [
-        (start, list(records[start : start + CHUNK]), keys)
-        for start in range(0, len(records), CHUNK)
-    ]
+    """Workers check chunks; this process applies the rules to their verdicts in order.
+    ``Executor.map`` submits every job before the first result is read, so when ``jobs`` fetches
+    its chunks, the workers verify early chunks while later ones are still arriving."""
     state = State()
     tree = MerkleTree()
     seen: set[str] = set()

@@ -22,7 +22,7 @@ from crypto import SigningKey
 from ledger.appender import Ledger
 from ledger.bodies import Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
-from ledger.events import SignedEvent
+from ledger.events import Entry, SignedEvent
 from ledger.merkle import verify_consistency, verify_inclusion
 from tests.api.conftest import task
 from tests.api.registry_process import RegistryProcess, init_registry
@@ -197,3 +197,17 @@ def test_client_retries_across_a_restart(tmp_path: Path, world: World) -> None:
             assert appended.created and appended.index == 2
     finally:
         process.stop()
+
+
+def test_auditor_reads_the_exact_stored_bytes_of_entries(
+    registry: RegistryProcess, world: World
+) -> None:
+    with client(registry, world.keys["alice"]) as alice:
+        # A config holding commas, newlines escaped in strings and nested entry-like objects.
+        tricky = {"x": 'a,"b"\n,{"event":1}', "nested": [{"event": {"event": [1, 2]}}, "]"]}
+        alice.post_event(world.sign("alice", Task(image="a/b:1", sites=("site-a",), config=tricky)))
+        records, size = alice.entry_records(0, 1000)
+        parsed = alice.entries(0, limit=1000).entries
+    assert size == len(records) == len(parsed)
+    assert records == [entry.canonical for entry in parsed]
+    assert [Entry.from_canonical(r).index for r in records] == list(range(size))

@@ -167,7 +167,7 @@ def test_entries_page_holds_the_stored_canonical_bytes(
     assert result.content == (
         b'{"entries":['
         + ledger.entry_bytes(1)
-        + b","
+        + b",\n"
         + ledger.entry_bytes(2)
         + b'],"next":3,"size":4}'
     )

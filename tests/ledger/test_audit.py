@@ -43,7 +43,7 @@ def test_audit_reports_who_ran_what_where(tmp_path: Path) -> None:
     ledger = _build(tmp_path, world)
     note = ledger.checkpoint()
     ledger.close()
-    verified, report = audit(read_log(tmp_path / "data"), checkpoints=[note], workers=2)
+    verified, report = audit([read_log(tmp_path / "data")], checkpoints=[note], workers=2)
     assert report.size == verified.size == 9
     assert report.checkpoint_size == 9
     assert [m.name for m in report.members][:2] == ["admin", "alice"]
@@ -78,7 +78,7 @@ def test_audit_catches_a_deleted_entry(tmp_path: Path) -> None:
     log = tmp_path / "data" / "entries.log"
     log.write_bytes(b"".join(encode_record(r) for i, r in enumerate(records) if i != 4))
     with pytest.raises(VerificationError) as caught:
-        audit(read_log(tmp_path / "data"))
+        audit([read_log(tmp_path / "data")])
     assert caught.value.index == 4
 
 
@@ -94,9 +94,9 @@ def test_audit_catches_history_rewritten_and_re_signed_with_the_same_log_key(
     rewritten = _build(tmp_path, rewritten_world, tag="-evil")
     records = rewritten.entries_bytes(0, rewritten.size)
     rewritten.close()
-    audit(records)  # on its own, the rewritten ledger is consistent...
+    audit([records])  # on its own, the rewritten ledger is consistent...
     with pytest.raises(VerificationError, match="rewritten"):
-        audit(records, checkpoints=[seen])  # ...but not with what the auditor saw before
+        audit([records], checkpoints=[seen])  # ...but not with what the auditor saw before
 
 
 def test_audit_catches_an_entry_the_rules_forbid_even_if_the_registry_accepted_it(
@@ -108,7 +108,7 @@ def test_audit_catches_an_entry_the_rules_forbid_even_if_the_registry_accepted_i
     forged = Result(task=task.event.event.id, state=ResultState.COMPLETED, outputs=())
     world.push(world.sign("alice", forged))  # a researcher posting a result, chained properly
     with pytest.raises(VerificationError, match="researcher") as caught:
-        audit([e.canonical for e in world.entries])
+        audit([[e.canonical for e in world.entries]])
     assert caught.value.index == 2
 
 
@@ -119,4 +119,4 @@ def test_audit_catches_entries_removed_after_a_checkpoint(tmp_path: Path) -> Non
     records = ledger.entries_bytes(0, ledger.size)
     ledger.close()
     with pytest.raises(VerificationError, match="removed"):
-        audit(records[:-2], checkpoints=[seen])
+        audit([records[:-2]], checkpoints=[seen])
