@@ -12,34 +12,10 @@ import sys
 
 import pytest
 
-FORBIDDEN = {
-    "crypto": {
-        "ledger",
-        "api",
-        "siteclient",
-        "cli",
-        "falcon",
-        "waitress",
-        "requests",
-        "docker",
-        "urllib3",
-        "http.client",
-        "http.server",
-        "socket",
-    },
-    "ledger": {
-        "api",
-        "siteclient",
-        "cli",
-        "falcon",
-        "waitress",
-        "requests",
-        "docker",
-        "urllib3",
-        "http.client",
-        "http.server",
-    },
-}
+# Web, HTTP and Docker libraries, and the packages above the core in the layering.
+OUTER = {"falcon", "waitress", "requests", "docker", "urllib3", "http.client", "http.server"}
+OUTER |= {"api", "siteclient", "cli"}
+FORBIDDEN = {"crypto": OUTER | {"ledger", "socket"}, "ledger": OUTER}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
