@@ -186,7 +186,10 @@ class Agent:
                 raise SiteClientError(f"entry {record.index} differs from the verified one")
             self._queue(entry, resumed=True)
             if record.cancelled is not None:
-                self._jobs[task_id].cancel.set()
+                with self._lock:
+                    job = self._jobs.get(task_id)
+                if job is not None:
+                    job.cancel.set()
 
     def _finished_here(self, task_id: EventId) -> bool:
         record = self._follower.trusted.state.tasks.get(task_id)
