@@ -40,6 +40,16 @@ def _ledger() -> tuple[World, State, str]:
     return world, state, task.event.id
 
 
+def _revoke(world: World, name: str) -> Member:
+    """An admin's revocation of ``name``, naming its role and key as the rules require."""
+    return Member(
+        action=MemberAction.REVOKE,
+        name=name,
+        role=world.roles[name],
+        public_key=world.keys[name].public.b64(),
+    )
+
+
 def _result(task: str, state: ResultState = ResultState.COMPLETED) -> Result:
     return Result(
         task=task,  # type: ignore[arg-type]
@@ -178,12 +188,7 @@ def test_rejects_second_result_for_same_task_and_site() -> None:
 
 def test_rejects_event_signed_by_revoked_key() -> None:
     world, state, task = _ledger()
-    revoke = Member(
-        action=MemberAction.REVOKE,
-        name="site-b",
-        role=Role.SITE,
-        public_key=world.keys["site-b"].public.b64(),
-    )
+    revoke = _revoke(world, "site-b")
     apply(state, world.push(world.sign("admin", revoke)))
     with pytest.raises(RuleViolation, match="revoked at entry 2"):
         apply(state, world.entry(world.sign("site-b", _result(task))))
@@ -191,12 +196,7 @@ def test_rejects_event_signed_by_revoked_key() -> None:
 
 def test_rejects_revoking_the_last_admin() -> None:
     world, state, _ = _ledger()
-    revoke = Member(
-        action=MemberAction.REVOKE,
-        name="admin",
-        role=Role.ADMIN,
-        public_key=world.keys["admin"].public.b64(),
-    )
+    revoke = _revoke(world, "admin")
     with pytest.raises(RuleViolation, match="last active admin"):
         apply(state, world.entry(world.sign("admin", revoke)))
 
@@ -311,12 +311,7 @@ def test_rejects_unknown_input_task() -> None:
 
 def test_rejects_transfer_from_a_revoked_sender() -> None:
     world, state, task = _ledger()
-    revoke = Member(
-        action=MemberAction.REVOKE,
-        name="site-b",
-        role=Role.SITE,
-        public_key=world.keys["site-b"].public.b64(),
-    )
+    revoke = _revoke(world, "site-b")
     apply(state, world.push(world.sign("admin", revoke)))
     body = Transfer(sender="site-b", recipient="site-c", task=task, sha256=SHA, size=1)  # type: ignore[arg-type]
     with pytest.raises(RuleViolation, match="not an active member"):
