@@ -109,8 +109,8 @@ class PublicKey:
 
         Verification runs in libsodium (PyNaCl), which releases the GIL: the registry's writer
         threads and request handlers verify in parallel on every core, where ``cryptography``'s
-        verify holds the GIL (measured: 2 threads no faster than 1). Keys, PEM and signing stay
-        with ``cryptography``.
+        verify holds the GIL (measured: 2 threads no faster than 1). Keys and PEM files stay with
+        ``cryptography``.
         """
         if len(signature) != SIGNATURE_SIZE:
             raise BadSignatureError(
@@ -133,12 +133,24 @@ class PublicKey:
 
 
 class SigningKey:
-    """An Ed25519 private key. Never printed, never compared."""
+    """An Ed25519 private key. Never printed, never compared.
 
-    __slots__ = ("_key", "public")
+    ``cryptography`` holds the key for PEM files; signing runs in libsodium, which releases the
+    GIL (the registry signs a checkpoint per commit while request threads work). Ed25519 signing
+    is deterministic (RFC 8032), so both libraries make the very same signature.
+    """
+
+    __slots__ = ("_key", "_signer", "public")
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
+        self._signer = nacl.signing.SigningKey(
+            key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        )
         raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -160,7 +172,7 @@ class SigningKey:
         return self.public.key_id
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
+        return self._signer.sign(message).signature
 
     def private_pem(self, passphrase: bytes | None = None) -> bytes:
         encryption: serialization.KeySerializationEncryption

@@ -134,9 +134,11 @@ def parse_plain(data: bytes) -> tuple[Any, bool]:
 def parse_plain_text(text: str) -> tuple[Any, bool]:
     """:func:`parse_plain` for text already known to be ASCII."""
     try:
-        return _plain_decoder.decode(text), True
+        value = _plain_decoder.decode(text)
     except _NotPlain:
-        pass
+        return parse_json(text), False
     except (ValueError, RecursionError) as exc:
         raise EncodingError(f"not valid JSON: {exc}") from exc
-    return parse_json(text), False
+    if text.count("{") + text.count("[") > MAX_DEPTH:
+        _plain(value)  # deep enough to matter: the walk enforces MAX_DEPTH
+    return value, True

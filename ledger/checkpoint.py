@@ -69,6 +69,8 @@ def _check_name(name: object, what: str) -> str:
     """A key name or origin: non-empty text without spaces, ``+`` or control characters."""
     if not isinstance(name, str) or not name:
         raise CheckpointError(f"{what} must be a non-empty string, found {name!r}")
+    if name.isascii() and name.isprintable() and " " not in name and "+" not in name:
+        return name  # the usual case, decided in C: ASCII control characters are unprintable
     for char in name:
         if char.isspace() or char == "+" or ord(char) < 0x20 or ord(char) == 0x7F:
             raise CheckpointError(

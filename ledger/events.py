@@ -153,7 +153,22 @@ class SignedEvent:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> SignedEvent:
-        """Strictly parse a posted signed event (duplicate keys, NaN, unknown fields refused)."""
+        """Strictly parse a posted signed event (duplicate keys, NaN, unknown fields refused).
+
+        Clients post canonical bytes, so that case goes first: the fast plain parse, then a
+        comparison with the canonical form, which no document with a duplicate key, an escape
+        or extra whitespace can pass. Anything else, including every invalid document, takes
+        the strict general path, which also gives the error message.
+        """
+        if isinstance(data, bytes) and data.isascii():
+            try:
+                value, plain = parse_plain(data)
+                if plain:
+                    signed = cls.from_dict(value, plain=True)
+                    if signed.canonical() == data:
+                        return signed
+            except LedgerError:
+                pass
         return cls.from_dict(parse_json(data, what="signed event"))
 
     def to_dict(self) -> dict[str, Any]:

@@ -77,14 +77,22 @@ def test_signed_event_round_trips_and_keeps_its_id() -> None:
     assert again.event.canonical == rfc8785.dumps(signed.to_dict()["event"])
 
 
-def _posted(mutate: object) -> bytes:
-    _, signed = _signed()
+def _posted(mutate: object, *, compact: bool = False) -> bytes:
+    """A mutated signed event as JSON text: spaced, or compact and sorted (the canonical form
+    clients post, which the parser takes on its fast path) with a plain integer config."""
+    world, signed = _signed()
+    if compact:
+        signed = world.sign(
+            "alice", Task(image="myconsortium/avg:1.2", sites=("site-a",), config={"n": 1})
+        )
     doc = signed.to_dict()
     mutate(doc)  # type: ignore[operator]
+    if compact:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize(
+ATTACKS = pytest.mark.parametrize(
     ("attack", "mutate", "message"),
     [
         ("unknown_top_field", lambda d: d.update(extra=1), "unknown field"),
@@ -105,9 +113,50 @@ def _posted(mutate: object) -> bytes:
         ("bool_as_int", lambda d: d["event"].update(v=True), "integer"),
     ],
 )
+
+
+@ATTACKS
 def test_signed_event_rejects(attack: str, mutate: object, message: str) -> None:
     with pytest.raises((FormatError, EncodingError), match=message):
         SignedEvent.from_json(_posted(mutate))
+
+
+@ATTACKS
+def test_signed_event_rejects_in_canonical_form(attack: str, mutate: object, message: str) -> None:
+    with pytest.raises((FormatError, EncodingError), match=message):
+        SignedEvent.from_json(_posted(mutate, compact=True))
+
+
+def test_canonical_and_spaced_posts_parse_to_the_same_event() -> None:
+    world = World()
+    signed = world.sign("alice", Task(image="a/b:1", sites=("site-a",), config={"n": [1, "x"]}))
+    canonical = signed.canonical()
+    assert canonical == rfc8785.dumps(signed.to_dict())
+    fast = SignedEvent.from_json(canonical)
+    slow = SignedEvent.from_json(json.dumps(signed.to_dict(), indent=2).encode())
+    assert fast == slow == signed
+    assert fast.event.canonical == slow.event.canonical == signed.event.canonical
+
+
+def test_compact_post_with_a_duplicate_key_is_refused() -> None:
+    world = World()
+    signed = world.sign("alice", Task(image="a/b:1", sites=("site-a",), config={"n": 1}))
+    canonical = signed.canonical()
+    # The last "sig" wins in a plain parse; the strict path must still see the duplicate.
+    doubled = canonical[:-1] + b',"sig":"' + signed.sig_b64.encode() + b'"}'
+    with pytest.raises(EncodingError, match="duplicate object key 'sig'"):
+        SignedEvent.from_json(doubled)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_deeply_nested_config_is_refused(compact: bool) -> None:
+    deep: object = 1
+    for _ in range(40):
+        deep = {"a": deep}
+    with pytest.raises(EncodingError, match="deeper than"):
+        SignedEvent.from_json(
+            _posted(lambda d: d["event"]["body"].update(config=deep), compact=compact)
+        )
 
 
 def test_entry_canonical_bytes_equal_jcs_of_the_whole_entry() -> None:
