@@ -199,8 +199,8 @@ class Ledger:
         existing = self._existing(signed)
         if existing is not None:
             return existing
-        # Verify the signature here, in the caller's thread, so the single committer thread
-        # does only the cheap work. The key is found by its id, which commits to the key itself,
+        # Verify the signature here, outside the commit, so the batch's leader does only the
+        # cheap work. The key is found by its id, which commits to the key itself,
         # so the verdict holds whatever the membership; the rules still check membership.
         member = self.member_for_key(signed.event.author)
         if member is not None:
