@@ -34,7 +34,8 @@ from api.resources import (
 )
 from ledger.appender import Ledger
 
-access_log = logging.getLogger("pht.access")
+ACCESS_LOG = "pht.access"
+access_log = logging.getLogger(ACCESS_LOG)
 
 MAX_BODY = 1024 * 1024
 MAX_BLOB = 64 * 1024 * 1024

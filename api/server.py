@@ -5,6 +5,9 @@ long-polls (``stop``), lets the worker threads finish the requests they hold (up
 ``grace`` seconds), and closes the ledger, which commits whatever was submitted. An append is
 acknowledged only after it is durable, so nothing acknowledged can be lost by stopping, cleanly or
 not.
+
+The access log (one line per request) is buffered while serving and written in batches by a
+flusher thread (:mod:`api.logbuffer`); the buffer is written out when serving stops.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from types import FrameType
 
 import waitress
 
-from api.app import MAX_BLOB, MAX_BODY, create_app
+from api.app import ACCESS_LOG, MAX_BLOB, MAX_BODY, create_app
 from api.errors import ApiError
+from api.logbuffer import BufferedHandler
 from ledger.appender import Ledger
 
 log = logging.getLogger("pht.server")
@@ -84,6 +88,7 @@ def serve(
     previous = {
         signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
     }
+    restore_access_log = _buffer_access_log()
     try:
         url = f"http://{_host_for_url(server.effective_host)}:{server.effective_port}"
         log.info("serving %s (%d threads, ledger size %d)", url, threads, ledger.size)
@@ -95,10 +100,35 @@ def serve(
         try:
             server.close()
         finally:
+            restore_access_log()
             ledger.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             log.info("stopped; ledger closed at size %d", ledger.size)
+
+
+def _buffer_access_log() -> Callable[[], None]:
+    """Route the access log through a :class:`BufferedHandler` in front of the handlers its
+    records reach now; return what undoes that, writing out every buffered line."""
+    access = logging.getLogger(ACCESS_LOG)
+    targets: list[logging.Handler] = []
+    current: logging.Logger | None = access
+    while current is not None:
+        targets.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    if not targets:
+        return lambda: None  # logging is not configured: nothing to speed up
+    buffered = BufferedHandler(targets)
+    propagate = access.propagate
+    access.addHandler(buffered)
+    access.propagate = False
+
+    def restore() -> None:
+        access.removeHandler(buffered)
+        access.propagate = propagate
+        buffered.close()
+
+    return restore
 
 
 def _host_for_url(host: object) -> str:

@@ -167,6 +167,11 @@ def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_append(
     try:
         with client(process, world.keys["alice"]) as alice:
             acknowledged = [alice.post_event(task(world, n)) for n in range(20)]
+        # The access log is buffered, but an operator tailing it sees a request within moments.
+        deadline = time.monotonic() + 5
+        while (tmp_path / "serve.log").read_text().count("POST /v1/events 201") < 20:
+            assert time.monotonic() < deadline, "access log lines did not appear while serving"
+            time.sleep(0.05)
         assert process.terminate() == 0
     finally:
         process.stop()

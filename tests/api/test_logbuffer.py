@@ -1,0 +1,135 @@
+"""BufferedHandler: the access log's lines, written in batches off the request threads."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from api.logbuffer import BufferedHandler
+
+FORMAT = "%(name)s %(levelname)s %(message)s"
+
+
+def stream_target(
+    level: int = logging.NOTSET,
+) -> tuple[logging.StreamHandler[io.StringIO], io.StringIO]:
+    out = io.StringIO()
+    target = logging.StreamHandler(out)
+    target.setFormatter(logging.Formatter(FORMAT))
+    target.setLevel(level)
+    return target, out
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    log = logging.getLogger(f"test.logbuffer.{time.monotonic_ns()}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    yield log
+    log.handlers.clear()
+
+
+def lines(out: io.StringIO) -> list[str]:
+    return out.getvalue().splitlines()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_lines_arrive_in_order_within_the_interval(logger: logging.Logger) -> None:
+    target, out = stream_target()
+    handler = BufferedHandler([target], interval=0.05)
+    logger.addHandler(handler)
+    for n in range(3):
+        logger.info("request %d", n)
+    wait_for(lambda: len(lines(out)) == 3, "three lines")
+    assert lines(out) == [f"{logger.name} INFO request {n}" for n in range(3)]
+    handler.close()
+
+
+def test_nothing_is_written_on_the_callers_thread_and_close_writes_everything(
+    logger: logging.Logger,
+) -> None:
+    target, out = stream_target()
+    handler = BufferedHandler([target], interval=60)
+    logger.addHandler(handler)
+    logger.info("first")
+    logger.warning("second")
+    time.sleep(0.05)
+    assert out.getvalue() == ""  # buffered: no write yet
+    handler.close()
+    assert lines(out) == [f"{logger.name} INFO first", f"{logger.name} WARNING second"]
+    handler.close()  # idempotent
+    assert len(lines(out)) == 2
+
+
+def test_a_full_buffer_is_written_at_once(logger: logging.Logger) -> None:
+    target, out = stream_target()
+    handler = BufferedHandler([target], interval=60, capacity=5)
+    logger.addHandler(handler)
+    for n in range(5):
+        logger.info("line %d", n)
+    wait_for(lambda: len(lines(out)) == 5, "the full buffer to be written")
+    handler.close()
+
+
+def test_each_target_keeps_its_level(logger: logging.Logger) -> None:
+    verbose, everything = stream_target(logging.DEBUG)
+    terse, warnings = stream_target(logging.WARNING)
+    handler = BufferedHandler([verbose, terse], interval=60)
+    logger.addHandler(handler)
+    logger.info("routine")
+    logger.error("broken")
+    handler.close()
+    assert lines(everything) == [f"{logger.name} INFO routine", f"{logger.name} ERROR broken"]
+    assert lines(warnings) == [f"{logger.name} ERROR broken"]
+
+
+def test_concurrent_writers_lose_nothing_and_keep_each_threads_order(
+    logger: logging.Logger,
+) -> None:
+    target, out = stream_target()
+    handler = BufferedHandler([target], interval=0.01, capacity=64)
+    logger.addHandler(handler)
+
+    def writer(t: int) -> None:
+        for n in range(500):
+            logger.info("t%d n%d", t, n)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.close()
+    written = lines(out)
+    assert len(written) == 4000
+    for t in range(8):
+        mine = [line for line in written if f" t{t} " in line]
+        assert mine == [f"{logger.name} INFO t{t} n{n}" for n in range(500)]
+
+
+def test_a_record_that_cannot_be_formatted_does_not_stop_the_others(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays quiet
+    target, out = stream_target()
+    handler = BufferedHandler([target], interval=0.02)
+    logger.addHandler(handler)
+    logger.info("before")
+    logger.info("broken %d", "not a number")  # %d of a string: formatting raises
+    logger.info("after")
+    wait_for(lambda: len(lines(out)) == 2, "the two good lines")
+    logger.info("later")
+    wait_for(lambda: len(lines(out)) == 3, "the flusher to go on")
+    handler.close()
+    assert lines(out) == [f"{logger.name} INFO {m}" for m in ("before", "after", "later")]
