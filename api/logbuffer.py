@@ -47,9 +47,12 @@ class BufferedHandler(logging.Handler):
         if not self.filter(record):
             return False
         with self._wake:
-            self._buffer.append(record)
-            if len(self._buffer) >= self._capacity:
-                self._wake.notify()
+            if not self._closing:
+                self._buffer.append(record)
+                if len(self._buffer) >= self._capacity:
+                    self._wake.notify()
+                return True
+        self._write([record])  # closing: the flusher may be gone, write it here
         return True
 
     def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
@@ -63,28 +66,36 @@ class BufferedHandler(logging.Handler):
 
     def _write(self, records: list[logging.LogRecord]) -> None:
         for target in self._targets:
-            chosen = [r for r in records if r.levelno >= target.level and target.filter(r)]
-            if not chosen:
-                continue
-            if not isinstance(target, logging.StreamHandler):
-                for record in chosen:
-                    target.handle(record)  # a failing target reports through handleError
-                continue
-            # A stream target gets the whole batch in one write.
-            lines = []
-            for record in chosen:
-                try:
-                    lines.append(target.format(record) + target.terminator)
-                except Exception:
-                    target.handleError(record)
-            target.acquire()
             try:
-                target.stream.write("".join(lines))
-                target.flush()
+                self._write_to(target, records)
+            except Exception:  # one broken target must not starve the others or the flusher
+                target.handleError(records[-1])
+
+    @staticmethod
+    def _write_to(target: logging.Handler, records: list[logging.LogRecord]) -> None:
+        chosen = [r for r in records if r.levelno >= target.level and target.filter(r)]
+        if not chosen:
+            return
+        if type(target) is not logging.StreamHandler:
+            # File handlers open, rotate and reopen their files in emit(): let them.
+            for record in chosen:
+                target.handle(record)  # a failing emit reports through handleError
+            return
+        # A plain stream gets the whole batch in one write.
+        lines = []
+        for record in chosen:
+            try:
+                lines.append(target.format(record) + target.terminator)
             except Exception:
-                target.handleError(chosen[-1])
-            finally:
-                target.release()
+                target.handleError(record)
+        target.acquire()
+        try:
+            target.stream.write("".join(lines))
+            target.flush()
+        except Exception:
+            target.handleError(chosen[-1])
+        finally:
+            target.release()
 
     def _run(self) -> None:
         while True:

@@ -109,7 +109,8 @@ def serve(
 
 def _buffer_access_log() -> Callable[[], None]:
     """Route the access log through a :class:`BufferedHandler` in front of the handlers its
-    records reach now; return what undoes that, writing out every buffered line."""
+    records reach now (its own, then its ancestors'); return what undoes that, writing out every
+    buffered line."""
     access = logging.getLogger(ACCESS_LOG)
     targets: list[logging.Handler] = []
     current: logging.Logger | None = access
@@ -119,12 +120,16 @@ def _buffer_access_log() -> Callable[[], None]:
     if not targets:
         return lambda: None  # logging is not configured: nothing to speed up
     buffered = BufferedHandler(targets)
-    propagate = access.propagate
+    own, propagate = list(access.handlers), access.propagate
+    for handler in own:
+        access.removeHandler(handler)
     access.addHandler(buffered)
     access.propagate = False
 
     def restore() -> None:
         access.removeHandler(buffered)
+        for handler in own:
+            access.addHandler(handler)
         access.propagate = propagate
         buffered.close()
 

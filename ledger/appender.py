@@ -39,6 +39,7 @@ from ledger.errors import (
     CorruptStoreError,
     LedgerError,
     ProofError,
+    SignatureError,
     StoreError,
 )
 from ledger.events import Entry, SignedEvent, utc_now
@@ -199,8 +200,8 @@ class Ledger:
         existing = self._existing(signed)
         if existing is not None:
             return existing
-        # Verify the signature here, outside the commit, so the batch's leader does only the
-        # cheap work. The key is found by its id, which commits to the key itself,
+        # Verify the signature here, in the caller's thread, so the single committer thread
+        # does only the cheap work. The key is found by its id, which commits to the key itself,
         # so the verdict holds whatever the membership; the rules still check membership.
         member = self.member_for_key(signed.event.author)
         if member is not None:
@@ -211,8 +212,18 @@ class Ledger:
         return outcome
 
     def _existing(self, signed: SignedEvent) -> AppendResult | None:
+        """The stored entry of an event posted again. The event id does not cover the
+        signature, so a repost whose signature differs from the stored one (Ed25519 signing is
+        deterministic: a genuine repost carries the same) is verified before it is answered."""
         entry = self._find(signed.event.id)
-        return None if entry is None else AppendResult(entry=entry, created=False)
+        if entry is None:
+            return None
+        if entry.event.sig != signed.sig:
+            author = self._state.member_by_key(signed.event.author)
+            if author is None:  # cannot happen for a stored event; refuse rather than guess
+                raise SignatureError(f"event {signed.event.id[:16]}: unknown author key")
+            check_event_signature(signed, author.public_key)
+        return AppendResult(entry=entry, created=False)
 
     def _find(self, event_id: str) -> Entry | None:
         """The entry holding ``event_id``, if any (the index gives candidates; confirm each)."""

@@ -95,8 +95,12 @@ def parse_json(data: bytes | str, *, what: str = "document") -> Any:
         value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_reject_constant)
     except EncodingError as exc:
         raise EncodingError(f"{what}: {exc}") from exc
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
         raise EncodingError(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise EncodingError(f"{what} is not valid JSON: nested too deeply to read") from exc
+    except ValueError as exc:  # int() refuses a literal of more than 4300 digits
+        raise EncodingError(f"{what} holds a number too long to read: {str(exc)[:60]}") from exc
     return value
 
 

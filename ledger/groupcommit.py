@@ -1,14 +1,9 @@
-"""Group commit: many threads submit items, and the first one waiting commits them in batches.
+"""Group commit: many threads submit items, one background thread commits them in batches.
 
 Each ``commit(batch)`` call is meant to be one durable write (one fsync), so concurrent
 submitters share its cost. Batching is natural, with no timer: while one commit runs, new items
 queue up, and the next commit takes all of them (up to ``max_batch``). A lone submitter is
-therefore committed at once, in its own thread.
-
-There is no committer thread. The submitter at the front of the queue is the leader: it commits
-the batch at the front in its own thread, hands each follower its result, and wakes the next
-front submitter, which leads the next batch. A thread handoff costs tens of microseconds of
-GIL traffic, and a lone submitter (the usual case of a quiet registry) makes none.
+therefore committed at once, and under load the batch grows with the commit's latency.
 
 Invariants:
 
@@ -16,8 +11,8 @@ Invariants:
   batch is a contiguous run of that order.
 - A submitter's call returns only after the batch holding its item has been committed, with the
   result ``commit`` gave for that item; if ``commit`` raises, every submitter of that batch gets
-  that exception, and the next batch is committed as usual.
-- ``close`` waits until everything submitted before it is committed; later submits raise
+  that exception, and the committer goes on with the next batch.
+- ``close`` commits everything submitted before it, then stops the thread; later submits raise
   StoreError.
 """
 
@@ -26,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -48,109 +44,84 @@ class CommitStats:
         return self.items / self.commits if self.commits else 0.0
 
 
-class _Waiter(Generic[T, R]):
-    """One submitted item, its submitter's wake-up and, once committed, its outcome."""
-
-    __slots__ = ("abandoned", "done", "error", "item", "result", "wake")
-
-    def __init__(self, item: T, lock: threading.Lock) -> None:
-        self.item = item
-        self.wake = threading.Condition(lock)
-        self.done = False
-        self.abandoned = False
-        self.result: R | None = None
-        self.error: BaseException | None = None
-
-
 class GroupCommitter(Generic[T, R]):
-    """Commit submitted items in batches, each led by the submitter at the front."""
+    """Commit submitted items in batches on one background thread."""
 
-    def __init__(self, commit: Callable[[list[T]], list[R]], *, max_batch: int = 4096) -> None:
+    def __init__(
+        self,
+        commit: Callable[[list[T]], list[R]],
+        *,
+        max_batch: int = 4096,
+        name: str = "group-commit",
+    ) -> None:
         if max_batch < 1:
             raise StoreError(f"max_batch: expected >= 1, found {max_batch}")
         self._commit = commit
         self._max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queue: deque[_Waiter[T, R]] = deque()
-        self._drained = threading.Condition(self._lock)
+        self._pending: deque[tuple[T, Future[R]]] = deque()
+        self._cond = threading.Condition()
         self._closing = False
         self._commits = 0
         self._items = 0
         self._largest = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
 
-    def submit(self, item: T) -> R:
-        """Queue ``item`` and block until its batch is committed; return its result, or raise
-        what ``commit`` raised for the batch."""
-        waiter: _Waiter[T, R] = _Waiter(item, self._lock)
-        interrupted: BaseException | None = None
-        with self._lock:
+    def submit_async(self, item: T) -> Future[R]:
+        """Queue ``item``; the returned future resolves once its batch is committed."""
+        future: Future[R] = Future()
+        future.set_running_or_notify_cancel()  # queued work cannot be cancelled
+        with self._cond:
             if self._closing:
                 raise StoreError("group committer: closed, no more submissions")
-            self._queue.append(waiter)
-            try:
-                while not waiter.done and self._queue[0] is not waiter:
-                    waiter.wake.wait()
-            except BaseException as exc:  # KeyboardInterrupt, in the main thread
-                # The item stays queued and is committed all the same. If this thread was
-                # due to lead, it leads first, so the queue never stalls without a leader.
-                if waiter.done or self._queue[0] is not waiter:
-                    waiter.abandoned = True
-                    raise
-                interrupted = exc
-            batch = None if waiter.done else self._front()
-        if batch is not None:
-            self._lead(batch)
-        if interrupted is not None:
-            raise interrupted
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.result  # type: ignore[return-value]
+            self._pending.append((item, future))
+            self._cond.notify()
+        return future
 
-    def _front(self) -> list[_Waiter[T, R]]:
-        return [self._queue[n] for n in range(min(len(self._queue), self._max_batch))]
-
-    def _lead(self, batch: list[_Waiter[T, R]]) -> None:
-        """Commit ``batch`` (the front of the queue) outside the lock, hand out the outcomes and
-        wake the next leader; lead on while the next front's submitter has gone."""
-        while True:
-            results: list[R] = []
-            error: BaseException | None = None
-            try:
-                results = self._commit([waiter.item for waiter in batch])
-                if len(results) != len(batch):
-                    raise StoreError(
-                        f"group commit: expected {len(batch)} results, found {len(results)}"
-                    )
-            except BaseException as exc:  # every submitter of the batch must wake
-                error = exc
-            with self._lock:
-                for n, waiter in enumerate(batch):
-                    self._queue.popleft()
-                    if error is None:
-                        waiter.result = results[n]
-                    else:
-                        waiter.error = error
-                    waiter.done = True
-                    waiter.wake.notify()
-                self._commits += 1
-                self._items += len(batch)
-                self._largest = max(self._largest, len(batch))
-                if not self._queue:
-                    self._drained.notify_all()
-                    return
-                if not self._queue[0].abandoned:
-                    self._queue[0].wake.notify()  # the next leader
-                    return
-                batch = self._front()
+    def submit(self, item: T, timeout: float | None = None) -> R:
+        """Queue ``item`` and block until its batch is committed; return its result or raise
+        what ``commit`` raised for the batch (TimeoutError if ``timeout`` passes first, the
+        item staying queued)."""
+        return self.submit_async(item).result(timeout)
 
     @property
     def stats(self) -> CommitStats:
-        with self._lock:
+        with self._cond:
             return CommitStats(commits=self._commits, items=self._items, largest=self._largest)
 
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new submissions and wait (up to ``timeout`` seconds) for queued items to be
-        committed by their submitters. Idempotent."""
-        with self._lock:
+        """Commit what is queued, then stop the thread. Idempotent."""
+        with self._cond:
             self._closing = True
-            self._drained.wait_for(lambda: not self._queue, timeout)
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _take(self) -> list[tuple[T, Future[R]]] | None:
+        with self._cond:
+            while not self._pending and not self._closing:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            count = min(len(self._pending), self._max_batch)
+            return [self._pending.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            items = [item for item, _ in batch]
+            try:
+                results = self._commit(items)
+                if len(results) != len(items):
+                    raise StoreError(
+                        f"group commit: expected {len(items)} results, found {len(results)}"
+                    )
+            except BaseException as exc:  # every submitter must wake, whatever went wrong
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            with self._cond:
+                self._commits += 1
+                self._items += len(items)
+                self._largest = max(self._largest, len(items))
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
+import logging.handlers
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from api.app import ACCESS_LOG
 from api.logbuffer import BufferedHandler
+from api.server import _buffer_access_log
 
 FORMAT = "%(name)s %(levelname)s %(message)s"
 
@@ -133,3 +137,68 @@ def test_a_record_that_cannot_be_formatted_does_not_stop_the_others(
     wait_for(lambda: len(lines(out)) == 3, "the flusher to go on")
     handler.close()
     assert lines(out) == [f"{logger.name} INFO {m}" for m in ("before", "after", "later")]
+
+
+def test_file_handlers_keep_their_own_way_of_writing(
+    logger: logging.Logger, tmp_path: Path
+) -> None:
+    delayed = logging.FileHandler(tmp_path / "delayed.log", delay=True)
+    rotating = logging.handlers.RotatingFileHandler(
+        tmp_path / "rotating.log", maxBytes=200, backupCount=2
+    )
+    handler = BufferedHandler([delayed, rotating], interval=60)
+    logger.addHandler(handler)
+    for n in range(20):
+        logger.info("line %02d with some padding to fill the file", n)
+    handler.close()
+    delayed.close()
+    rotating.close()
+    assert len((tmp_path / "delayed.log").read_text().splitlines()) == 20
+    assert (tmp_path / "rotating.log.1").exists()  # it rotated
+
+
+def test_a_broken_target_does_not_starve_the_others(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging, "raiseExceptions", False)
+
+    class Broken(logging.Handler):
+        def filter(self, record: logging.LogRecord) -> bool:
+            raise RuntimeError("broken target")
+
+    target, out = stream_target()
+    handler = BufferedHandler([Broken(), target], interval=0.02)
+    logger.addHandler(handler)
+    logger.info("one")
+    wait_for(lambda: len(lines(out)) == 1, "the good target's line")
+    logger.info("two")
+    wait_for(lambda: len(lines(out)) == 2, "the flusher to go on")
+    handler.close()
+
+
+def test_a_record_after_close_is_written_at_once(logger: logging.Logger) -> None:
+    target, out = stream_target()
+    handler = BufferedHandler([target], interval=60)
+    logger.addHandler(handler)
+    handler.close()
+    logger.info("late")
+    assert lines(out) == [f"{logger.name} INFO late"]
+
+
+def test_serving_buffers_the_access_log_once_and_restores_it() -> None:
+    access = logging.getLogger(ACCESS_LOG)
+    target, out = stream_target()
+    saved = (list(access.handlers), access.propagate, access.level)
+    access.handlers = [target]
+    access.propagate = False
+    access.setLevel(logging.INFO)
+    try:
+        restore = _buffer_access_log()
+        access.info("GET /healthz 200")
+        assert out.getvalue() == ""  # buffered
+        restore()
+        assert lines(out) == [f"{ACCESS_LOG} INFO GET /healthz 200"]  # once, not twice
+        assert access.handlers == [target] and access.propagate is False
+    finally:
+        access.handlers, access.propagate = saved[0], saved[1]
+        access.setLevel(saved[2])

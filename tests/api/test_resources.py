@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -88,8 +89,17 @@ def test_any_member_may_relay_an_event_the_rules_allow(call: Caller, world: Worl
         (b'{"event": {"v": 1}, "sig": "AAAA"}', "malformed-event"),
         (b"\xff\xfe", "malformed-event"),
         (b"NaN", "malformed-event"),
+        (b'{"event": ' + b"9" * 5000 + b', "sig": ""}', "malformed-event"),
     ],
-    ids=["broken-json", "duplicate-key", "not-an-object", "missing-fields", "not-utf8", "nan"],
+    ids=[
+        "broken-json",
+        "duplicate-key",
+        "not-an-object",
+        "missing-fields",
+        "not-utf8",
+        "nan",
+        "integer-of-5000-digits",
+    ],
 )
 def test_malformed_event_is_400(call: Caller, world: World, body: bytes, slug: str) -> None:
     result = call("POST", "/v1/events", key=world.keys["alice"], body=body, content_type=JSON)
@@ -116,6 +126,18 @@ def test_event_with_bad_signature_is_422(call: Caller, world: World) -> None:
     forged = SignedEvent(event=signed.event, sig=bytes(64))
     result = post(call, world, forged)
     assert result.status_code == 422 and problem_slug(result) == "bad-signature"
+
+
+def test_stored_event_reposted_with_a_bad_signature_is_422(call: Caller, world: World) -> None:
+    signed = task(world)
+    assert post(call, world, signed).status_code == 201
+    flipped = bytearray(signed.sig)
+    flipped[10] ^= 1
+    forged = SignedEvent(event=signed.event, sig=bytes(flipped))
+    result = post(call, world, forged)
+    assert result.status_code == 422 and problem_slug(result) == "bad-signature"
+    again = post(call, world, signed)  # the genuine one still answers with its entry
+    assert again.status_code == 200 and again.json["index"] == 1
 
 
 def test_event_the_rules_refuse_is_403_rule_violation(call: Caller, world: World) -> None:
@@ -465,3 +487,15 @@ def test_reading_beyond_the_end_answers_at_once(call: Caller, world: World) -> N
     assert time.monotonic() - started < 1
     assert result.status_code == 200
     assert result.json == {"entries": [], "next": 5, "size": 1}
+
+
+def test_access_log_line_cannot_be_split_by_an_encoded_newline(
+    call: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "/nope%0A2026-11-25%2020:00:00,000%20ERROR%20pht.api:%20FORGED%0D%00"
+    with caplog.at_level(logging.INFO, logger="pht.access"):
+        result = call("GET", forged)
+    assert result.status_code == 404
+    [line] = [record.getMessage() for record in caplog.records if record.name == "pht.access"]
+    assert "\n" not in line and "\r" not in line and "\x00" not in line
+    assert "/nope\\n2026-11-25 20:00:00,000 ERROR pht.api: FORGED\\r\\x00" in line

@@ -48,6 +48,8 @@ def test_canonical_bytes_equal_the_rfc8785_reference(value: object) -> None:
         ("infinity", b'{"a":Infinity}', "Infinity"),
         ("invalid_utf8", b'{"a":"\xff"}', "UTF-8"),
         ("truncated", b'{"a":', "not valid JSON"),
+        ("huge_integer", b'{"a":' + b"9" * 5000 + b"}", "number too long"),
+        ("deep_nesting", b"[" * 100_000 + b"]" * 100_000, "nested too deeply|not valid JSON"),
     ],
 )
 def test_parse_json_rejects(attack: str, data: bytes, message: str) -> None:
@@ -125,6 +127,14 @@ def test_signed_event_rejects(attack: str, mutate: object, message: str) -> None
 def test_signed_event_rejects_in_canonical_form(attack: str, mutate: object, message: str) -> None:
     with pytest.raises((FormatError, EncodingError), match=message):
         SignedEvent.from_json(_posted(mutate, compact=True))
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_huge_integer_in_a_post_is_an_encoding_error(compact: bool) -> None:
+    raw = _posted(lambda d: d["event"]["body"].update(config={"n": 1}), compact=compact)
+    raw = raw.replace(b'"n": 1', b'"n":1').replace(b'"n":1', b'"n":' + b"9" * 5000)
+    with pytest.raises(EncodingError, match="number too long"):
+        SignedEvent.from_json(raw)
 
 
 def test_canonical_and_spaced_posts_parse_to_the_same_event() -> None:
