@@ -124,7 +124,7 @@ def create_app(
         "/v1/events",
         Events(ledger, gate, body_limit=max_body, max_limit=max_limit, max_wait=max_wait),
     )
-    app.add_route("/v1/events/{index:int(min=0)}", EventResource(ledger))
+    app.add_route("/v1/events/{index}", EventResource(ledger))
     app.add_route("/v1/proofs/inclusion", InclusionProof(ledger))
     app.add_route("/v1/proofs/consistency", ConsistencyProof(ledger))
     app.add_route("/v1/blobs/{sha256}", Blob(ledger, max_blob=max_blob))

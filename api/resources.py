@@ -34,6 +34,9 @@ JSON = "application/json"
 OCTETS = "application/octet-stream"
 MAX_INDEX = 2**63 - 1
 HEX64 = re.compile(r"[0-9a-f]{64}")
+# Whole numbers as the API writes them: ASCII digits, no sign, spaces or leading zeros. (int()
+# alone would also take "+1", " 1", "1_0" and other scripts' digits, so many spellings of one URL.)
+WHOLE = re.compile(r"0|[1-9][0-9]{0,18}")
 STREAMED = -1
 
 
@@ -49,6 +52,18 @@ def only_params(req: falcon.Request, allowed: Iterable[str]) -> None:
             )
         if isinstance(value, list):
             raise Problem("invalid-parameter", f"query parameter {name!r} is given more than once")
+
+
+def int_param(req: falcon.Request, name: str, **bounds: Any) -> int:
+    """``req.get_param_as_int`` for a parameter written as the API writes whole numbers."""
+    text = req.get_param(name)
+    if text is not None and not WHOLE.fullmatch(text):
+        raise falcon.HTTPInvalidParam(
+            f"expected a whole number in ASCII digits without sign or leading zeros, "
+            f"found {text[:40]!r}",
+            name,
+        )
+    return req.get_param_as_int(name, **bounds)  # type: ignore[no-any-return]
 
 
 def require_content_type(req: falcon.Request, expected: str) -> None:
@@ -162,9 +177,9 @@ class Events:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         only_params(req, ("from", "limit", "wait"))
-        start = req.get_param_as_int("from", default=0, min_value=0, max_value=MAX_INDEX)
-        limit = req.get_param_as_int("limit", default=100, min_value=1, max_value=self._max_limit)
-        wait = req.get_param_as_int("wait", default=0, min_value=0, max_value=self._max_wait)
+        start = int_param(req, "from", default=0, min_value=0, max_value=MAX_INDEX)
+        limit = int_param(req, "limit", default=100, min_value=1, max_value=self._max_limit)
+        wait = int_param(req, "wait", default=0, min_value=0, max_value=self._max_wait)
         waiting = wait and start == self._ledger.size
         if waiting and self._gate.wait(self._ledger, start, wait) is None:
             resp.retry_after = 1  # no waiting slot free: ask the follower to come back
@@ -214,12 +229,16 @@ class EventResource:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, index: int) -> None:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, index: str) -> None:
         only_params(req, ())
-        size = self._ledger.size
-        if index >= size:
-            raise Problem("not-found", f"entry {index} does not exist; the ledger has {size}")
-        resp.data = self._ledger.entry_bytes(index)
+        if not WHOLE.fullmatch(index):
+            raise Problem(
+                "not-found", f"no entry {index[:40]!r}: entries are numbered 0, 1, 2, ..."
+            )
+        number, size = int(index), self._ledger.size
+        if number >= size:
+            raise Problem("not-found", f"entry {number} does not exist; the ledger has {size}")
+        resp.data = self._ledger.entry_bytes(number)
         resp.content_type = JSON
 
 
@@ -229,8 +248,8 @@ class InclusionProof:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         only_params(req, ("index", "size"))
-        index = req.get_param_as_int("index", required=True, min_value=0, max_value=MAX_INDEX)
-        size = req.get_param_as_int("size", required=True, min_value=1, max_value=MAX_INDEX)
+        index = int_param(req, "index", required=True, min_value=0, max_value=MAX_INDEX)
+        size = int_param(req, "size", required=True, min_value=1, max_value=MAX_INDEX)
         proof = self._ledger.inclusion_proof(index, size)
         resp.data = json_bytes({"index": index, "size": size, "proof": [h.hex() for h in proof]})
         resp.content_type = JSON
@@ -242,8 +261,8 @@ class ConsistencyProof:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         only_params(req, ("from", "to"))
-        old = req.get_param_as_int("from", required=True, min_value=0, max_value=MAX_INDEX)
-        new = req.get_param_as_int("to", required=True, min_value=0, max_value=MAX_INDEX)
+        old = int_param(req, "from", required=True, min_value=0, max_value=MAX_INDEX)
+        new = int_param(req, "to", required=True, min_value=0, max_value=MAX_INDEX)
         proof = self._ledger.consistency_proof(old, new)
         resp.data = json_bytes({"from": old, "to": new, "proof": [h.hex() for h in proof]})
         resp.content_type = JSON

@@ -203,7 +203,10 @@ def test_one_entry_and_missing_entries(call: Caller, world: World, ledger: Ledge
     assert one.status_code == 200 and one.content == ledger.entry_bytes(0)
     missing = call("GET", "/v1/events/5", key=alice)
     assert missing.status_code == 404 and problem_slug(missing) == "not-found"
-    for path in ("/v1/events/-1", "/v1/events/abc", "/v1/events/1/", "/v1/nothing"):
+    other_spellings_of_0 = ("/v1/events/00", "/v1/events/+0", "/v1/events/%EF%BC%90")
+    for path in ("/v1/events/-1", "/v1/events/abc", "/v1/events/1/", "/v1/nothing") + (
+        other_spellings_of_0
+    ):
         result = call("GET", path, key=alice)
         assert result.status_code == 404, path
         assert problem_slug(result) == "not-found"
@@ -211,8 +214,34 @@ def test_one_entry_and_missing_entries(call: Caller, world: World, ledger: Ledge
 
 @pytest.mark.parametrize(
     "query",
-    ["from=-1", "limit=0", "limit=100000", "wait=31", "from=x", "form=3", "from=1&from=2"],
-    ids=["negative", "zero-limit", "huge-limit", "long-wait", "not-int", "typo", "repeated"],
+    [
+        "from=-1",
+        "limit=0",
+        "limit=100000",
+        "wait=31",
+        "from=x",
+        "form=3",
+        "from=1&from=2",
+        "limit=%2B1",
+        "limit=01",
+        "limit=1_0",
+        "from=%D9%A3",
+        "limit=%201",
+    ],
+    ids=[
+        "negative",
+        "zero-limit",
+        "huge-limit",
+        "long-wait",
+        "not-int",
+        "typo",
+        "repeated",
+        "plus-sign",
+        "leading-zero",
+        "underscore",
+        "arabic-indic-digit",
+        "space",
+    ],
 )
 def test_bad_query_parameters_are_400(call: Caller, world: World, query: str) -> None:
     result = call("GET", "/v1/events", key=world.keys["alice"], query=query)
