@@ -58,7 +58,7 @@ class AccessLog:
         started = getattr(req.context, "started", None)
         elapsed = (time.perf_counter() - started) * 1000 if started is not None else 0.0
         member = getattr(req.context, "member", None)
-        target = _printable(req.path + (f"?{req.query_string}" if req.query_string else ""))
+        target = printable(req.path + (f"?{req.query_string}" if req.query_string else ""))
         access_log.info(
             "%s %s %s %s %.1fms %s",
             req.remote_addr,
@@ -73,7 +73,7 @@ class AccessLog:
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with control characters escaped: a percent-encoded newline in a path must not
     start a forged line in the access log."""
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

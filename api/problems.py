@@ -95,6 +95,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("blob-mismatch", 422, "Blob does not match its hash"),
         ProblemType("headers-too-large", 431, "Request header fields too large"),
         ProblemType("internal-error", 500, "Internal server error"),
+        ProblemType("not-implemented", 501, "Not implemented"),
         ProblemType("store-unavailable", 503, "Storage unavailable"),
         ProblemType("unavailable", 503, "Service unavailable"),
         ProblemType("insufficient-storage", 507, "Insufficient storage"),
@@ -114,8 +115,14 @@ _BY_STATUS: dict[int, str] = {
     414: "uri-too-long",
     415: "unsupported-media-type",
     431: "headers-too-large",
+    501: "not-implemented",
     503: "unavailable",
 }
+
+
+def slug_for_status(status: int) -> str:
+    """The problem type for an error known only by its status (Falcon's or waitress's own)."""
+    return _BY_STATUS.get(status) or ("bad-request" if status < 500 else "internal-error")
 
 
 class Problem(falcon.HTTPError):

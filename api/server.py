@@ -12,6 +12,7 @@ flusher thread (:mod:`api.logbuffer`); the buffer is written out when serving st
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -20,13 +21,17 @@ from collections.abc import Callable
 from types import FrameType
 
 import waitress
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
-from api.app import ACCESS_LOG, MAX_BLOB, MAX_BODY, create_app
+from api.app import ACCESS_LOG, MAX_BLOB, MAX_BODY, create_app, printable
 from api.errors import ApiError
 from api.logbuffer import BufferedHandler
+from api.problems import PROBLEM_JSON, problem_body, slug_for_status
 from ledger.appender import Ledger
 
 log = logging.getLogger("pht.server")
+access_log = logging.getLogger(ACCESS_LOG)
 
 
 def serve(
@@ -69,6 +74,10 @@ def serve(
             connection_limit=1000,
             channel_timeout=120,
         )
+        listeners = [server] if hasattr(server, "channel_class") else list(server.map.values())
+        for listener in listeners:
+            if hasattr(listener, "channel_class"):
+                listener.channel_class = _ProblemChannel  # see _ProblemErrorTask
     except OSError as exc:
         ledger.close()
         raise ApiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -105,6 +114,34 @@ def serve(
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             log.info("stopped; ledger closed at size %d", ledger.size)
+
+
+class _ProblemErrorTask(ErrorTask):  # type: ignore[misc]
+    """The answer to a request waitress cannot parse (a bad Content-Length, a header line
+    without a colon, headers or a body over its limits, an unsupported Transfer-Encoding),
+    which never reaches the app: waitress's text/plain, said as problem+json like every other
+    error, and logged like every other request."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = problem_body(slug_for_status(error.code), str(error.body)[:300])
+        data = json.dumps(body, ensure_ascii=True).encode("ascii")
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", PROBLEM_JSON))
+        self.set_close_on_finish()
+        self.content_length = len(data)
+        self.write(data)
+        access_log.info(
+            "%s %s %s %s - -",
+            self.channel.addr[0] if self.channel.addr else "-",
+            printable(str(getattr(self.request, "command", None) or "-"))[:20],
+            printable(str(getattr(self.request, "path", None) or "-"))[:200],
+            error.code,
+        )
+
+
+class _ProblemChannel(HTTPChannel):  # type: ignore[misc]
+    error_task_class = _ProblemErrorTask
 
 
 def _buffer_access_log() -> Callable[[], None]:

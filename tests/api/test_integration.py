@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -107,6 +109,52 @@ def test_problems_become_exceptions(registry: RegistryProcess, world: World) -> 
     with client(registry, key("mallory")) as stranger, pytest.raises(UnauthenticatedError) as who:
         stranger.entries(0)
     assert who.value.slug == "unknown-key"
+
+
+def _raw_exchange(registry: RegistryProcess, request: bytes) -> tuple[int, str, bytes]:
+    """Send raw bytes; return the status, the Content-Type and the body of the answer."""
+    host, port = registry.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "slug"),
+    [
+        (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400, "bad-request"),
+        (b"GET /v1/events HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400, "bad-request"),
+        (
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n",
+            413,
+            "body-too-large",
+        ),
+        (
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            501,
+            "not-implemented",
+        ),
+    ],
+    ids=["negative-length", "header-without-colon", "body-over-the-server-limit", "gzip-te"],
+)
+def test_requests_waitress_cannot_parse_get_problem_documents(
+    registry: RegistryProcess, request_bytes: bytes, status: int, slug: str
+) -> None:
+    got, content_type, body = _raw_exchange(registry, request_bytes)
+    assert (got, content_type) == (status, "application/problem+json")
+    problem = json.loads(body)
+    assert problem["type"].endswith(f"/{slug}") and problem["status"] == status
+    assert problem["detail"]  # says what was wrong
+    deadline = time.monotonic() + 5  # and the request has its access log line, like any other
+    while f" {status} - -" not in registry.log.read_text():
+        assert time.monotonic() < deadline, "no access log line for the refused request"
+        time.sleep(0.05)
 
 
 def test_unsigned_client_reads_only_public_resources(
