@@ -5,6 +5,11 @@ submitters share its cost. Batching is natural, with no timer: while one commit 
 queue up, and the next commit takes all of them (up to ``max_batch``). A lone submitter is
 therefore committed at once, and under load the batch grows with the commit's latency.
 
+A lone submitter on a quiet committer commits in its own thread, when it is not the main
+thread: handing the item to the committer thread and the result back costs two thread wake-ups,
+about 0.2 ms on a small VM, which is most of an in-process append. The main thread always hands
+off, so that a KeyboardInterrupt can never stop a commit halfway.
+
 Invariants:
 
 - Items are committed in submission order (the order ``submit`` took the queue lock), and each
@@ -45,7 +50,8 @@ class CommitStats:
 
 
 class GroupCommitter(Generic[T, R]):
-    """Commit submitted items in batches on one background thread."""
+    """Commit submitted items in batches on one background thread (a lone submitter on a quiet
+    committer, other than the main thread, commits its item itself)."""
 
     def __init__(
         self,
@@ -61,6 +67,7 @@ class GroupCommitter(Generic[T, R]):
         self._pending: deque[tuple[T, Future[R]]] = deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._busy = False  # a commit is running (on the committer thread or inline)
         self._commits = 0
         self._items = 0
         self._largest = 0
@@ -82,7 +89,27 @@ class GroupCommitter(Generic[T, R]):
         """Queue ``item`` and block until its batch is committed; return its result or raise
         what ``commit`` raised for the batch (TimeoutError if ``timeout`` passes first, the
         item staying queued)."""
+        if threading.current_thread() is not threading.main_thread():
+            with self._cond:
+                inline = not (self._pending or self._busy or self._closing)
+                self._busy = self._busy or inline
+            if inline:
+                return self._commit_inline(item)
         return self.submit_async(item).result(timeout)
+
+    def _commit_inline(self, item: T) -> R:
+        try:
+            results = self._commit([item])
+            if len(results) != 1:
+                raise StoreError(f"group commit: expected 1 results, found {len(results)}")
+        finally:
+            with self._cond:
+                self._busy = False
+                self._commits += 1
+                self._items += 1
+                self._largest = max(self._largest, 1)
+                self._cond.notify()  # items queued meanwhile are the committer thread's
+        return results[0]
 
     @property
     def stats(self) -> CommitStats:
@@ -99,29 +126,33 @@ class GroupCommitter(Generic[T, R]):
 
     def _take(self) -> list[tuple[T, Future[R]]] | None:
         with self._cond:
-            while not self._pending and not self._closing:
+            while (not self._pending or self._busy) and not (self._closing and not self._busy):
                 self._cond.wait()
             if not self._pending:
                 return None
+            self._busy = True
             count = min(len(self._pending), self._max_batch)
             return [self._pending.popleft() for _ in range(count)]
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             items = [item for item, _ in batch]
+            outcome: list[R] | BaseException
             try:
-                results = self._commit(items)
-                if len(results) != len(items):
+                outcome = self._commit(items)
+                if len(outcome) != len(items):
                     raise StoreError(
-                        f"group commit: expected {len(items)} results, found {len(results)}"
+                        f"group commit: expected {len(items)} results, found {len(outcome)}"
                     )
             except BaseException as exc:  # every submitter must wake, whatever went wrong
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
+                outcome = exc
             with self._cond:
+                self._busy = False
                 self._commits += 1
                 self._items += len(items)
                 self._largest = max(self._largest, len(items))
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+            for n, (_, future) in enumerate(batch):
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome[n])

@@ -137,3 +137,81 @@ def test_group_commit_into_the_entry_store(tmp_path: Path) -> None:
         assert [p for p in stored if p.startswith(b'{"t":%d,' % t)] == [
             b'{"t":%d,"i":%d}' % (t, i) for i in range(50)
         ]
+
+
+def test_a_lone_worker_thread_commits_inline_and_the_main_thread_hands_off() -> None:
+    threads: list[str] = []
+
+    def commit(batch: list[int]) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return [n + 1 for n in batch]
+
+    committer: GroupCommitter[int, int] = GroupCommitter(commit, name="committer")
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(committer.submit(1)), name="worker")
+    worker.start()
+    worker.join(5)
+    assert committer.submit(2, timeout=5) == 3  # from the main thread
+    committer.close()
+    assert results == [2]
+    assert threads == ["worker", "committer"]
+
+
+def test_inline_and_handed_off_commits_never_overlap_and_keep_each_submitters_order() -> None:
+    active = 0
+    overlaps = 0
+    guard = threading.Lock()
+    committed: list[tuple[int, int]] = []
+
+    def commit(batch: list[tuple[int, int]]) -> list[str]:
+        nonlocal active, overlaps
+        with guard:
+            active += 1
+            overlaps += active > 1
+        time.sleep(0.0005)
+        committed.extend(batch)
+        with guard:
+            active -= 1
+        return [f"{t}/{i}" for t, i in batch]
+
+    committer: GroupCommitter[tuple[int, int], str] = GroupCommitter(commit)
+    results: dict[int, list[str]] = {}
+
+    def submitter(t: int) -> None:
+        results[t] = [committer.submit((t, i)) for i in range(60)]
+
+    workers = [threading.Thread(target=submitter, args=(t,)) for t in range(1, 6)]
+    for worker in workers:
+        worker.start()
+    submitter(0)  # the main thread takes part too
+    for worker in workers:
+        worker.join(10)
+    committer.close()
+    assert overlaps == 0
+    for t in range(6):
+        assert results[t] == [f"{t}/{i}" for i in range(60)]
+        assert [i for s, i in committed if s == t] == list(range(60))
+    assert committer.stats.items == 360
+
+
+def test_close_waits_for_an_inline_commit() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def commit(batch: list[int]) -> list[int]:
+        started.set()
+        release.wait(5)
+        return batch
+
+    committer: GroupCommitter[int, int] = GroupCommitter(commit)
+    worker = threading.Thread(target=committer.submit, args=(7,))
+    worker.start()
+    assert started.wait(5)
+    closer = threading.Thread(target=committer.close)
+    closer.start()
+    time.sleep(0.05)
+    assert closer.is_alive()  # the inline commit is still running
+    release.set()
+    closer.join(5)
+    worker.join(5)
+    assert not closer.is_alive() and not worker.is_alive()
+    assert committer.stats.items == 1
