@@ -124,6 +124,11 @@ class RequestSigner:
     signature fields are written under the label ``pht``. (``HTTPMessageSigner.apply`` would
     re-derive the whole base to check it again, doubling the cost of signing for nothing: the
     message is not touched in between.)
+
+    For the requests PHT's own client makes (an upper-case method, a target URI in the strict
+    form the verifier's fast path reads, a plain nonce) the base is written directly, as the
+    verifier's fast path reads it: about 30 us instead of the package's 200. A differential test
+    holds the two to the same bytes.
     """
 
     def __init__(self, key: SigningKey) -> None:
@@ -155,6 +160,8 @@ class RequestSigner:
             components, body = BODY_COMPONENTS, None
         elif body is None and (message.method or "").upper() in BODY_METHODS:
             body = b""
+        if self._sign_strict(message, body, digest_sha256, created, nonce):
+            return
         try:
             prepared = self._signer.prepare(
                 message,
@@ -172,6 +179,49 @@ class RequestSigner:
         signature = base64.b64encode(self.key.sign(prepared.signature_base)).decode("ascii")
         message.headers["Signature-Input"] = f"{LABEL}={prepared.signature_params}"
         message.headers["Signature"] = f"{LABEL}=:{signature}:"
+
+    def _sign_strict(
+        self,
+        message: Message,
+        body: bytes | None,
+        digest_sha256: str | None,
+        created: int,
+        nonce: str,
+    ) -> bool:
+        """Sign a request in the strict form directly; False (nothing written) for any other."""
+        method, url = message.method or "", message.url or ""
+        if not (
+            _METHOD.fullmatch(method)
+            and _STRICT_URL.fullmatch(url)
+            and _NONCE.fullmatch(nonce)
+            and 0 < created < 10**12
+        ):
+            return False
+        if body is not None:
+            encoded = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+            message.headers["Content-Digest"] = f"sha-256=:{encoded}:"
+        digest = (
+            message.headers.get("Content-Digest") if body is not None or digest_sha256 else None
+        )
+        covered = (
+            '("@method" "@target-uri" "content-digest")' if digest else '("@method" "@target-uri")'
+        )
+        params = (
+            f'{covered};created={created};keyid="{self.key.key_id}";alg="ed25519";'
+            f'nonce="{nonce}";tag="{TAG}"'
+        )
+        lines = f'"@method": {method}\n"@target-uri": {url}\n'
+        if digest:
+            lines += f'"content-digest": {digest}\n'
+        lines += f'"@signature-params": {params}'
+        signature = base64.b64encode(self.key.sign(lines.encode("ascii"))).decode("ascii")
+        message.headers["Signature-Input"] = f"{LABEL}={params}"
+        message.headers["Signature"] = f"{LABEL}=:{signature}:"
+        return True
+
+
+_METHOD = re.compile(r"[A-Z]{1,16}")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 @dataclass(frozen=True, slots=True)

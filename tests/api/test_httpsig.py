@@ -132,6 +132,59 @@ def test_strict_path_agrees_with_the_package(
     assert verdict(request, strict=True) == verdict(request, strict=False)
 
 
+hosts = st.sampled_from(
+    ["http://127.0.0.1:8080", "http://localhost", "https://Registry.Example:443", "http://h"]
+)
+
+
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    origin=hosts,
+    path=paths,
+    query=queries,
+    body=st.one_of(st.none(), st.binary(max_size=64)),
+    streamed=st.booleans(),
+    nonce=st.from_regex(r"[A-Za-z0-9_-]{16,40}", fullmatch=True),
+)
+@settings(max_examples=300, deadline=None)
+def test_direct_signing_writes_exactly_what_the_package_writes(
+    method: str,
+    origin: str,
+    path: str,
+    query: str,
+    body: bytes | None,
+    streamed: bool,
+    nonce: str,
+) -> None:
+    digest = hashlib.sha256(body).hexdigest() if streamed and body is not None else None
+    sent = None if digest else body
+
+    def sign(request: Request, *, direct: bool) -> Request:
+        signer = RequestSigner(ALICE)
+        if not direct:
+            signer._sign_strict = lambda *args: False  # type: ignore[method-assign]
+        if digest:
+            request.headers["Content-Digest"] = "stale"  # replaced by the signer
+        signer.sign(request, body=sent, created=NOW, nonce=nonce, digest_sha256=digest)
+        return request
+
+    url = f"{origin}{path}{query}"
+    direct = sign(Request(method, url), direct=True)
+    package = sign(Request(method, url), direct=False)
+    assert direct.headers == package.headers
+    assert "Signature" in direct.headers
+
+
+def test_direct_signing_leaves_other_requests_to_the_package() -> None:
+    signer = RequestSigner(ALICE)
+    for method, url, nonce in [
+        ("get", "http://h/v1/events", "n" * 16),  # lower-case method
+        ("GET", "http://h/v1/\u00e9", "n" * 16),  # not the strict URL form
+        ("GET", "http://h/v1/events", "short"),  # a nonce outside the plain form
+    ]:
+        assert not signer._sign_strict(Request(method, url), None, None, NOW, nonce)
+
+
 @pytest.mark.parametrize(
     "url",
     [
