@@ -45,18 +45,24 @@ class Scripted:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[list[Reply]], tuple[str, Scripted]]]:
-    servers = []
+    servers: list[tuple[Any, threading.Thread]] = []
 
     def start(replies: list[Reply]) -> tuple[str, Scripted]:
         app = Scripted(replies)
         server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
-        threading.Thread(target=server.run, daemon=True).start()
-        servers.append(server)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
         return f"http://127.0.0.1:{server.effective_port}", app
 
     yield start
-    for server in servers:
-        server.close()
+    for server, thread in servers:
+        # Closed from its own loop thread (closing the sockets from here could pull them from
+        # under the loop's select(): EBADF in that thread), keep-alive channels too, so that
+        # the loop, left with nothing to watch, ends.
+        server.trigger.pull_trigger(lambda s=server: [d.close() for d in list(s._map.values())])
+        thread.join(5)
+        server.task_dispatcher.shutdown()
 
 
 def _receipt(data: bytes, index: int = 7, **changes: Any) -> dict[str, Any]:
