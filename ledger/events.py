@@ -156,9 +156,9 @@ class SignedEvent:
         """Strictly parse a posted signed event (duplicate keys, NaN, unknown fields refused).
 
         Clients post canonical bytes, so that case goes first: the fast plain parse, then a
-        comparison with the canonical form, which no document with a duplicate key, an escape
-        or extra whitespace can pass. Anything else, including every invalid document, takes
-        the strict general path, which also gives the error message.
+        comparison with the canonical form, which no document with a duplicate key, a
+        non-canonical escape or extra whitespace can pass. Anything else, including every
+        invalid document, takes the strict general path, which also gives the error message.
         """
         if isinstance(data, bytes) and data.isascii():
             try:
