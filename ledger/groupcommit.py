@@ -126,8 +126,8 @@ class GroupCommitter(Generic[T, R]):
 
     def _take(self) -> list[tuple[T, Future[R]]] | None:
         with self._cond:
-            while (not self._pending or self._busy) and not (self._closing and not self._busy):
-                self._cond.wait()
+            while self._busy or (not self._pending and not self._closing):
+                self._cond.wait()  # an inline commit runs, or there is nothing to do yet
             if not self._pending:
                 return None
             self._busy = True
