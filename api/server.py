@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import waitress
 from waitress.channel import HTTPChannel
@@ -74,10 +75,7 @@ def serve(
             connection_limit=1000,
             channel_timeout=120,
         )
-        listeners = [server] if hasattr(server, "channel_class") else list(server.map.values())
-        for listener in listeners:
-            if hasattr(listener, "channel_class"):
-                listener.channel_class = _ProblemChannel  # see _ProblemErrorTask
+        answer_parse_errors_as_problems(server)
     except OSError as exc:
         ledger.close()
         raise ApiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -142,6 +140,16 @@ class _ProblemErrorTask(ErrorTask):  # type: ignore[misc]
 
 class _ProblemChannel(HTTPChannel):  # type: ignore[misc]
     error_task_class = _ProblemErrorTask
+
+
+def answer_parse_errors_as_problems(server: Any) -> None:
+    """Make a waitress server (from ``waitress.create_server``) answer the requests it refuses
+    before they reach the app in problem+json, with an access log line (the registry and the
+    site's FileService both serve this way)."""
+    listeners = [server] if hasattr(server, "channel_class") else list(server.map.values())
+    for listener in listeners:
+        if hasattr(listener, "channel_class"):
+            listener.channel_class = _ProblemChannel
 
 
 def _buffer_access_log() -> Callable[[], None]:

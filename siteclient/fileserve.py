@@ -30,6 +30,7 @@ from typing import Any
 import waitress
 
 from api.client import Client
+from api.server import answer_parse_errors_as_problems
 from crypto import SigningKey
 from siteclient.config import SiteConfig
 from siteclient.errors import ConfigError, SiteClientError
@@ -111,6 +112,7 @@ def serve_files(config: SiteConfig, *, on_ready: Callable[[str], None] | None = 
                 channel_timeout=CHANNEL_TIMEOUT_S,
                 asyncore_use_poll=True,
             )
+            answer_parse_errors_as_problems(server)
         except BaseException:
             sock.close()
             raise

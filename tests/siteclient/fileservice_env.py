@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import math
 import os
 import secrets
 import signal
@@ -168,6 +169,9 @@ class FileServiceEnv:
             self.stop()
             raise RuntimeError(f"serve-files did not start: {line!r}\n{self.log.read_text()}")
         self.url = line.removeprefix("listening on ").strip()
+        # Requests signed in the service's first (whole) second are refused by design: the
+        # tests' raw requests sign with whole seconds, so wait for the next one to begin.
+        time.sleep(math.ceil(time.time()) - time.time() + 0.01)
         return self
 
     def stop(self, timeout: float = 30.0) -> int | None:
