@@ -210,14 +210,19 @@ class RequestSigner:
             f'{covered};created={created};keyid="{self.key.key_id}";alg="ed25519";'
             f'nonce="{nonce}";tag="{TAG}"'
         )
-        lines = f'"@method": {method}\n"@target-uri": {url}\n'
-        if digest:
-            lines += f'"content-digest": {digest}\n'
-        lines += f'"@signature-params": {params}'
-        signature = base64.b64encode(self.key.sign(lines.encode("ascii"))).decode("ascii")
+        base = _strict_base(method, url, digest, params)
+        signature = base64.b64encode(self.key.sign(base)).decode("ascii")
         message.headers["Signature-Input"] = f"{LABEL}={params}"
         message.headers["Signature"] = f"{LABEL}=:{signature}:"
         return True
+
+
+def _strict_base(method: str, url: str, digest: str | None, params: str) -> bytes:
+    """The RFC 9421 signature base of a strict-form request (what both fast paths sign)."""
+    digest_line = f'"content-digest": {digest}\n' if digest else ""
+    return (
+        f'"@method": {method}\n"@target-uri": {url}\n{digest_line}"@signature-params": {params}'
+    ).encode("ascii")
 
 
 _METHOD = re.compile(r"[A-Z]{1,16}")
@@ -443,23 +448,16 @@ class RequestVerifier:
                 return None
             if body is not None and hashlib.sha256(body).digest() != _b64(match.group(1)):
                 return None
-            lines = (
-                f'"@method": {message.method}\n"@target-uri": {url}\n'
-                f'"content-digest": {digest}\n"@signature-params": {fields["signature-input"][4:]}'
-            )
         elif has_body:
             return None
         else:
             digest = None
-            lines = (
-                f'"@method": {message.method}\n"@target-uri": {url}\n'
-                f'"@signature-params": {fields["signature-input"][4:]}'
-            )
+        base = _strict_base(message.method, url, digest, fields["signature-input"][4:])
         key = self._lookup(KeyId(key_id))
         if key is None:
             return None
         try:
-            key.verify(_b64(signature.group(1)), lines.encode("ascii"))
+            key.verify(_b64(signature.group(1)), base)
         except BadSignatureError:
             return None
         return KeyId(key_id), created, nonce, digest
