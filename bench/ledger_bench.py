@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,17 +33,21 @@ from ledger.verify import verify_ledger
 from tests.ledger.factory import World
 
 
+def _calls_per_second(call: Callable[[], object], seconds: float) -> float:
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            call()
+        count += 200
+    return count / (time.perf_counter() - start)
+
+
 def raw_verify_rate(seconds: float = 2.0) -> float:
     """Single-core Ed25519 verifies per second through ``crypto`` (libsodium, what PHT uses)."""
     key = SigningKey.generate()
     message = os.urandom(300)
     signature = key.sign(message)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(200):
-            key.public.verify(signature, message)
-        count += 200
-    return count / (time.perf_counter() - start)
+    return _calls_per_second(lambda: key.public.verify(signature, message), seconds)
 
 
 def openssl_verify_rate(seconds: float = 2.0) -> float:
@@ -54,12 +59,7 @@ def openssl_verify_rate(seconds: float = 2.0) -> float:
     public = key.public_key()
     message = os.urandom(300)
     signature = key.sign(message)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(200):
-            public.verify(signature, message)
-        count += 200
-    return count / (time.perf_counter() - start)
+    return _calls_per_second(lambda: public.verify(signature, message), seconds)
 
 
 def raw_fsync_rate(directory: Path, events: int = 2000) -> float:
