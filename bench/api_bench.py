@@ -7,7 +7,8 @@
    own fresh RFC 9421 signature (a replayed one would be refused). Baseline: a bare Falcon-on-
    waitress endpoint that appends the request body to a file with fsync, fed the very same
    requests. Figure: our rate / bare rate (target >= 0.60).
-2. **Sequential posts through api.client**: p50 of ``post_event`` (signing included), against
+2. **Sequential posts through api.client.registry**: p50 of ``post_event`` (signing included),
+   against
    vantage6-server 4.15.2's sequential task creation (about 70 ms each on this kind of machine,
    a figure from the issue; it is not measured here). Target p50 <= 3 ms.
 3. **Long-poll notification**: ``--followers`` clients wait on ``GET /v1/events?wait=30``; an
@@ -36,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.client import Client
-from api.httpsig import RequestSigner
+from api.client.registry import Client
+from api.wire.httpsig import RequestSigner
 from crypto import SigningKey
 from ledger.bodies import Task
 from ledger.events import SignedEvent, new_event
@@ -315,7 +316,9 @@ def bench_sequential(root: Path, args: argparse.Namespace) -> None:
     times.sort()
     p50 = statistics.median(times)
     p90 = times[int(len(times) * 0.9)]
-    print(f"sequential task posts through api.client ({args.posts} posts, signing included):")
+    print(
+        f"sequential task posts through api.client.registry ({args.posts} posts, signing included):"
+    )
     print(f"  p50 {p50:.2f} ms, p90 {p90:.2f} ms (target p50 <= 3 ms)")
     print(
         f"  vs vantage6-server 4.15.2 task creation (~{VANTAGE6_TASK_MS:.0f} ms, from the issue): "

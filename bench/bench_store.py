@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from ledger.groupcommit import GroupCommitter
-from ledger.store import INDEX_NAME, EntryStore
+from ledger.store.entries import INDEX_NAME, EntryStore
+from ledger.store.groupcommit import GroupCommitter
 
 
 def payload(n: int, size: int) -> bytes:

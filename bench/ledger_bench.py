@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crypto import SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Output, Result, ResultState, Status, StatusState, Task
 from ledger.events import SignedEvent
+from ledger.store.ledger import Ledger
 from ledger.verify import verify_ledger
 from tests.ledger.factory import World
 
@@ -208,7 +208,7 @@ OPEN_CHILD = """
 import resource, sys, time
 from pathlib import Path
 from crypto import SigningKey
-from ledger.appender import Ledger
+from ledger.store.ledger import Ledger
 from tests.ledger.factory import World
 world = World()
 start = time.perf_counter()

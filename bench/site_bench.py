@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
-from api.client import Client  # noqa: E402
+from api.client.registry import Client  # noqa: E402
 from ledger.bodies import Result, Role, Status, Task  # noqa: E402
 from tests.ledger.factory import World, key  # noqa: E402
 from tests.siteclient.site_env import SiteEnv  # noqa: E402

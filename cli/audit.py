@@ -21,13 +21,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from api.client import Client
+from api.client.registry import Client
 from cli.errors import CliError
 from cli.profile import connect
 from ledger.audit import AuditReport, audit, read_log
 from ledger.checkpoint import Checkpoint
-from ledger.durable import write_atomic
 from ledger.errors import VerificationError
+from ledger.store.durable import write_atomic
 
 EXIT_FAILED = 2
 PAGE = 1000

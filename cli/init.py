@@ -25,13 +25,13 @@ from typing import Any
 
 from cli.errors import CliError
 from crypto import PublicKey, SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Consortium
 from ledger.canonical import parse_json
 from ledger.checkpoint import verifier_key
 from ledger.events import ZERO_HASH, Entry, SignedEvent, new_event, utc_now
 from ledger.rules import apply
 from ledger.state import State
+from ledger.store.ledger import Ledger
 
 LOG_KEY = "log.key"
 

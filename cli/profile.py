@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.analyst import Analyst
-from api.client import Client
+from api.client.analyst import Analyst
+from api.client.registry import Client
 from cli.errors import CliError
 from crypto import SigningKey
 from crypto.age import AgeIdentity, load_identity
 from ledger.canonical import parse_json
-from ledger.durable import write_atomic
+from ledger.store.durable import write_atomic
 
 FIELDS = ("registry", "key", "genesis", "identity")
 

@@ -15,12 +15,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from api.app import MAX_BLOB, MAX_BODY
-from api.server import serve
+from api.registry.app import MAX_BLOB, MAX_BODY
+from api.registry.server import serve
 from cli.errors import CliError
 from cli.init import LOG_KEY
 from crypto import SigningKey
-from ledger.appender import Ledger
+from ledger.store.ledger import Ledger
 
 
 def add_parser(commands: Any) -> None:

@@ -37,8 +37,8 @@ from typing import Any
 import docker
 import numpy as np
 
-from api.analyst import Analyst
-from api.client import Client, TaskView
+from api.client.analyst import Analyst
+from api.client.registry import Client, TaskView
 from crypto import SigningKey
 from examples.logreg import central, data
 from examples.sparql import endpoint

@@ -24,7 +24,7 @@ from ledger.bodies import EventId
 from ledger.checkpoint import Checkpoint, parse_verifier_key, verify_checkpoint
 from ledger.errors import LedgerError, VerificationError
 from ledger.events import Entry
-from ledger.records import find_valid_record, scan
+from ledger.store.records import find_valid_record, scan
 from ledger.verify import Progress, VerifiedLedger, verify_chunks
 
 log = logging.getLogger(__name__)

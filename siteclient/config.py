@@ -66,7 +66,7 @@ from ledger.errors import LedgerError
 from ledger.fields import HEX64, NAME, describe
 from siteclient.configread import FieldReader, parse_json, unknown_keys
 from siteclient.errors import ConfigError
-from siteclient.policy import Allowlist, pattern_problems
+from siteclient.policy.allowlist import Allowlist, pattern_problems
 
 CONFIG_MAX_BYTES = 1 << 20
 MAX_POLL_WAIT_S = 30

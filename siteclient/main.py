@@ -19,20 +19,20 @@ import sys
 import threading
 from types import FrameType
 
-from api.client import Client
+from api.client.registry import Client
 from api.errors import ApiError
 from crypto import CryptoError, SigningKey
 from crypto.age import load_identity
 from ledger.checkpoint import Checkpoint
 from ledger.errors import LedgerError
-from siteclient.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.config import SiteConfig
 from siteclient.errors import ForkDetectedError, SiteClientError
-from siteclient.execute import TaskExecutor
-from siteclient.fileserve import serve_files
-from siteclient.follower import Follower
-from siteclient.runtime import DockerRuntime
-from siteclient.trust import TrustStore
+from siteclient.fileservice.serve import serve_files
+from siteclient.follow.follower import Follower
+from siteclient.follow.state import TrustStore
+from siteclient.run.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
+from siteclient.run.execute import TaskExecutor
+from siteclient.runtime.docker import DockerRuntime
 
 log = logging.getLogger("siteclient")
 

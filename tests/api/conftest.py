@@ -1,5 +1,6 @@
 """Fixtures for the API tests: a real ledger in a temp directory, the app over it, a fake clock,
-and a caller that signs requests the way api.client does (so attacks can tamper in between)."""
+and a caller that signs requests the way api.client.registry does (so attacks can tamper in
+between)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import falcon
 import pytest
 from falcon import testing
 
-from api.app import create_app
-from api.httpsig import RequestSigner
+from api.registry.app import create_app
+from api.wire.httpsig import RequestSigner
 from crypto import SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Task
 from ledger.events import SignedEvent
+from ledger.store.ledger import Ledger
 from tests.ledger.factory import World
 
 HOST = "falconframework.org"  # falcon.testing's default Host
@@ -125,7 +126,7 @@ def clock() -> FakeClock:
 
 def make_app(ledger: Ledger, clock: FakeClock, **options: Any) -> falcon.App[Any, Any]:
     app = create_app(ledger, clock=clock, **options)
-    clock.advance(1)  # requests signed in the app's first second are refused (see api.httpsig)
+    clock.advance(1)  # requests signed in the app's first second are refused (see api.wire.httpsig)
     return app
 
 

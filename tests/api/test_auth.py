@@ -24,12 +24,12 @@ from http_message_signatures import (
     algorithms,
 )
 
-from api.app import create_app
 from api.errors import RequestAuthError
-from api.httpsig import REQUEST_REPLAYED, ReplayCache, RequestSigner
+from api.registry.app import create_app
+from api.wire.httpsig import REQUEST_REPLAYED, ReplayCache, RequestSigner
 from crypto import SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Member, MemberAction, Role
+from ledger.store.ledger import Ledger
 from tests.api.conftest import HOST, Caller, FakeClock, Message, problem_slug, signed_headers, task
 from tests.ledger.factory import World, key
 

@@ -1,7 +1,8 @@
 """The signature profile: the strict path agrees with the package's verifier on every request.
 
 The registry verifies canonical requests with a format string instead of the package's general
-parser (see ``api.httpsig.RequestVerifier``). A differential test signs random requests, applies
+parser (see ``api.wire.httpsig.RequestVerifier``). A differential test signs random requests,
+applies
 random tampering, and checks that the verifier with the strict path reaches exactly the verdict
 of the verifier without it.
 """
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.errors import RequestAuthError
-from api.httpsig import _STRICT_URL, ReplayCache, RequestSigner, RequestVerifier, ServerMessage
+from api.wire.httpsig import _STRICT_URL, ReplayCache, RequestSigner, RequestVerifier, ServerMessage
 from crypto import KeyId, PublicKey
 from tests.ledger.factory import key
 

@@ -1,4 +1,4 @@
-"""``pht serve`` as a real process on a loopback port, driven through api.client."""
+"""``pht serve`` as a real process on a loopback port, driven through api.client.registry."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api.client import Client, RetryPolicy
+from api.client.registry import Client, RetryPolicy
 from api.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -21,11 +21,11 @@ from api.errors import (
     UnauthenticatedError,
 )
 from crypto import SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.events import Entry, SignedEvent
 from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.store.ledger import Ledger
 from tests.api.conftest import task
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World, key

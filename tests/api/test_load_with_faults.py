@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from api.client import Client, RetryPolicy
+from api.client.registry import Client, RetryPolicy
 from api.errors import ApiError
 from crypto import SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.events import SignedEvent, new_event
 from ledger.merkle import verify_consistency
+from ledger.store.ledger import Ledger
 from ledger.verify import verify_ledger
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World

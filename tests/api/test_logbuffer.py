@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from api.app import ACCESS_LOG
-from api.logbuffer import BufferedHandler
-from api.server import _buffer_access_log
+from api.wire.accesslog import ACCESS_LOG, buffer_access_log
+from api.wire.logbuffer import BufferedHandler
 
 FORMAT = "%(name)s %(levelname)s %(message)s"
 
@@ -193,7 +192,7 @@ def test_serving_buffers_the_access_log_once_and_restores_it() -> None:
     access.propagate = False
     access.setLevel(logging.INFO)
     try:
-        restore = _buffer_access_log()
+        restore = buffer_access_log()
         access.info("GET /healthz 200")
         assert out.getvalue() == ""  # buffered
         restore()

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.httpsig import RequestSigner
+from api.wire.httpsig import RequestSigner
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World
 

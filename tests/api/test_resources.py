@@ -13,13 +13,13 @@ import falcon
 import pytest
 from falcon import testing
 
-from api.app import create_app
-from api.httpsig import RequestSigner
-from ledger.appender import Ledger
+from api.registry.app import create_app
+from api.wire.httpsig import RequestSigner
 from ledger.bodies import Member, MemberAction, Role, Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.events import Entry, SignedEvent
 from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.store.ledger import Ledger
 from tests.api.conftest import (
     Caller,
     FakeClock,

@@ -11,9 +11,9 @@ import pytest
 
 from cli.main import main
 from crypto import SigningKey
-from ledger.appender import Ledger
 from ledger.bodies import Consortium
 from ledger.checkpoint import verifier_key
+from ledger.store.ledger import Ledger
 
 ORIGIN = "pht.example/cli"
 

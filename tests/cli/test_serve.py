@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from api.client import Client
+from api.client.registry import Client
 from cli.main import main
 from crypto import SigningKey
-from ledger.appender import Ledger
+from ledger.store.ledger import Ledger
 from tests.api.conftest import task
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World

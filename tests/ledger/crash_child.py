@@ -15,8 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from ledger.groupcommit import GroupCommitter
-from ledger.store import EntryStore
+from ledger.store.entries import EntryStore
+from ledger.store.groupcommit import GroupCommitter
 
 
 def main() -> None:

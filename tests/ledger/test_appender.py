@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from ledger.appender import Ledger
 from ledger.bodies import Output, Result, ResultState, Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.errors import (
@@ -19,7 +18,8 @@ from ledger.errors import (
 )
 from ledger.events import SignedEvent
 from ledger.merkle import verify_consistency, verify_inclusion
-from ledger.store import EntryStore
+from ledger.store.entries import EntryStore
+from ledger.store.ledger import Ledger
 from ledger.verify import verify_ledger
 from tests.ledger.factory import World
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger.appender import Ledger
 from ledger.audit import audit, read_log
 from ledger.bodies import Output, Result, ResultState, Task
 from ledger.errors import VerificationError
-from ledger.records import encode_record
+from ledger.store.ledger import Ledger
+from ledger.store.records import encode_record
 from tests.ledger.factory import World
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.blobs import BlobStore
 from ledger.errors import BlobError
+from ledger.store.blobs import BlobStore
 
 
 def sha(data: bytes) -> str:

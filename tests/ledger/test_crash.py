@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store import LOG_NAME, EntryStore
+from ledger.store.entries import LOG_NAME, EntryStore
 
 pytestmark = pytest.mark.slow
 

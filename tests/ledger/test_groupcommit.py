@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import StoreError
-from ledger.groupcommit import GroupCommitter
-from ledger.store import EntryStore
+from ledger.store.entries import EntryStore
+from ledger.store.groupcommit import GroupCommitter
 
 
 class SlowLog:

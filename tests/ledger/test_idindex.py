@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from ledger.idindex import IdIndex
+from ledger.store.idindex import IdIndex
 
 
 def _id(n: int) -> bytes:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import CorruptStoreError, StoreError
-from ledger.records import HEADER_SIZE, MAX_PAYLOAD
-from ledger.store import INDEX_NAME, LOG_NAME, EntryStore, write_atomic
+from ledger.store.entries import INDEX_NAME, LOG_NAME, EntryStore, write_atomic
+from ledger.store.records import HEADER_SIZE, MAX_PAYLOAD
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,7 +146,7 @@ def test_second_open_in_process_is_refused(tmp_path: Path) -> None:
 
 def test_open_by_another_process_is_refused(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from ledger.store import EntryStore\n"
+        "import sys; from pathlib import Path; from ledger.store.entries import EntryStore\n"
         "from ledger.errors import StoreError\n"
         "try:\n    EntryStore.open(Path(sys.argv[1]))\n"
         "except StoreError as exc:\n    print(exc); sys.exit(3)\n"
@@ -238,7 +238,7 @@ def test_torn_last_record_is_cut_at_every_offset(
         if index_state == "deleted":
             (data_dir / INDEX_NAME).unlink()
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="ledger.store"):
+        with caplog.at_level(logging.WARNING, logger="ledger.store.entries"):
             assert_store_holds(data_dir, items[:-1])
         torn = cut - last_start
         if torn:
@@ -268,7 +268,7 @@ def test_garbage_tail_is_cut(
     items = make_store(tmp_path, 8)
     with (tmp_path / LOG_NAME).open("ab") as log:
         log.write(garbage)
-    with caplog.at_level(logging.WARNING, logger="ledger.store"):
+    with caplog.at_level(logging.WARNING, logger="ledger.store.entries"):
         assert_store_holds(tmp_path, items)
     assert f"cut {len(garbage)} bytes of torn tail at entry 8" in caplog.text
 

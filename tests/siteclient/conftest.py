@@ -20,7 +20,7 @@ import pytest
 import requests
 from docker.errors import DockerException
 
-from siteclient.runtime import LABEL_SITE, DockerRuntime
+from siteclient.runtime.docker import LABEL_SITE, DockerRuntime
 
 REGISTRY = os.environ.get("PHT_DOCKER_REGISTRY", "127.0.0.1:5000")
 BASE_REPOSITORY = f"{REGISTRY}/pht-test/busybox"

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from api.httpsig import RequestSigner
+from api.wire.httpsig import RequestSigner
 from crypto import SigningKey
 from ledger.bodies import EventKind, Transfer
-from siteclient.delivery import FileServiceClient
+from siteclient.run.delivery import FileServiceClient
 from tests.api.registry_process import _read_line
 from tests.siteclient.site_env import ROOT, SiteEnv
 

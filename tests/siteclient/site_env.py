@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from api.analyst import Analyst
-from api.client import Client
+from api.client.analyst import Analyst
+from api.client.registry import Client
 from ledger.bodies import Limits
 from siteclient.main import main as siteclient
 from tests.api.registry_process import RegistryProcess, init_registry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from siteclient.cleanup import remove_tree
+from siteclient.run.cleanup import remove_tree
 
 
 def test_removes_a_tree_deeper_than_recursion_and_path_limits(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from api.analyst import AnalysisError, Analyst, Run
+from api.client.analyst import AnalysisError, Analyst, Run
 from api.errors import ApiError
 from crypto.age import AgeIdentity, save_identity
 from ledger.bodies import Member, MemberAction, Role, Transfer

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import waitress
 
-from api.client import RetryPolicy
-from siteclient.delivery import FileServiceClient
+from api.client.registry import RetryPolicy
 from siteclient.errors import DeliveryError
+from siteclient.run.delivery import FileServiceClient
 from tests.ledger.factory import key
 
 TASK = "5e" * 32

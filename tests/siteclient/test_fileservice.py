@@ -15,10 +15,10 @@ import pytest
 
 from crypto import AgeIdentity, SigningKey, decrypt_bytes, encrypt_bytes
 from ledger.bodies import Member, MemberAction, Role
-from siteclient.delivery import FileServiceClient
 from siteclient.errors import DeliveryError
-from siteclient.inbox import received_files
+from siteclient.fileservice.inbox import received_files
 from siteclient.main import main as siteclient
+from siteclient.run.delivery import FileServiceClient
 from tests.ledger.factory import key
 from tests.siteclient.fileservice_env import (
     MAX_FILE,

@@ -13,12 +13,12 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from api.client import Client, RetryPolicy
-from siteclient.fileservice import FileLimits, create_file_app, free_bytes
-from siteclient.follower import Follower
-from siteclient.inbox import Inbox, received_files
-from siteclient.ledgerview import ViewBoard, ViewRefresher
-from siteclient.trust import TrustStore
+from api.client.registry import Client, RetryPolicy
+from siteclient.fileservice.app import FileLimits, create_file_app, free_bytes
+from siteclient.fileservice.inbox import Inbox, received_files
+from siteclient.fileservice.view import ViewBoard, ViewRefresher
+from siteclient.follow.follower import Follower
+from siteclient.follow.state import TrustStore
 from tests.siteclient.fileservice_env import RECEIVER, mounted_tmpfs, sha256, signed_headers
 from tests.siteclient.site_env import SiteEnv
 

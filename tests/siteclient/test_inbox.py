@@ -11,7 +11,7 @@ import pytest
 
 from ledger.bodies import EventId, Transfer
 from siteclient.errors import StateError
-from siteclient.inbox import Inbox, InboxEntry, received_files
+from siteclient.fileservice.inbox import Inbox, InboxEntry, received_files
 from tests.ledger.factory import World
 
 TASK = "7a" * 32

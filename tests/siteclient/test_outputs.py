@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from siteclient.errors import OutputError
-from siteclient.outputs import (
+from siteclient.run.outputs import (
     MAX_DEPTH,
     MAX_SKIPPED,
     Collection,

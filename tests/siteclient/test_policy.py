@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from siteclient.errors import ConfigError
-from siteclient.policy import Allowlist, Decision, pattern_problems
+from siteclient.policy.allowlist import Allowlist, Decision, pattern_problems
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 CONSORTIUM = r"myconsortium/.*:.*"

@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from siteclient.errors import InvalidReferenceError, PolicyError
-from siteclient.reference import ImageRef, parse_reference
+from siteclient.policy.reference import ImageRef, parse_reference
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 OTHER_DIGEST = "sha256:" + "f" * 64

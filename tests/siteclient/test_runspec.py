@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from siteclient.errors import ConfigError, DigestMismatchError, PolicyError
-from siteclient.runspec import (
+from siteclient.runtime.sandbox import log_file_bytes
+from siteclient.runtime.spec import (
     REPOSITORY,
     RunLimits,
     RunSpec,
@@ -17,7 +18,6 @@ from siteclient.runspec import (
     engine_time,
     familiar_repository,
 )
-from siteclient.sandbox import log_file_bytes
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE_ID = "sha256:" + "cd" * 32

@@ -27,8 +27,8 @@ from siteclient.errors import (
     PolicyError,
     PullError,
 )
-from siteclient.outputs import MAX_SKIPPED, collect_outputs
-from siteclient.runtime import (
+from siteclient.run.outputs import MAX_SKIPPED, collect_outputs
+from siteclient.runtime.docker import (
     OOM_REASON,
     DockerRuntime,
     RunLimits,
@@ -36,7 +36,7 @@ from siteclient.runtime import (
     RunSpec,
     RunState,
 )
-from siteclient.sandbox import CONTAINER_UID, LABEL_SITE
+from siteclient.runtime.sandbox import CONTAINER_UID, LABEL_SITE
 from tests.siteclient.conftest import BASE_IMAGE, TEST_SITE, BuiltImage, ImageFactory
 
 pytestmark = pytest.mark.docker

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from api.analyst import Analyst
-from api.client import Client, TaskView
+from api.client.analyst import Analyst
+from api.client.registry import Client, TaskView
 from ledger.bodies import Cancel, EventId, Result
 from ledger.events import SignedEvent, new_event
+from siteclient.follow.state import TrustStore
 from siteclient.main import EXIT_FORK
-from siteclient.trust import TrustStore
 from tests.api.registry_process import RegistryProcess
 from tests.siteclient.conftest import ImageFactory
 from tests.siteclient.site_env import SiteEnv

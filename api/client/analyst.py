@@ -1,0 +1,208 @@
+"""The analyst's Python client: post a task, wait for every site, read verified outputs, iterate.
+
+An iterative analysis is one short loop::
+
+    analyst = Analyst(Client(url, key), key)
+    task = None
+    while True:
+        run = analyst.run(IMAGE, {"coefficients": beta}, SITES, parent=task, timeout=600)
+        beta, done = update(beta, [run.output(site, "result.json") for site in SITES])
+        task = run.task_id
+        if done:
+            break
+
+Every result the analyst reads is checked: the result entry is proven included in a checkpoint
+signed by the registry's log key (named by the genesis entry, which the analyst may pin), and
+every output's bytes are checked against the hash in the signed result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from api.client.registry import Client, TaskView
+from api.errors import ApiError
+from crypto import CryptoError, SigningKey
+from crypto.age import AgeIdentity, decrypt_bytes
+from ledger.bodies import EventId, Limits, Result, Task
+from ledger.checkpoint import parse_verifier_key, verify_checkpoint
+from ledger.errors import LedgerError
+from ledger.events import Entry, SignedEvent, new_event
+from ledger.merkle import verify_inclusion
+
+Progress = Callable[[TaskView], None]
+AGE_MAGIC = b"age-encryption.org/v1\n"
+
+
+class AnalysisError(ApiError):
+    """A task did not finish in time, or a result cannot be verified or read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteResult:
+    site: str
+    result: Result
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """A finished task: each site's verified result and a reader for its outputs."""
+
+    task_id: EventId
+    results: Mapping[str, SiteResult]
+    analyst: Analyst
+
+    def states(self) -> dict[str, str]:
+        return {site: r.result.state.value for site, r in self.results.items()}
+
+    def output(self, site: str, name: str) -> bytes:
+        """The bytes of output ``name`` of ``site``, checked against the hash in the site's
+        signed result, and decrypted with the analyst's identity when the site encrypted them
+        (a wrong key, a swapped or altered blob gives a clear error, never garbage)."""
+        result = self.results[site].result
+        for output in result.outputs:
+            if output.name != name:
+                continue
+            if output.delivered_to is not None:
+                raise AnalysisError(
+                    f"{site!r}'s {name!r} was delivered to {output.delivered_to!r}, not stored"
+                )
+            data = self.analyst.client.get_blob(output.sha256, max_size=output.size)
+            return self.analyst.open(data, f"{site!r}'s {name!r}")
+        raise AnalysisError(f"site {site!r} produced no output {name!r} ({result.state})")
+
+    def json(self, site: str, name: str) -> Any:
+        return json.loads(self.output(site, name))
+
+
+class Analyst:
+    def __init__(
+        self,
+        client: Client,
+        key: SigningKey,
+        *,
+        genesis: str | None = None,
+        identity: AgeIdentity | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self._key = key
+        self._identity = identity
+        self._clock = clock
+        first = client.entry(0)
+        if genesis is not None and first.hash != genesis:
+            raise AnalysisError(f"the registry's genesis is {first.hash}, expected {genesis}")
+        body = first.event.event.body
+        self.origin = first.event.event.ledger
+        self._log_key = parse_verifier_key(body.log_key)  # type: ignore[union-attr]
+
+    def open(self, data: bytes, what: str) -> bytes:
+        """``data`` decrypted when it is an age file, else as is."""
+        if not data.startswith(AGE_MAGIC):
+            return data
+        if self._identity is None:
+            raise AnalysisError(f"{what} is encrypted; give the Analyst your age identity")
+        try:
+            return decrypt_bytes(data, [self._identity])
+        except CryptoError as exc:
+            raise AnalysisError(f"{what} cannot be decrypted: {exc}") from exc
+
+    def post(
+        self,
+        image: str,
+        config: Mapping[str, Any],
+        sites: list[str],
+        *,
+        parent: str | None = None,
+        label: str | None = None,
+        limits: Limits | None = None,
+        recipient: str | None = None,
+        deliver: bool = False,
+        inputs: tuple[str, ...] = (),
+    ) -> EventId:
+        """Sign and post a task; return its id. Outputs are encrypted for ``recipient`` (default:
+        the analyst, when the analyst has published an encryption key); ``deliver`` sends them
+        to that site's FileService; ``inputs`` names earlier tasks whose delivered files the
+        task's sites receive."""
+        body = Task(
+            image=image,
+            sites=tuple(sites),
+            config=dict(config),
+            parent=EventId(parent) if parent else None,
+            label=label,
+            limits=limits,
+            recipient=recipient,
+            deliver=deliver,
+            inputs=tuple(EventId(t) for t in inputs),
+        )
+        event = new_event(body, ledger=self.origin, author=self._key.key_id)
+        signed = SignedEvent.sign(event, self._key)
+        self.client.post_event(signed)
+        return event.id
+
+    def wait(self, task_id: str, *, timeout: float, progress: Progress | None = None) -> TaskView:
+        """Block until every site has a result (or the timeout passes); report progress."""
+        deadline = self._clock() + timeout
+        cursor = self.client.health()
+        last: dict[str, str] | None = None
+        while True:
+            view = self.client.task(task_id)
+            states = {site: s.state for site, s in view.sites.items()}
+            if progress is not None and states != last:
+                progress(view)
+                last = states
+            if all(s.finished for s in view.sites.values()):
+                return view
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise AnalysisError(
+                    f"task {task_id[:12]} unfinished after {timeout:.0f} s: {states}"
+                )
+            page = self.client.entries(cursor, 1000, wait=max(1, min(25, int(remaining))))
+            cursor = page.next
+
+    def results(self, view: TaskView) -> dict[str, SiteResult]:
+        """Each finished site's result entry, proven included in a signed checkpoint."""
+        note = self.client.checkpoint()
+        try:
+            checkpoint = verify_checkpoint(note, self._log_key, origin=self.origin)
+        except LedgerError as exc:
+            raise AnalysisError(f"the registry's checkpoint does not verify: {exc}") from exc
+        out: dict[str, SiteResult] = {}
+        for site, state in view.sites.items():
+            if state.index is None or not state.finished:
+                continue
+            entry = self.client.entry(state.index)
+            body = entry.event.event.body
+            if not isinstance(body, Result) or body.task != view.task.event.event.id:
+                raise AnalysisError(f"entry {state.index} is not {site!r}'s result for this task")
+            try:
+                proof = self.client.inclusion_proof(entry.index, checkpoint.size)
+                verify_inclusion(
+                    entry.leaf_hash, entry.index, checkpoint.size, proof, checkpoint.root
+                )
+            except LedgerError as exc:
+                raise AnalysisError(f"{site!r}'s result is not in the signed log: {exc}") from exc
+            out[site] = SiteResult(site=site, result=body, entry=entry)
+        return out
+
+    def run(
+        self,
+        image: str,
+        config: Mapping[str, Any],
+        sites: list[str],
+        *,
+        timeout: float,
+        parent: str | None = None,
+        label: str | None = None,
+        progress: Progress | None = None,
+    ) -> Run:
+        """Post a task, wait for every site, and return the verified results."""
+        task_id = self.post(image, config, sites, parent=parent, label=label)
+        view = self.wait(task_id, timeout=timeout, progress=progress)
+        return Run(task_id=task_id, results=self.results(view), analyst=self)

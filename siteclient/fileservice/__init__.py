@@ -1,0 +1,2 @@
+"""`siteclient serve-files`: the FileService app, its composition root, the inbox, transfer
+receipts and the ledger view it authenticates against."""

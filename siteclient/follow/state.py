@@ -1,0 +1,134 @@
+"""What a follower has verified so far, persisted in its state directory.
+
+Files (``state_dir``)::
+
+    trusted.json     {"size", "checkpoint" (the last verified note), "log_key", "genesis",
+                      "state" (the replayed ledger.state.State)}; replaced atomically
+    leaves.bin       the Merkle leaf hashes of every verified entry (32 bytes each), append-only;
+                     cut back to ``size`` on load, since it may run ahead of trusted.json
+    evidence/        pairs of checkpoints that are not consistent with each other
+
+The cursor is ``size``: everything below it was verified against a signed checkpoint and folded
+into ``state``. Writing ``trusted.json`` last makes the cursor, the checkpoint and the state move
+together: a crash in between leaves the previous, consistent triple.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.merkle import MerkleTree
+from ledger.state import State
+from ledger.store.durable import fsync_dir, write_atomic
+from siteclient.errors import StateError
+
+TRUSTED = "trusted.json"
+LEAVES = "leaves.bin"
+
+
+@dataclass(slots=True, kw_only=True)
+class Trusted:
+    """The follower's verified view of the ledger."""
+
+    log_key: str | None = None
+    genesis: str | None = None
+    checkpoint: bytes = b""
+    state: State = field(default_factory=State)
+    tree: MerkleTree = field(default_factory=MerkleTree)
+
+    @property
+    def size(self) -> int:
+        return self.state.size
+
+
+class TrustStore:
+    """Loads and saves :class:`Trusted` in ``state_dir``."""
+
+    def __init__(self, state_dir: Path, *, exclusive: bool = False) -> None:
+        """``exclusive`` locks the directory for this process (the follower): two site clients
+        of one site must never run together."""
+        self.dir = Path(state_dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"cannot create state directory {self.dir}: {exc.strerror}") from exc
+        self._saved_leaves = 0
+        self._lock_fd: int | None = None
+        if exclusive:
+            fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StateError(
+                    f"another site client is running on {self.dir} (it holds {self.dir / 'LOCK'})"
+                ) from None
+            self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load(self) -> Trusted:
+        path = self.dir / TRUSTED
+        if not path.exists():
+            (self.dir / LEAVES).write_bytes(b"")
+            self._saved_leaves = 0
+            return Trusted()
+        try:
+            doc: dict[str, Any] = json.loads(path.read_bytes())
+            state = State.from_dict(doc["state"])
+            leaves = (self.dir / LEAVES).read_bytes()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"cannot read the site's trusted state in {self.dir}: {exc}") from exc
+        need = state.size * 32
+        if len(leaves) < need:
+            raise StateError(
+                f"{LEAVES} holds {len(leaves) // 32} leaves, {TRUSTED} says {state.size}"
+            )
+        tree = MerkleTree.from_leaf_hashes(leaves[:need])
+        self._saved_leaves = state.size
+        return Trusted(
+            log_key=doc.get("log_key"),
+            genesis=doc.get("genesis"),
+            checkpoint=doc["checkpoint"].encode(),
+            state=state,
+            tree=tree,
+        )
+
+    def save(self, trusted: Trusted) -> None:
+        """Persist ``trusted``: leaves first (fsynced), then the small file that points at them."""
+        try:
+            with open(self.dir / LEAVES, "r+b") as handle:
+                handle.truncate(self._saved_leaves * 32)
+                handle.seek(self._saved_leaves * 32)
+                for index in range(self._saved_leaves, trusted.tree.size):
+                    handle.write(trusted.tree.leaf(index))
+                handle.flush()
+                os.fsync(handle.fileno())
+            doc = {
+                "size": trusted.size,
+                "log_key": trusted.log_key,
+                "genesis": trusted.genesis,
+                "checkpoint": trusted.checkpoint.decode(),
+                "state": trusted.state.to_dict(),
+            }
+            write_atomic(self.dir / TRUSTED, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError as exc:
+            raise StateError(f"cannot save the site's trusted state: {exc.strerror}") from exc
+        self._saved_leaves = trusted.tree.size
+
+    def keep_evidence(self, name: str, *notes: bytes) -> Path:
+        """Store checkpoints that prove a fork or rewrite; return the folder."""
+        folder = self.dir / "evidence" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, note in enumerate(notes):
+            (folder / f"checkpoint-{n}.txt").write_bytes(note)
+        fsync_dir(folder)
+        return folder

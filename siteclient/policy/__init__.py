@@ -1,0 +1,1 @@
+"""The image policy: the site's allowlist over strictly parsed image references."""

@@ -1,0 +1,2 @@
+"""The run side of `siteclient follow`: the agent, the planner, the executor, outputs and
+delivery."""

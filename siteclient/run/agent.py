@@ -1,0 +1,336 @@
+"""The agent loop: follow the ledger, plan, execute, report.
+
+For every verified entry the planner decides what this site must do: a ``task`` naming the site
+is queued; a ``cancel`` of a queued or running task stops it. Up to ``parallelism`` tasks run at
+once, each in a worker thread that posts signed ``status`` events (``accepted``, ``started``) and
+finally a signed ``result``. Status events are progress for people watching, so the worker does
+not wait for them: one poster thread appends them in the order they were made, and a task's
+result is posted only after its status events are in (a failed one makes the task retry).
+
+Crash safety. Before a result is posted it is written, signed, to the task's journal file
+(``work_dir/<task>/result.json``); after a restart a journaled result is posted again (the
+registry appends a signed event once), so a finished run is never repeated and never lost. A task
+that was running when the site died has no journaled result: it is announced ``interrupted`` and
+run again. A task whose result is already in the ledger never runs again, because the planner
+reads the replayed ledger, not the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.client.registry import Client
+from api.errors import ApiError, ProblemError
+from crypto import SigningKey
+from ledger.bodies import Body, Cancel, EventId, Result, ResultState, Status, StatusState, Task
+from ledger.events import Entry, SignedEvent, new_event
+from ledger.store.durable import write_atomic
+from siteclient.errors import FeedError, SiteClientError
+from siteclient.follow.follower import Follower
+from siteclient.run.cleanup import remove_tree
+
+log = logging.getLogger(__name__)
+
+RESULT_JOURNAL = "result.json"
+RUNNING_MARK = "running"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One task to run here: its entry, a flag set when it is cancelled, and what the ledger
+    said when it was appended: whom its outputs are encrypted for (an age recipient) and, when
+    they are delivered to a site's FileService instead of the registry, that site and its URL."""
+
+    entry: Entry
+    cancel: threading.Event
+    encrypt_for: str | None = None
+    deliver_to: str | None = None
+    deliver_url: str | None = None
+
+    @property
+    def task_id(self) -> EventId:
+        return self.entry.event.event.id
+
+    @property
+    def body(self) -> Task:
+        body = self.entry.event.event.body
+        assert isinstance(body, Task)
+        return body
+
+
+# Runs a job to its result body; posts progress through the callback it is given.
+Execute = Callable[[Job, Path, Callable[[StatusState, str | None], None]], Result]
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        site: str,
+        key: SigningKey,
+        client: Client,
+        follower: Follower,
+        execute: Execute,
+        work_dir: Path,
+        parallelism: int = 1,
+    ) -> None:
+        self.site = site
+        self._key = key
+        self._client = client
+        self._follower = follower
+        self._execute = execute
+        self._work = Path(work_dir)
+        self._work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="task")
+        # One thread, so status events reach the ledger in the order they were made.
+        self._poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
+        self._statuses: dict[str, list[Future[None]]] = {}
+        self._jobs: dict[str, Job] = {}
+        self._futures: dict[str, Future[None]] = {}
+        self._stopping = threading.Event()
+        self._done: set[str] = set()
+        self._failed: dict[str, Entry] = {}  # tried, but the site could not finish: retried
+        self._lock = threading.Lock()
+        self._resumed = False
+
+    # ---- the loop
+
+    def step(self, wait: int = 0) -> list[Entry]:
+        """One round: sync with the registry, then act on what became trusted."""
+        fresh = self._follower.sync(wait, act=self._act)
+        with self._lock:
+            retry, self._failed = list(self._failed.values()), {}
+        for entry in retry:
+            if not self._finished_here(entry.event.event.id):
+                self._queue(entry, resumed=True)
+        return fresh
+
+    def run(self, stop: threading.Event, *, wait: int = 25, backoff: float = 1.0) -> None:
+        """Follow until ``stop`` is set; back off on transient registry or engine trouble."""
+        delay = backoff
+        while not stop.is_set():
+            try:
+                self.step(wait)
+                delay = backoff
+            except (ApiError, SiteClientError) as exc:
+                if _fatal(exc):
+                    raise
+                log.warning("%s; retrying in %.0f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._futures
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for every queued task to finish."""
+        with self._lock:
+            futures = list(self._futures.values())
+        for future in futures:
+            future.result(timeout=timeout)
+
+    def close(self, *, cancel: bool = True) -> None:
+        """Stop; with ``cancel``, running containers are killed. Their tasks are not reported as
+        cancelled (nobody cancelled them): the next start announces them interrupted and reruns
+        them."""
+        self._stopping.set()
+        if cancel:
+            with self._lock:
+                for job in self._jobs.values():
+                    job.cancel.set()
+        self._pool.shutdown(wait=True)
+        self._poster.shutdown(wait=True)
+
+    # ---- planning
+
+    def _act(self, fresh: list[Entry]) -> None:
+        if not self._resumed:
+            self._resume()
+            self._resumed = True
+        for entry in fresh:
+            self._plan(entry)
+
+    def _plan(self, entry: Entry) -> None:
+        body = entry.event.event.body
+        if isinstance(body, Task) and self.site in body.sites:
+            if not self._finished_here(entry.event.event.id):
+                self._queue(entry)
+        elif isinstance(body, Result) and entry.event.event.author == self._key.key_id:
+            with self._lock:
+                busy = body.task in self._jobs  # its worker removes the folder itself
+            if not busy:
+                _remove_folder(self._work / body.task)  # the journal did its job
+        elif isinstance(body, Cancel):
+            with self._lock:
+                job = self._jobs.get(body.task)
+            if job is not None:
+                log.info("task %s cancelled: stopping it", body.task[:12])
+                job.cancel.set()
+
+    def _resume(self) -> None:
+        """After a (re)start: every task for this site without its result here is picked up."""
+        state = self._follower.trusted.state
+        for task_id, record in state.tasks.items():
+            progress = record.sites.get(self.site)
+            if progress is None or progress.finished:
+                continue
+            entry = self._client.entry(record.index)
+            if entry.leaf_hash != self._follower.trusted.tree.leaf(record.index):
+                raise SiteClientError(f"entry {record.index} differs from the verified one")
+            self._queue(entry, resumed=True)
+            if record.cancelled is not None:
+                with self._lock:
+                    job = self._jobs.get(task_id)
+                if job is not None:
+                    job.cancel.set()
+
+    def _finished_here(self, task_id: EventId) -> bool:
+        record = self._follower.trusted.state.tasks.get(task_id)
+        progress = record.sites.get(self.site) if record else None
+        return progress is not None and progress.finished
+
+    def _queue(self, entry: Entry, *, resumed: bool = False) -> None:
+        state = self._follower.trusted.state
+        record = state.tasks.get(entry.event.event.id)
+        deliver_to = record.deliver_to if record else None
+        recipient = state.members.get(deliver_to) if deliver_to else None
+        job = Job(
+            entry=entry,
+            cancel=threading.Event(),
+            encrypt_for=record.encrypt_for if record else None,
+            deliver_to=deliver_to,
+            deliver_url=recipient.file_service if recipient else None,
+        )
+        with self._lock:
+            if job.task_id in self._jobs or job.task_id in self._done:
+                return
+            self._jobs[job.task_id] = job
+            self._futures[job.task_id] = self._pool.submit(self._work_on, job, resumed)
+
+    # ---- execution
+
+    def _work_on(self, job: Job, resumed: bool) -> None:
+        folder = self._work / job.task_id
+        posted = False
+        try:
+            journal = folder / RESULT_JOURNAL
+            if journal.exists():
+                log.info("task %s: posting the journaled result again", job.task_id[:12])
+                self._post(SignedEvent.from_json(journal.read_bytes()))
+                posted = True
+                return
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if resumed and (folder / RUNNING_MARK).exists():
+                self._status(job, StatusState.INTERRUPTED, "the site restarted during the run")
+            elif not resumed or not self._has_status(job):
+                self._status(job, StatusState.ACCEPTED, None)
+            (folder / RUNNING_MARK).touch()
+            if job.cancel.is_set():
+                result = Result(
+                    task=job.task_id, state=ResultState.CANCELLED, reason="cancelled before start"
+                )
+            else:
+                result = self._execute(job, folder, lambda s, r: self._status(job, s, r))
+            self._statuses_posted(job)
+            if self._stopping.is_set() and not self._cancelled_in_ledger(job):
+                log.info(
+                    "task %s: stopped by the site's shutdown; rerun on restart", job.task_id[:12]
+                )
+                return
+            signed = self._sign(result)
+            write_atomic(journal, json.dumps(signed.to_dict()).encode())
+            self._post(signed)
+            posted = True
+            log.info("task %s: %s", job.task_id[:12], result.state)
+        except Exception as exc:
+            # The registry or the engine failed us (not the task): try again next round.
+            log.warning("task %s: will retry: %s", job.task_id[:12], exc)
+            with self._lock:
+                self._failed[job.task_id] = job.entry
+        else:
+            with self._lock:
+                self._done.add(job.task_id)
+        finally:
+            self._statuses_posted(job, quiet=True)
+            # Before the job is forgotten, so the planner never removes the folder at the same
+            # time (it leaves the folders of running jobs alone).
+            if posted:
+                _remove_folder(folder)  # the result is in the ledger: the journal did its job
+            else:
+                _clean(folder)
+            with self._lock:
+                self._futures.pop(job.task_id, None)
+                self._jobs.pop(job.task_id, None)
+
+    def _cancelled_in_ledger(self, job: Job) -> bool:
+        record = self._follower.trusted.state.tasks.get(job.task_id)
+        return record is not None and record.cancelled is not None
+
+    def _has_status(self, job: Job) -> bool:
+        record = self._follower.trusted.state.tasks.get(job.task_id)
+        progress = record.sites.get(self.site) if record else None
+        return progress is not None and progress.state != "pending"
+
+    def _status(self, job: Job, state: StatusState, reason: str | None) -> None:
+        """Queue a signed status event for the poster thread; see :meth:`_statuses_posted`."""
+        signed = self._sign(Status(task=job.task_id, state=state, reason=reason))
+        future = self._poster.submit(self._post, signed)
+        with self._lock:
+            self._statuses.setdefault(job.task_id, []).append(future)
+
+    def _statuses_posted(self, job: Job, *, quiet: bool = False) -> None:
+        """Wait until ``job``'s queued status events are in the ledger; raise the first failure
+        (or, ``quiet``, only log it)."""
+        with self._lock:
+            futures = self._statuses.pop(job.task_id, [])
+        for future in futures:
+            try:
+                future.result()
+            except Exception as exc:
+                if not quiet:
+                    raise
+                log.warning("task %s: a status event was not posted: %s", job.task_id[:12], exc)
+
+    def _sign(self, body: Body) -> SignedEvent:
+        origin = self._follower.trusted.state.origin
+        event = new_event(body, ledger=origin, author=self._key.key_id)
+        return SignedEvent.sign(event, self._key)
+
+    def _post(self, signed: SignedEvent) -> None:
+        try:
+            self._client.post_event(signed)
+        except ProblemError as exc:
+            if exc.slug == "rule-violation" and "already posted a result" in exc.detail:
+                return  # our result is already in the ledger
+            raise
+
+
+def _clean(folder: Path) -> None:
+    """Remove the run's files; keep the journal (until the result is in the ledger) and the
+    running mark (so that a restart knows the run was interrupted)."""
+    if not folder.exists():
+        return
+    for child in folder.iterdir():
+        if child.name in (RESULT_JOURNAL, RUNNING_MARK):
+            continue
+        remove_tree(child)
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a finished task's folder; a failure leaves litter, never stops the site."""
+    try:
+        remove_tree(folder)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", folder, exc)
+
+
+def _fatal(exc: Exception) -> bool:
+    """A feed that cannot be trusted stops the site; everything else is retried."""
+    return isinstance(exc, FeedError)
