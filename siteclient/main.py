@@ -23,13 +23,14 @@ from api.client.registry import Client
 from api.errors import ApiError
 from crypto import CryptoError, SigningKey
 from crypto.age import load_identity
-from ledger.checkpoint import Checkpoint
 from ledger.errors import LedgerError
+from ledger.trust import TrustedLog
 from siteclient.config import SiteConfig
-from siteclient.errors import ForkDetectedError, SiteClientError
+from siteclient.errors import ForkDetectedError, SiteClientError, StateError
 from siteclient.fileservice.serve import serve_files
 from siteclient.follow.follower import Follower
 from siteclient.follow.state import TrustStore
+from siteclient.run import planner
 from siteclient.run.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.run.execute import TaskExecutor
 from siteclient.runtime.docker import DockerRuntime
@@ -161,12 +162,11 @@ def _check_image(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     config = SiteConfig.load(args.config)
-    trusted = TrustStore(config.state_dir).load()
-    checkpoint = (
-        Checkpoint.parse_body(trusted.checkpoint.split(b"\n\n")[0] + b"\n")
-        if trusted.checkpoint
-        else None
-    )
+    try:
+        view = TrustedLog(TrustStore(config.state_dir).load()).view
+    except LedgerError as exc:
+        raise StateError(f"the site's saved state does not verify: {exc}") from exc
+    checkpoint = view.checkpoint if view is not None else None
     in_flight = []
     if config.work_dir.exists():
         for folder in sorted(config.work_dir.iterdir()):
@@ -174,18 +174,14 @@ def _status(args: argparse.Namespace) -> int:
                 in_flight.append({"task": folder.name, "state": "result not yet in the ledger"})
             elif (folder / RUNNING_MARK).exists():
                 in_flight.append({"task": folder.name, "state": "running (or interrupted)"})
-    pending = [
-        task_id
-        for task_id, record in trusted.state.tasks.items()
-        if config.site in record.sites and not record.sites[config.site].finished
-    ]
+    pending = [item.task for item in planner.resume(view, site=config.site)] if view else []
     report = {
         "site": config.site,
-        "cursor": trusted.size,
+        "cursor": view.size if view else 0,
         "checkpoint": None
         if checkpoint is None
         else {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex()},
-        "genesis": trusted.genesis,
+        "genesis": view.genesis if view else None,
         "pending_tasks": pending,
         "in_flight": in_flight,
     }
@@ -193,12 +189,12 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"site:        {config.site}")
-    print(f"cursor:      {trusted.size} entries verified")
+    print(f"cursor:      {view.size if view else 0} entries verified")
     if checkpoint is not None:
         print(
             f"checkpoint:  {checkpoint.origin} size {checkpoint.size} root {checkpoint.root.hex()}"
         )
-    print(f"genesis:     {trusted.genesis or '(not yet pinned)'}")
+    print(f"genesis:     {(view.genesis if view else None) or '(not yet pinned)'}")
     print(f"pending:     {len(pending)} task(s) addressed here without a result")
     for item in in_flight:
         print(f"  {item['task'][:16]}  {item['state']}")

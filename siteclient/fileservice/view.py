@@ -1,10 +1,9 @@
 """The FileService's view of the ledger: who may send files, which tasks exist; kept current.
 
-The follower (:mod:`siteclient.follow.follower`) changes its replayed state in place while it
-syncs, and
-folds entries in before the checkpoint that covers them is verified. So request threads never
-read it. After each successful sync, the refresher thread (the follower's only user) publishes an
-immutable :class:`LedgerView` on a :class:`ViewBoard`, and requests read the latest one.
+Request threads read only immutable views. After each verified sync (the trust core publishes a
+:class:`ledger.view.View` only once the checkpoint covering it verified), the refresher thread
+derives a :class:`LedgerView` from it and publishes that on a :class:`ViewBoard`, and requests
+read the latest one.
 
 Fail closed: until a first sync succeeds there is no view; when the feed cannot be trusted (a
 fork, an entry that fails verification) the board is halted with the reason and stays halted, so
@@ -21,14 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from api.errors import ApiError
 from crypto import KeyId, PublicKey
 from ledger.bodies import EventId, EventKind, Role
-from ledger.events import Entry
-from ledger.state import State
+from ledger.view import View
 from siteclient.errors import FeedError, StateError
 from siteclient.follow.follower import Follower
 
@@ -55,40 +53,40 @@ class LedgerView:
     receiver_active: bool  # this site is a current site member (else its transfers are refused)
 
     @classmethod
-    def of(cls, state: State, site: str) -> LedgerView:
+    def of(cls, view: View, site: str) -> LedgerView:
         return cls(
-            origin=state.origin,
-            size=state.size,
-            senders=_senders(state),
-            tasks=frozenset(state.tasks),
-            receiver_active=_active_site(state, site),
+            origin=view.origin,
+            size=view.size,
+            senders=_senders(view),
+            tasks=frozenset(view.tasks),
+            receiver_active=_active_site(view, site),
         )
 
-    def advanced(self, state: State, fresh: Iterable[Entry], site: str) -> LedgerView:
-        """This view moved on to ``state`` after the entries ``fresh``: tasks only ever join, so
-        only new task ids are added; members are rebuilt only when a member event came."""
-        kinds = [(entry.event.event.kind, entry.event.event.id) for entry in fresh]
+    def advanced(self, view: View, site: str) -> LedgerView:
+        """This view moved on to ``view``: tasks only ever join, so only new task ids are added;
+        members are rebuilt only when a member event came."""
+        kinds = [(entry.event.event.kind, entry.event.event.id) for entry in view.fresh]
         new_tasks = {event_id for kind, event_id in kinds if kind is EventKind.TASK}
         membership = any(kind in (EventKind.MEMBER, EventKind.CONSORTIUM) for kind, _ in kinds)
         return LedgerView(
-            origin=state.origin,
-            size=state.size,
-            senders=_senders(state) if membership else self.senders,
+            origin=view.origin,
+            size=view.size,
+            senders=_senders(view) if membership else self.senders,
             tasks=self.tasks | new_tasks if new_tasks else self.tasks,
-            receiver_active=_active_site(state, site) if membership else self.receiver_active,
+            receiver_active=_active_site(view, site) if membership else self.receiver_active,
         )
 
 
-def _senders(state: State) -> dict[KeyId, Sender]:
+def _senders(view: View) -> dict[KeyId, Sender]:
     return {
         member.public_key.key_id: Sender(member.name, member.role, member.public_key)
-        for member in state.members.values()
+        for member in view.members.values()
         if member.active
     }
 
 
-def _active_site(state: State, site: str) -> bool:
-    member = state.members.get(site)
+def _active_site(view: View, site: str) -> bool:
+    member = view.members.get(site)
     return member is not None and member.active and member.role is Role.SITE
 
 
@@ -154,12 +152,11 @@ class ViewRefresher:
 
     def sync_once(self, wait: int = 0) -> LedgerView:
         """One sync, then publish. Raises FeedError, StateError or ApiError."""
-        fresh = self._follower.sync(wait)
-        state = self._follower.trusted.state
+        view = self._follower.sync(wait)
         if self._view is None:
-            self._view = LedgerView.of(state, self._site)
-        elif fresh:
-            self._view = self._view.advanced(state, fresh, self._site)
+            self._view = LedgerView.of(view, self._site)
+        elif view.fresh:
+            self._view = self._view.advanced(view, self._site)
         self._board.publish(self._view)
         return self._view
 

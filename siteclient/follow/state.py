@@ -1,4 +1,5 @@
-"""What a follower has verified so far, persisted in its state directory.
+"""What a follower has verified so far (:class:`ledger.trust.Trusted`), persisted in its state
+directory.
 
 Files (``state_dir``)::
 
@@ -18,32 +19,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ledger.merkle import MerkleTree
 from ledger.state import State
 from ledger.store.durable import fsync_dir, write_atomic
+from ledger.trust import Trusted
 from siteclient.errors import StateError
 
 TRUSTED = "trusted.json"
 LEAVES = "leaves.bin"
-
-
-@dataclass(slots=True, kw_only=True)
-class Trusted:
-    """The follower's verified view of the ledger."""
-
-    log_key: str | None = None
-    genesis: str | None = None
-    checkpoint: bytes = b""
-    state: State = field(default_factory=State)
-    tree: MerkleTree = field(default_factory=MerkleTree)
-
-    @property
-    def size(self) -> int:
-        return self.state.size
 
 
 class TrustStore:

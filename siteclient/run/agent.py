@@ -1,18 +1,22 @@
 """The agent loop: follow the ledger, plan, execute, report.
 
-For every verified entry the planner decides what this site must do: a ``task`` naming the site
-is queued; a ``cancel`` of a queued or running task stops it. Up to ``parallelism`` tasks run at
-once, each in a worker thread that posts signed ``status`` events (``accepted``, ``started``) and
-finally a signed ``result``. Status events are progress for people watching, so the worker does
-not wait for them: one poster thread appends them in the order they were made, and a task's
-result is posted only after its status events are in (a failed one makes the task retry).
+Each sync publishes an immutable view of the verified ledger; the planner
+(:func:`siteclient.run.planner.plan`, pure) turns it into actions: a ``task`` naming the site is
+queued; a ``cancel`` of a queued or running task stops it. The agent and its worker threads read
+only the latest published view, never the state the follower is folding.
+
+Up to ``parallelism`` tasks run at once, each in a worker thread that posts signed ``status``
+events (``accepted``, ``started``) and finally a signed ``result``. Status events are progress
+for people watching, so the worker does not wait for them: one poster thread appends them in the
+order they were made, and a task's result is posted only after its status events are in (a
+failed one makes the task retry).
 
 Crash safety. Before a result is posted it is written, signed, to the task's journal file
 (``work_dir/<task>/result.json``); after a restart a journaled result is posted again (the
 registry appends a signed event once), so a finished run is never repeated and never lost. A task
 that was running when the site died has no journaled result: it is announced ``interrupted`` and
 run again. A task whose result is already in the ledger never runs again, because the planner
-reads the replayed ledger, not the journal.
+reads the verified view, not the journal.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from pathlib import Path
 from api.client.registry import Client
 from api.errors import ApiError, ProblemError
 from crypto import SigningKey
-from ledger.bodies import Body, Cancel, EventId, Result, ResultState, Status, StatusState, Task
+from ledger.bodies import Body, EventId, Result, ResultState, Status, StatusState, Task
 from ledger.events import Entry, SignedEvent, new_event
 from ledger.store.durable import write_atomic
+from ledger.view import View
 from siteclient.errors import FeedError, SiteClientError
 from siteclient.follow.follower import Follower
+from siteclient.run import planner
 from siteclient.run.cleanup import remove_tree
 
 log = logging.getLogger(__name__)
@@ -98,18 +104,20 @@ class Agent:
         self._failed: dict[str, Entry] = {}  # tried, but the site could not finish: retried
         self._lock = threading.Lock()
         self._resumed = False
+        self._view: View | None = follower.view
 
     # ---- the loop
 
     def step(self, wait: int = 0) -> list[Entry]:
-        """One round: sync with the registry, then act on what became trusted."""
-        fresh = self._follower.sync(wait, act=self._act)
+        """One round: sync with the registry, then act on what became trusted; return the
+        entries newly verified."""
+        view = self._follower.sync(wait, act=self._act)
         with self._lock:
             retry, self._failed = list(self._failed.values()), {}
         for entry in retry:
-            if not self._finished_here(entry.event.event.id):
-                self._queue(entry, resumed=True)
-        return fresh
+            if not planner.finished_here(view, entry.event.event.id, self.site):
+                self._queue(entry, planner.delivery(view, entry.event.event.id), resumed=True)
+        return list(view.fresh)
 
     def run(self, stop: threading.Event, *, wait: int = 25, backoff: float = 1.0) -> None:
         """Follow until ``stop`` is set; back off on transient registry or engine trouble."""
@@ -150,63 +158,53 @@ class Agent:
 
     # ---- planning
 
-    def _act(self, fresh: list[Entry]) -> None:
+    @property
+    def view(self) -> View:
+        view = self._view
+        if view is None:
+            raise FeedError("no verified view of the ledger yet")
+        return view
+
+    def _act(self, view: View) -> None:
+        self._view = view  # one reference, replaced whole: readers see one view or the next
         if not self._resumed:
-            self._resume()
+            self._resume(view)
             self._resumed = True
-        for entry in fresh:
-            self._plan(entry)
-
-    def _plan(self, entry: Entry) -> None:
-        body = entry.event.event.body
-        if isinstance(body, Task) and self.site in body.sites:
-            if not self._finished_here(entry.event.event.id):
-                self._queue(entry)
-        elif isinstance(body, Result) and entry.event.event.author == self._key.key_id:
-            with self._lock:
-                busy = body.task in self._jobs  # its worker removes the folder itself
-            if not busy:
-                _remove_folder(self._work / body.task)  # the journal did its job
-        elif isinstance(body, Cancel):
-            with self._lock:
-                job = self._jobs.get(body.task)
-            if job is not None:
-                log.info("task %s cancelled: stopping it", body.task[:12])
-                job.cancel.set()
-
-    def _resume(self) -> None:
-        """After a (re)start: every task for this site without its result here is picked up."""
-        state = self._follower.trusted.state
-        for task_id, record in state.tasks.items():
-            progress = record.sites.get(self.site)
-            if progress is None or progress.finished:
-                continue
-            entry = self._client.entry(record.index)
-            if entry.leaf_hash != self._follower.trusted.tree.leaf(record.index):
-                raise SiteClientError(f"entry {record.index} differs from the verified one")
-            self._queue(entry, resumed=True)
-            if record.cancelled is not None:
+        for action in planner.plan(view, site=self.site, key_id=self._key.key_id):
+            if isinstance(action, planner.Run):
+                self._queue(action.entry, action.delivery)
+            elif isinstance(action, planner.Cleanup):
                 with self._lock:
-                    job = self._jobs.get(task_id)
+                    busy = action.task in self._jobs  # its worker removes the folder itself
+                if not busy:
+                    _remove_folder(self._work / action.task)  # the journal did its job
+            else:
+                with self._lock:
+                    job = self._jobs.get(action.task)
+                if job is not None:
+                    log.info("task %s cancelled: stopping it", action.task[:12])
+                    job.cancel.set()
+
+    def _resume(self, view: View) -> None:
+        """After a (re)start: every task for this site without its result here is picked up."""
+        for item in planner.resume(view, site=self.site):
+            entry = self._client.entry(item.index)
+            if entry.leaf_hash != view.leaf(item.index):
+                raise SiteClientError(f"entry {item.index} differs from the verified one")
+            self._queue(entry, planner.delivery(view, item.task), resumed=True)
+            if item.cancelled:
+                with self._lock:
+                    job = self._jobs.get(item.task)
                 if job is not None:
                     job.cancel.set()
 
-    def _finished_here(self, task_id: EventId) -> bool:
-        record = self._follower.trusted.state.tasks.get(task_id)
-        progress = record.sites.get(self.site) if record else None
-        return progress is not None and progress.finished
-
-    def _queue(self, entry: Entry, *, resumed: bool = False) -> None:
-        state = self._follower.trusted.state
-        record = state.tasks.get(entry.event.event.id)
-        deliver_to = record.deliver_to if record else None
-        recipient = state.members.get(deliver_to) if deliver_to else None
+    def _queue(self, entry: Entry, delivery: planner.Delivery, *, resumed: bool = False) -> None:
         job = Job(
             entry=entry,
             cancel=threading.Event(),
-            encrypt_for=record.encrypt_for if record else None,
-            deliver_to=deliver_to,
-            deliver_url=recipient.file_service if recipient else None,
+            encrypt_for=delivery.encrypt_for,
+            deliver_to=delivery.deliver_to,
+            deliver_url=delivery.deliver_url,
         )
         with self._lock:
             if job.task_id in self._jobs or job.task_id in self._done:
@@ -229,7 +227,7 @@ class Agent:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             if resumed and (folder / RUNNING_MARK).exists():
                 self._status(job, StatusState.INTERRUPTED, "the site restarted during the run")
-            elif not resumed or not self._has_status(job):
+            elif not resumed or not planner.has_status(self.view, job.task_id, self.site):
                 self._status(job, StatusState.ACCEPTED, None)
             (folder / RUNNING_MARK).touch()
             if job.cancel.is_set():
@@ -239,7 +237,7 @@ class Agent:
             else:
                 result = self._execute(job, folder, lambda s, r: self._status(job, s, r))
             self._statuses_posted(job)
-            if self._stopping.is_set() and not self._cancelled_in_ledger(job):
+            if self._stopping.is_set() and not planner.cancelled(self.view, job.task_id):
                 log.info(
                     "task %s: stopped by the site's shutdown; rerun on restart", job.task_id[:12]
                 )
@@ -269,15 +267,6 @@ class Agent:
                 self._futures.pop(job.task_id, None)
                 self._jobs.pop(job.task_id, None)
 
-    def _cancelled_in_ledger(self, job: Job) -> bool:
-        record = self._follower.trusted.state.tasks.get(job.task_id)
-        return record is not None and record.cancelled is not None
-
-    def _has_status(self, job: Job) -> bool:
-        record = self._follower.trusted.state.tasks.get(job.task_id)
-        progress = record.sites.get(self.site) if record else None
-        return progress is not None and progress.state != "pending"
-
     def _status(self, job: Job, state: StatusState, reason: str | None) -> None:
         """Queue a signed status event for the poster thread; see :meth:`_statuses_posted`."""
         signed = self._sign(Status(task=job.task_id, state=state, reason=reason))
@@ -299,7 +288,7 @@ class Agent:
                 log.warning("task %s: a status event was not posted: %s", job.task_id[:12], exc)
 
     def _sign(self, body: Body) -> SignedEvent:
-        origin = self._follower.trusted.state.origin
+        origin = self.view.origin
         event = new_event(body, ledger=origin, author=self._key.key_id)
         return SignedEvent.sign(event, self._key)
 
