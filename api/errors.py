@@ -3,6 +3,8 @@
 ::
 
     ApiError
+    ├── AnalysisError            the Analyst: a task did not finish in time, or a result
+    │                            cannot be read (a missing output, a wrong key)
     ├── RequestAuthError         the registry refuses a request's HTTP message signature
     │                            (server side; ``slug`` names the problem type it becomes)
     ├── TransportError           the registry could not be reached or did not answer in time
@@ -13,6 +15,8 @@
         ├── UnauthenticatedError     401: no valid signature by a current member's key
         ├── ForbiddenError           403: a current member, but not allowed to do this
         │   └── RuleViolationError   403 ``rule-violation``: the ledger's rules refuse the event
+        ├── ResultExistsError        409 ``result-exists``: this site's result is already in
+        │                            the ledger (a repost after a crash, for instance)
         ├── NotFoundError            404: no such entry, blob, task or path
         ├── InvalidRequestError      400, 405, 409, 413, 415, 422: the request itself is wrong
         │                            (``malformed-event``, ``bad-signature``, ``invalid-parameter``,
@@ -32,6 +36,10 @@ PROBLEM_BASE = "https://pht.example/problems/"
 
 class ApiError(Exception):
     """Root of every error raised by the api package."""
+
+
+class AnalysisError(ApiError):
+    """A task did not finish in time, or a result cannot be read."""
 
 
 class RequestAuthError(ApiError):
@@ -82,6 +90,10 @@ class RuleViolationError(ForbiddenError):
     """403 ``rule-violation``: the ledger's rules refuse this event."""
 
 
+class ResultExistsError(ProblemError):
+    """409 ``result-exists``: the site already posted a result for this task."""
+
+
 class NotFoundError(ProblemError):
     """404: no such entry, blob, task or path."""
 
@@ -104,6 +116,8 @@ def problem_error(status: int, problem: dict[str, Any]) -> ProblemError:
         cls = RuleViolationError if slug == "rule-violation" else ForbiddenError
     elif status == 404:
         cls = NotFoundError
+    elif status == 409 and problem.get("type") == PROBLEM_BASE + "result-exists":
+        cls = ResultExistsError
     elif status >= 500:
         cls = ServerError
     else:

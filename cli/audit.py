@@ -5,8 +5,11 @@
 
 Checks every hash, the chain, every signature, every rule, the Merkle root against the registry's
 signed checkpoint, and that history is consistent with the newest checkpoint this auditor saw on
-an earlier run (kept in ``--state``, default ``~/.local/state/pht/audit``). Exits 0 when all
-holds, 2 naming the first bad entry and what is wrong otherwise. Progress goes to stderr.
+an earlier run (kept in ``--state``, default ``~/.local/state/pht/audit``), all through the trust
+core (:mod:`ledger.trust`). Exits 0 when all holds; 2 naming the first bad entry and what is
+wrong; 3 when the registry served something other than the history it signed (a rollback, a
+fork, a rewritten history, another genesis), keeping both checkpoints as evidence in the state
+directory, as a site does. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from api.client.registry import Client
 from cli.errors import CliError
 from cli.profile import connect
 from ledger.audit import AuditReport, audit, read_log
-from ledger.checkpoint import Checkpoint
-from ledger.errors import VerificationError
+from ledger.checkpoint import unverified_size
+from ledger.errors import UntrustedLogError, VerificationError
 from ledger.store.durable import write_atomic
 
 EXIT_FAILED = 2
+EXIT_UNTRUSTED = 3
 PAGE = 1000
 
 
@@ -77,7 +81,7 @@ def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
     while fetched < size:
         page, _ = client.entry_records(fetched, min(PAGE, size - fetched))
         if not page:
-            raise CliError(f"the registry's checkpoint covers {size} entries, it served {fetched}")
+            return  # fewer than the checkpoint covers: the trust core names it (withheld)
         fetched += len(page)
         bar(fetched)
         yield page
@@ -103,30 +107,30 @@ def run(args: argparse.Namespace) -> int:
         except VerificationError as exc:
             return _failed(exc)
         stored = args.data / "checkpoint"
-        notes = [stored.read_bytes()] if stored.exists() else []
+        served = stored.read_bytes() if stored.exists() else None
         size = len(records)
         genesis = records[0] if records else b""
         source: Iterable[list[bytes]] = [records]
     else:
         client = connect(args).client
-        note = client.checkpoint()
-        notes = [note]
-        size = Checkpoint.parse_body(note.split(b"\n\n", 1)[0] + b"\n").size
+        served = client.checkpoint()
+        size = unverified_size(served)  # verified with the entries, by the trust core
         first, _ = client.entry_records(0, 1)
         genesis = first[0] if first else b""
     if not size or not genesis:
         raise CliError("the ledger is empty")
     memory = _state_dir(args, genesis)
     seen = memory / "checkpoint"
-    if seen.exists():
-        notes.append(seen.read_bytes())
+    trusted = seen.read_bytes() if seen.exists() else None
     bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
     if client is not None:
         source = _pages(client, size, bar)
     try:
         _, report = audit(
             source,
-            checkpoints=notes,
+            checkpoint=served,
+            trusted=trusted,
+            exact=client is not None,
             genesis=args.genesis,
             workers=args.workers,
             progress=None if client is not None else bar,
@@ -134,24 +138,35 @@ def run(args: argparse.Namespace) -> int:
     except VerificationError as exc:
         bar.close()
         return _failed(exc)
+    except UntrustedLogError as exc:
+        bar.close()
+        return _untrusted(exc, memory)
     finally:
         if client is not None:
             client.close()
     bar(size)
     bar.close()
-    newest = max(
-        notes,
-        key=lambda n: Checkpoint.parse_body(n.split(b"\n\n", 1)[0] + b"\n").size,
-        default=None,
-    )
-    if newest is not None:
+    if served is not None:  # verified, and never smaller than the one trusted before
         memory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(seen, newest)
+        write_atomic(seen, served)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
         print(render(report))
     return 0
+
+
+def _untrusted(exc: UntrustedLogError, memory: Path) -> int:
+    folder = memory / "evidence" / f"{type(exc).__name__}-{int(time.time())}"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for n, note in enumerate((exc.trusted, exc.served)):
+        write_atomic(folder / f"checkpoint-{n}.txt", note)
+    print(
+        f"pht audit: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}; "
+        f"evidence kept in {folder}",
+        file=sys.stderr,
+    )
+    return EXIT_UNTRUSTED
 
 
 def _failed(exc: VerificationError) -> int:

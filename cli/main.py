@@ -15,7 +15,7 @@ from api.errors import ApiError
 from cli import audit, init, keys, member, profile, serve, task
 from cli.errors import CliError
 from crypto import CryptoError
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, UntrustedLogError
 
 COMMANDS = (keys, init, serve, member, task, audit, profile)
 
@@ -42,6 +42,9 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     )
 
 
+EXIT_UNTRUSTED = 3  # as `siteclient follow` and `pht audit`: the registry was caught lying
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -54,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pht: interrupted", file=sys.stderr)
         return 130
+    except UntrustedLogError as exc:
+        print(
+            f"pht: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}", file=sys.stderr
+        )
+        return EXIT_UNTRUSTED
     except (CliError, LedgerError, CryptoError, ApiError) as exc:
         print(f"pht: error: {exc}", file=sys.stderr)
         return 1

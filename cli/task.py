@@ -25,13 +25,10 @@ from docker.errors import DockerException
 from api.client.registry import TaskView
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
-from crypto.age import decrypt_file
-from ledger.bodies import Cancel, EventId, Limits, Task
-from ledger.canonical import canonical_bytes, parse_json
+from crypto.age import decrypt_file, is_age_file
+from ledger.bodies import Cancel, EventId, Limits
+from ledger.canonical import parse_json
 from ledger.events import SignedEvent, new_event
-
-INLINE_CONFIG_MAX = 16 * 1024
-AGE_MAGIC = b"age-encryption.org/v1\n"
 
 
 def add_parser(commands: Any) -> None:
@@ -103,27 +100,23 @@ def _post(args: argparse.Namespace) -> int:
         raise CliError(f"{args.config}: the configuration must be a JSON object")
     image = pin_digest(args.image) if args.pin_digest else args.image
     sites = tuple(s.strip() for s in args.sites.split(",") if s.strip())
-    encoded = canonical_bytes(config)
-    inline = len(encoded) <= INLINE_CONFIG_MAX
     limits = None
     if args.timeout_s or args.memory_mb:
         limits = Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb)
-    body = Task(
-        image=image,
-        sites=sites,
-        config=config if inline else None,
-        config_blob=None if inline else conn.client.put_blob(encoded),
+    # The Analyst's path: the genesis is checked against the profile's pin, the origin comes
+    # from the verified genesis, a large configuration goes up as a blob.
+    task_id = conn.analyst().post(
+        image,
+        config,
+        list(sites),
         label=args.label,
-        parent=EventId(args.parent) if args.parent else None,
+        parent=args.parent,
         limits=limits,
         recipient=args.recipient,
         deliver=args.deliver,
-        inputs=tuple(EventId(t.strip()) for t in (args.inputs or "").split(",") if t.strip()),
+        inputs=tuple(t.strip() for t in (args.inputs or "").split(",") if t.strip()),
     )
-    origin = conn.client.entry(0).event.event.ledger
-    event = new_event(body, ledger=origin, author=conn.key.key_id)
-    conn.client.post_event(SignedEvent.sign(event, conn.key))
-    print(event.id)
+    print(task_id)
     return 0
 
 
@@ -181,7 +174,7 @@ def _results(args: argparse.Namespace) -> int:
                 continue
             target = folder / output.name
             size = conn.client.download_blob(output.sha256, target)
-            encrypted = _is_age(target)
+            encrypted = is_age_file(target)
             if encrypted and identity is not None:
                 decrypt_file(target, target.with_name(target.name + ".tmp"), [identity])
                 target.with_name(target.name + ".tmp").replace(target)
@@ -206,11 +199,6 @@ def _results(args: argparse.Namespace) -> int:
         for site in missing:
             print(f"{site}: no result yet")
     return 0
-
-
-def _is_age(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(len(AGE_MAGIC)) == AGE_MAGIC
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -53,6 +53,7 @@ from crypto.age_format import (
     KEY_SIZE,
     NONCE_SIZE,
     TAG_SIZE,
+    VERSION_LINE,
     Reader,
     Stanza,
     b64decode,
@@ -279,6 +280,17 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[AgeIdentit
     if len(nonce) != NONCE_SIZE:
         raise DecryptionError("age file is truncated: the payload nonce is missing")
     return decrypt_payload(reader, dst, payload_aead(file_key, nonce))
+
+
+def is_age(data: bytes) -> bool:
+    """``data`` starts like an age file (its version line); a cheap test, not a check."""
+    return data.startswith(VERSION_LINE)
+
+
+def is_age_file(path: Path) -> bool:
+    """The file at ``path`` starts like an age file."""
+    with open(path, "rb") as handle:
+        return is_age(handle.read(len(VERSION_LINE)))
 
 
 def encrypt_bytes(data: bytes, recipients: Sequence[AgeRecipient]) -> bytes:

@@ -1,9 +1,10 @@
 """An auditor's whole-ledger check and report (what ``pht audit`` runs).
 
 ``audit`` replays every stored record with :func:`ledger.verify.verify_ledger` (hashes, chain,
-signatures, rules, Merkle tree), checks the genesis and log key against pins if given, checks
-that every checkpoint the auditor saw before is a prefix of this history (same root at its size:
-a history rewritten and re-signed with the same log key is caught here), and builds a report:
+signatures, rules, Merkle tree), checks the genesis and log key against pins if given, holds the
+served checkpoint and the one the auditor saw before to the replayed tree through the trust core
+(:mod:`ledger.trust`: a rollback, a fork, a history rewritten and re-signed with the same log key
+are each caught and named there), and builds a report:
 members over time, and for every task who asked, which image digest ran where, and the outcome.
 
 ``read_log`` reads a data directory's entry log without taking the registry's lock, checking each
@@ -21,10 +22,15 @@ from typing import Any
 
 from crypto import PublicKey
 from ledger.bodies import EventId
-from ledger.checkpoint import Checkpoint, parse_verifier_key, verify_checkpoint
-from ledger.errors import LedgerError, VerificationError
+from ledger.checkpoint import Checkpoint
+from ledger.errors import (
+    GenesisMismatchError,
+    UntrustedLogError,
+    VerificationError,
+)
 from ledger.events import Entry
 from ledger.store.records import find_valid_record, scan
+from ledger.trust import check_checkpoint, verify_note
 from ledger.verify import Progress, VerifiedLedger, verify_chunks
 
 log = logging.getLogger(__name__)
@@ -125,14 +131,25 @@ def _fields(value: Any) -> dict[str, Any]:
 def audit(
     chunks: Iterable[Sequence[bytes]],
     *,
-    checkpoints: Sequence[bytes] = (),
+    checkpoint: bytes | None = None,
+    trusted: bytes | None = None,
+    exact: bool = True,
     log_key: str | None = None,
     genesis: str | None = None,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> tuple[VerifiedLedger, AuditReport]:
-    """Verify everything; return the verified ledger and its report, or raise
-    :class:`VerificationError` naming the first bad entry (or the checkpoint it contradicts).
+    """Verify everything; return the verified ledger and its report.
+
+    ``checkpoint`` is the note the registry serves (or a data directory stores) for this
+    history, ``trusted`` the newest one this auditor verified on an earlier run. Both are held
+    to the replayed tree through :mod:`ledger.trust`: ``exact`` when the entries were fetched up
+    to the checkpoint's size, not when a data directory's log may have grown past its stored
+    checkpoint.
+
+    Raises :class:`VerificationError` naming the first bad entry, or the
+    :class:`UntrustedLogError` that names the lie (a rollback, a fork, a rewritten history,
+    another genesis), carrying both checkpoints.
 
     ``chunks`` are the entries' bytes in pages (as a registry serves them; ``[records]`` for a
     list in hand): with workers, early pages are verified while later ones are still fetched.
@@ -140,34 +157,52 @@ def audit(
     verified, records = verify_chunks(chunks, workers=workers, progress=progress)
     if not records:
         raise VerificationError(None, "the ledger is empty")
+    try:
+        served, remembered = _hold(
+            verified,
+            records[0],
+            checkpoint=checkpoint,
+            trusted=trusted,
+            exact=exact,
+            log_key=log_key,
+            genesis=genesis,
+        )
+    except UntrustedLogError as exc:
+        exc.with_notes(trusted=trusted or b"", served=checkpoint or b"")
+        raise
+    return verified, build_report(records, verified, served or remembered)
+
+
+def _hold(
+    verified: VerifiedLedger,
+    genesis_record: bytes,
+    *,
+    checkpoint: bytes | None,
+    trusted: bytes | None,
+    exact: bool,
+    log_key: str | None,
+    genesis: str | None,
+) -> tuple[Checkpoint | None, Checkpoint | None]:
+    """The pins, then the served and the remembered checkpoints, held to the replayed tree."""
     state = verified.state
-    first = Entry.from_canonical(records[0])
+    first = Entry.from_canonical(genesis_record)
     if genesis is not None and first.hash != genesis:
-        raise VerificationError(0, f"genesis hash is {first.hash}, the auditor pins {genesis}")
+        raise GenesisMismatchError(
+            f"the genesis entry hash is {first.hash}, the auditor pins {genesis}", index=0
+        )
     if log_key is not None and state.log_key != log_key:
-        raise VerificationError(0, f"the genesis names log key {state.log_key}, pinned {log_key}")
-    verifier = parse_verifier_key(state.log_key)
-    latest: Checkpoint | None = None
-    for note in checkpoints:
-        try:
-            checkpoint = verify_checkpoint(note, verifier, origin=state.origin)
-        except LedgerError as exc:
-            raise VerificationError(None, f"a checkpoint does not verify: {exc}") from exc
-        if checkpoint.size > verified.size:
-            raise VerificationError(
-                verified.size,
-                f"a checkpoint signed by the registry covers {checkpoint.size} entries but the "
-                f"ledger holds only {verified.size}: entries were removed",
-            )
-        if verified.tree.root(checkpoint.size) != checkpoint.root:
-            raise VerificationError(
-                None,
-                f"the history differs from the checkpoint of size {checkpoint.size} signed "
-                "before: the ledger was rewritten",
-            )
-        if latest is None or checkpoint.size > latest.size:
-            latest = checkpoint
-    return verified, build_report(records, verified, latest)
+        raise GenesisMismatchError(
+            f"the genesis names log key {state.log_key}, the auditor pins {log_key}", index=0
+        )
+    served = remembered = None
+    if checkpoint is not None:
+        served = verify_note(checkpoint, log_key=state.log_key, origin=state.origin)
+    if trusted is not None:
+        remembered = verify_note(trusted, log_key=state.log_key, origin=state.origin)
+    # Without a checkpoint for it, the replayed history itself is what is held to the one seen.
+    held = served or Checkpoint(origin=state.origin, size=verified.size, root=verified.tree.root())
+    check_checkpoint(held, verified.tree, trusted=remembered, exact=exact)
+    return served, remembered
 
 
 def build_report(

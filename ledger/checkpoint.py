@@ -260,6 +260,17 @@ def sign_checkpoint(
     )
 
 
+def unverified_size(note: bytes) -> int:
+    """The tree size a checkpoint note *claims*, read without verifying anything.
+
+    Only for sizing work before the note can be verified (how many entries to fetch); every
+    decision uses :func:`verify_checkpoint` or :mod:`ledger.trust`. Raises
+    :class:`CheckpointError` when the note's body cannot be parsed.
+    """
+    body, _, _ = _check_note_text(note, "signed note").partition("\n\n")
+    return Checkpoint.parse_body((body + "\n").encode()).size
+
+
 def open_note(note: bytes, verifier: NoteVerifier) -> bytes:
     """Verify a signed note from ``verifier`` and return its text (ending in a newline).
 

@@ -45,7 +45,7 @@ from ledger.bodies import (
     Task,
     Transfer,
 )
-from ledger.errors import ChainError, RuleViolation, SignatureError
+from ledger.errors import ChainError, DuplicateResultError, RuleViolation, SignatureError
 from ledger.events import Entry, EntryHash, SignedEvent
 from ledger.state import MemberRecord, SiteProgress, State, TaskRecord
 
@@ -331,9 +331,10 @@ def _site_progress(
     if progress is None:
         raise RuleViolation(f"{where}: task {task_id[:16]} is not addressed to {author.name!r}")
     if progress.finished:
-        raise RuleViolation(
+        raise DuplicateResultError(
             f"{where}: {author.name!r} already posted a result for this task at entry "
-            f"{progress.index}"
+            f"{progress.index}",
+            index=progress.index,
         )
     return progress
 

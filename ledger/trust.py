@@ -99,8 +99,7 @@ def check_consistency(
         verify_consistency(trusted.size, new.size, trusted.root, new.root, proof)
     except ProofError as exc:
         raise ConsistencyProofError(
-            f"the registry's consistency proof from size {trusted.size} to {new.size} "
-            f"fails: {exc}"
+            f"the registry's consistency proof from size {trusted.size} to {new.size} fails: {exc}"
         ) from exc
 
 

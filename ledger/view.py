@@ -171,9 +171,7 @@ class View:
             genesis=self.genesis,
             note=note,
             checkpoint=checkpoint,
-            members=MappingProxyType(
-                {n: MemberSnapshot.of(m) for n, m in state.members.items()}
-            )
+            members=MappingProxyType({n: MemberSnapshot.of(m) for n, m in state.members.items()})
             if membership
             else self.members,
             keys=MappingProxyType(dict(state.keys)) if membership else self.keys,

@@ -4,20 +4,25 @@
 
     SiteClientError
     ├── ConfigError             the site's config.json is missing, malformed or inconsistent
-    ├── PolicyError             an image reference that cannot be parsed or is not allowed
-    │   └── InvalidReferenceError   not a valid Docker image reference
+    ├── PolicyError             an image (or its configuration) that may not run here
     ├── RuntimeFailure          the container engine failed (pull, create, start, inspect)
     │   ├── EngineUnavailableError  the Docker engine cannot be reached (retry later)
     │   ├── PullError               the image could not be pulled (the task fails with the reason)
     │   └── DigestMismatchError     the pulled image's digest differs from the pinned one
     ├── OutputError             the container's outputs break the collection rules
+    ├── InputError              the files a task names as inputs cannot be given to it
     ├── FeedError               the registry's feed cannot be trusted (bad proof, fork, bad entry)
     │   └── ForkDetectedError       two checkpoints that are not consistent (evidence kept)
     ├── StateError              the site's own state directory cannot be read or written
+    │   └── RaceError               a received file vanished while its upload was recorded
+    ├── WorkerCrashedError      a task worker hit a bug (not a registry or engine failure)
     └── DeliveryError           a file could not be delivered to a member's FileService
                                 (``status`` and ``slug`` say what the FileService answered)
 
 Foreign exceptions (docker, requests, OS errors) are translated at the adapter with ``from exc``.
+An image reference that does not parse is the ledger's :class:`ledger.errors.InvalidReferenceError`
+(one parser, :mod:`ledger.reference`, for the registry and the sites); the allowlist turns it into
+a refusal, never lets it escape.
 """
 
 
@@ -30,11 +35,7 @@ class ConfigError(SiteClientError):
 
 
 class PolicyError(SiteClientError):
-    """An image reference is not allowed to run here."""
-
-
-class InvalidReferenceError(PolicyError):
-    """The text is not a valid Docker image reference."""
+    """An image is not allowed to run here."""
 
 
 class RuntimeFailure(SiteClientError):
@@ -67,6 +68,18 @@ class ForkDetectedError(FeedError):
 
 class StateError(SiteClientError):
     """The site's state directory cannot be read or written."""
+
+
+class RaceError(StateError):
+    """The bytes of a file vanished while its upload was being recorded (send it again)."""
+
+
+class InputError(SiteClientError):
+    """The files a task names as inputs cannot be given to it (the task fails with this)."""
+
+
+class WorkerCrashedError(SiteClientError):
+    """A task worker raised something that is a bug, not bad luck; the site stops with it."""
 
 
 class DeliveryError(SiteClientError):

@@ -11,9 +11,12 @@ An iterative analysis is one short loop::
         if done:
             break
 
-Every result the analyst reads is checked: the result entry is proven included in a checkpoint
-signed by the registry's log key (named by the genesis entry, which the analyst may pin), and
-every output's bytes are checked against the hash in the signed result.
+Every result the analyst reads is checked through the trust core (:mod:`ledger.trust`): the
+checkpoint is signed by the registry's log key (named by the genesis entry, which the analyst may
+pin) and consistent with every checkpoint this analyst saw before (the registry's consistency
+proof), and the result entry is proven included in it; every output's bytes are checked against
+the hash in the signed result. A registry caught lying raises the
+:class:`ledger.errors.UntrustedLogError` that names the lie, as it does in every other reader.
 """
 
 from __future__ import annotations
@@ -25,21 +28,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.client.registry import Client, TaskView
-from api.errors import ApiError
+from api.errors import AnalysisError
 from crypto import CryptoError, SigningKey
-from crypto.age import AgeIdentity, decrypt_bytes
+from crypto.age import AgeIdentity, decrypt_bytes, is_age
 from ledger.bodies import EventId, Limits, Result, Task
-from ledger.checkpoint import parse_verifier_key, verify_checkpoint
-from ledger.errors import LedgerError
+from ledger.canonical import canonical_bytes
+from ledger.checkpoint import Checkpoint
+from ledger.errors import (
+    ForbiddenEntryError,
+    GenesisMismatchError,
+    LedgerError,
+    ProofError,
+    UnsignedEntriesError,
+    UntrustedLogError,
+    WithheldEntriesError,
+)
 from ledger.events import Entry, SignedEvent, new_event
 from ledger.merkle import verify_inclusion
+from ledger.rules import apply
+from ledger.state import State
+from ledger.trust import check_consistency, verify_note
 
 Progress = Callable[[TaskView], None]
-AGE_MAGIC = b"age-encryption.org/v1\n"
-
-
-class AnalysisError(ApiError):
-    """A task did not finish in time, or a result cannot be verified or read."""
+INLINE_CONFIG_MAX = 16 * 1024  # larger configurations are uploaded as a blob
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,16 +105,16 @@ class Analyst:
         self._key = key
         self._identity = identity
         self._clock = clock
-        first = client.entry(0)
-        if genesis is not None and first.hash != genesis:
-            raise AnalysisError(f"the registry's genesis is {first.hash}, expected {genesis}")
-        body = first.event.event.body
-        self.origin = first.event.event.ledger
-        self._log_key = parse_verifier_key(body.log_key)  # type: ignore[union-attr]
+        state = _genesis(client.entry(0), genesis)
+        self.origin = state.origin
+        self.genesis = state.head
+        self._log_key = state.log_key
+        self._trusted: Checkpoint | None = None  # the newest checkpoint verified so far
+        self._trusted_note = b""
 
     def open(self, data: bytes, what: str) -> bytes:
         """``data`` decrypted when it is an age file, else as is."""
-        if not data.startswith(AGE_MAGIC):
+        if not is_age(data):
             return data
         if self._identity is None:
             raise AnalysisError(f"{what} is encrypted; give the Analyst your age identity")
@@ -129,10 +140,13 @@ class Analyst:
         the analyst, when the analyst has published an encryption key); ``deliver`` sends them
         to that site's FileService; ``inputs`` names earlier tasks whose delivered files the
         task's sites receive."""
+        encoded = canonical_bytes(dict(config))
+        inline = len(encoded) <= INLINE_CONFIG_MAX
         body = Task(
             image=image,
             sites=tuple(sites),
-            config=dict(config),
+            config=dict(config) if inline else None,
+            config_blob=None if inline else self.client.put_blob(encoded),
             parent=EventId(parent) if parent else None,
             label=label,
             limits=limits,
@@ -166,28 +180,55 @@ class Analyst:
             page = self.client.entries(cursor, 1000, wait=max(1, min(25, int(remaining))))
             cursor = page.next
 
-    def results(self, view: TaskView) -> dict[str, SiteResult]:
-        """Each finished site's result entry, proven included in a signed checkpoint."""
+    def checkpoint(self) -> Checkpoint:
+        """The registry's checkpoint, verified and proven consistent with every one this analyst
+        verified before; raises the :class:`UntrustedLogError` naming the lie."""
         note = self.client.checkpoint()
+        trusted = self._trusted
         try:
-            checkpoint = verify_checkpoint(note, self._log_key, origin=self.origin)
-        except LedgerError as exc:
-            raise AnalysisError(f"the registry's checkpoint does not verify: {exc}") from exc
+            checkpoint = verify_note(note, log_key=self._log_key, origin=self.origin)
+            if trusted is not None:
+                proof = None
+                if 0 < trusted.size < checkpoint.size:
+                    proof = self.client.consistency_proof(trusted.size, checkpoint.size)
+                check_consistency(trusted, checkpoint, proof)
+        except UntrustedLogError as exc:
+            exc.with_notes(trusted=self._trusted_note, served=note)
+            raise
+        self._trusted, self._trusted_note = checkpoint, note
+        return checkpoint
+
+    def results(self, view: TaskView) -> dict[str, SiteResult]:
+        """Each finished site's result entry, proven included in a verified checkpoint."""
+        checkpoint = self.checkpoint()
         out: dict[str, SiteResult] = {}
         for site, state in view.sites.items():
             if state.index is None or not state.finished:
                 continue
+            if state.index >= checkpoint.size:
+                checkpoint = self.checkpoint()  # the read model may be a moment ahead of it
+            if state.index >= checkpoint.size:
+                raise WithheldEntriesError(
+                    f"the registry names entry {state.index} as {site!r}'s result, but its "
+                    f"checkpoint covers only {checkpoint.size} entries",
+                    served=self._trusted_note,
+                    index=state.index,
+                )
             entry = self.client.entry(state.index)
             body = entry.event.event.body
             if not isinstance(body, Result) or body.task != view.task.event.event.id:
                 raise AnalysisError(f"entry {state.index} is not {site!r}'s result for this task")
+            proof = self.client.inclusion_proof(entry.index, checkpoint.size)
             try:
-                proof = self.client.inclusion_proof(entry.index, checkpoint.size)
                 verify_inclusion(
                     entry.leaf_hash, entry.index, checkpoint.size, proof, checkpoint.root
                 )
-            except LedgerError as exc:
-                raise AnalysisError(f"{site!r}'s result is not in the signed log: {exc}") from exc
+            except ProofError as exc:
+                raise UnsignedEntriesError(
+                    f"{site!r}'s result (entry {entry.index}) is not in the signed log: {exc}",
+                    served=self._trusted_note,
+                    index=entry.index,
+                ) from exc
             out[site] = SiteResult(site=site, result=body, entry=entry)
         return out
 
@@ -206,3 +247,21 @@ class Analyst:
         task_id = self.post(image, config, sites, parent=parent, label=label)
         view = self.wait(task_id, timeout=timeout, progress=progress)
         return Run(task_id=task_id, results=self.results(view), analyst=self)
+
+
+def _genesis(entry: Entry, pinned: str | None) -> State:
+    """The state after the registry's entry 0, which must be a valid genesis (and the pinned one).
+
+    Raises :class:`GenesisMismatchError` or :class:`ForbiddenEntryError`.
+    """
+    if pinned is not None and entry.hash != pinned:
+        raise GenesisMismatchError(
+            f"the registry's genesis entry hash is {entry.hash}, the analyst pins {pinned}",
+            index=0,
+        )
+    try:
+        return apply(State(), entry)
+    except LedgerError as exc:
+        raise ForbiddenEntryError(
+            f"the registry's entry 0 is not a genesis: {exc}", index=0
+        ) from exc

@@ -75,9 +75,9 @@ from api.wire.problems import Problem
 from crypto import KeyId, PublicKey, SigningKey
 from ledger.bodies import OUTPUT_NAME, Role
 from ledger.errors import BlobError
-from siteclient.errors import StateError
+from siteclient.errors import RaceError, StateError
 from siteclient.fileservice.inbox import Inbox, InboxEntry
-from siteclient.fileservice.transfers import EventPoster, RaceError, TransferRecorder
+from siteclient.fileservice.transfers import EventPoster, TransferRecorder
 from siteclient.fileservice.view import LedgerView, Sender
 
 log = logging.getLogger("siteclient.fileservice")

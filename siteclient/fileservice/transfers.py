@@ -25,7 +25,7 @@ from api.errors import ApiError, ProblemError, ServerError, TransportError
 from crypto import SigningKey
 from ledger.bodies import EventId, Transfer
 from ledger.events import SignedEvent, format_time, new_event
-from siteclient.errors import StateError
+from siteclient.errors import RaceError, StateError
 from siteclient.fileservice.inbox import Inbox, InboxEntry
 
 log = logging.getLogger("siteclient.fileservice")
@@ -35,10 +35,6 @@ class EventPoster(Protocol):
     """Appends signed events at the registry (:class:`api.client.registry.Client`)."""
 
     def post_event(self, signed: SignedEvent) -> Appended: ...
-
-
-class RaceError(StateError):
-    """The bytes of a file vanished while its upload was being recorded (send it again)."""
 
 
 class TransferRecorder:

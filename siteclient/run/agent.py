@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.client.registry import Client
-from api.errors import ApiError, ProblemError
-from crypto import SigningKey
+from api.errors import ApiError, ResultExistsError
+from crypto import CryptoError, SigningKey
 from ledger.bodies import Body, EventId, Result, ResultState, Status, StatusState, Task
+from ledger.errors import LedgerError
 from ledger.events import Entry, SignedEvent, new_event
 from ledger.store.durable import write_atomic
 from ledger.view import View
-from siteclient.errors import FeedError, SiteClientError
+from siteclient.errors import FeedError, SiteClientError, WorkerCrashedError
 from siteclient.follow.follower import Follower
 from siteclient.run import planner
 from siteclient.run.cleanup import remove_tree
@@ -105,12 +106,18 @@ class Agent:
         self._lock = threading.Lock()
         self._resumed = False
         self._view: View | None = follower.view
+        self._crashed: Exception | None = None
 
     # ---- the loop
 
     def step(self, wait: int = 0) -> list[Entry]:
         """One round: sync with the registry, then act on what became trusted; return the
         entries newly verified."""
+        if self._crashed is not None:
+            raise WorkerCrashedError(
+                f"a task worker crashed ({type(self._crashed).__name__}: {self._crashed}); "
+                "stopping so that it is seen"
+            ) from self._crashed
         view = self._follower.sync(wait, act=self._act)
         with self._lock:
             retry, self._failed = list(self._failed.values()), {}
@@ -247,11 +254,16 @@ class Agent:
             self._post(signed)
             posted = True
             log.info("task %s: %s", job.task_id[:12], result.state)
-        except Exception as exc:
+        except (ApiError, SiteClientError, LedgerError, CryptoError, OSError) as exc:
             # The registry or the engine failed us (not the task): try again next round.
             log.warning("task %s: will retry: %s", job.task_id[:12], exc)
             with self._lock:
                 self._failed[job.task_id] = job.entry
+        except Exception as exc:
+            # A bug, not bad luck: retrying would hide it. The loop stops the site with it.
+            log.exception("task %s: the worker crashed", job.task_id[:12])
+            with self._lock:
+                self._crashed = self._crashed or exc
         else:
             with self._lock:
                 self._done.add(job.task_id)
@@ -295,10 +307,8 @@ class Agent:
     def _post(self, signed: SignedEvent) -> None:
         try:
             self._client.post_event(signed)
-        except ProblemError as exc:
-            if exc.slug == "rule-violation" and "already posted a result" in exc.detail:
-                return  # our result is already in the ledger
-            raise
+        except ResultExistsError:
+            return  # our result is already in the ledger
 
 
 def _clean(folder: Path) -> None:
@@ -321,5 +331,6 @@ def _remove_folder(folder: Path) -> None:
 
 
 def _fatal(exc: Exception) -> bool:
-    """A feed that cannot be trusted stops the site; everything else is retried."""
-    return isinstance(exc, FeedError)
+    """A feed that cannot be trusted, or a crashed worker, stops the site; everything else is
+    retried."""
+    return isinstance(exc, FeedError | WorkerCrashedError)

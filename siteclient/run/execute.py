@@ -15,7 +15,7 @@ from pathlib import Path
 
 from api.client.registry import Client
 from crypto import CryptoError, SigningKey
-from crypto.age import AgeIdentity, AgeRecipient, decrypt_file, encrypt_bytes
+from crypto.age import AgeIdentity, AgeRecipient, decrypt_file, encrypt_bytes, is_age_file
 from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
 from ledger.canonical import canonical_bytes
 from ledger.events import utc_now
@@ -23,10 +23,10 @@ from siteclient.config import SiteConfig
 from siteclient.errors import (
     DigestMismatchError,
     EngineUnavailableError,
+    InputError,
     OutputError,
     PolicyError,
     PullError,
-    SiteClientError,
 )
 from siteclient.fileservice.inbox import received_files
 from siteclient.policy.allowlist import Allowlist
@@ -39,17 +39,6 @@ from siteclient.runtime.spec import RunLimits, RunSpec, RunState
 log = logging.getLogger(__name__)
 
 Report = Callable[[StatusState, str | None], None]
-
-AGE_MAGIC = b"age-encryption.org/v1\n"
-
-
-class InputError(SiteClientError):
-    """The files a task names as inputs cannot be given to it (the task fails with this)."""
-
-
-def _is_age(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(len(AGE_MAGIC)) == AGE_MAGIC
 
 
 _STATES = {
@@ -164,7 +153,7 @@ class TaskExecutor:
             for received in received_files(service.inbox_dir, task_id):
                 name = f"{received.sender}-{received.name or received.sha256[:16]}"
                 destination = target / name
-                if _is_age(received.path):
+                if is_age_file(received.path):
                     if self._identity is None:
                         raise InputError(f"{name} is encrypted and this site has no identity_file")
                     try:

@@ -8,7 +8,7 @@ import pytest
 
 from ledger.audit import audit, read_log
 from ledger.bodies import Output, Result, ResultState, Task
-from ledger.errors import VerificationError
+from ledger.errors import RollbackError, SameSizeForkError, VerificationError
 from ledger.store.ledger import Ledger
 from ledger.store.records import encode_record
 from tests.ledger.factory import World
@@ -21,6 +21,7 @@ def _build(tmp_path: Path, world: World, tasks: int = 4, *, tag: str = "") -> Le
         log_key=world.log_key,
         clock=world.clock,
     )
+    output = ledger.blobs.put(b"{}")  # a result names blobs the registry holds
     for n in range(tasks):
         task = ledger.append(
             world.sign(
@@ -30,7 +31,7 @@ def _build(tmp_path: Path, world: World, tasks: int = 4, *, tag: str = "") -> Le
         result = Result(
             task=task.event.event.id,
             state=ResultState.COMPLETED,
-            outputs=(Output(name="r.json", sha256="ab" * 32, size=2),),
+            outputs=(Output(name="r.json", sha256=output, size=2),),
             image_digest="sha256:" + "cd" * 32,
             exit_code=0,
         )
@@ -43,7 +44,7 @@ def test_audit_reports_who_ran_what_where(tmp_path: Path) -> None:
     ledger = _build(tmp_path, world)
     note = ledger.checkpoint()
     ledger.close()
-    verified, report = audit([read_log(tmp_path / "data")], checkpoints=[note], workers=2)
+    verified, report = audit([read_log(tmp_path / "data")], checkpoint=note, workers=2)
     assert report.size == verified.size == 9
     assert report.checkpoint_size == 9
     assert [m.name for m in report.members][:2] == ["admin", "alice"]
@@ -95,8 +96,9 @@ def test_audit_catches_history_rewritten_and_re_signed_with_the_same_log_key(
     records = rewritten.entries_bytes(0, rewritten.size)
     rewritten.close()
     audit([records])  # on its own, the rewritten ledger is consistent...
-    with pytest.raises(VerificationError, match="rewritten"):
-        audit([records], checkpoints=[seen])  # ...but not with what the auditor saw before
+    with pytest.raises(SameSizeForkError) as caught:
+        audit([records], trusted=seen)  # ...but not with what the auditor saw before
+    assert caught.value.trusted == seen  # the evidence travels with the error
 
 
 def test_audit_catches_an_entry_the_rules_forbid_even_if_the_registry_accepted_it(
@@ -118,5 +120,5 @@ def test_audit_catches_entries_removed_after_a_checkpoint(tmp_path: Path) -> Non
     seen = ledger.checkpoint()
     records = ledger.entries_bytes(0, ledger.size)
     ledger.close()
-    with pytest.raises(VerificationError, match="removed"):
-        audit([records[:-2]], checkpoints=[seen])
+    with pytest.raises(RollbackError, match="went back"):
+        audit([records[:-2]], trusted=seen)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from api.client.analyst import AnalysisError, Analyst, Run
-from api.errors import ApiError
+from api.client.analyst import Analyst, Run
+from api.errors import AnalysisError, ApiError
 from crypto.age import AgeIdentity, save_identity
 from ledger.bodies import Member, MemberAction, Role, Transfer
 from ledger.events import SignedEvent, new_event
