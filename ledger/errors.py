@@ -8,7 +8,9 @@
     │   └── InvalidReferenceError  an image reference outside Docker's grammar (ledger.reference)
     ├── SignatureError         an event signature that does not verify
     ├── RuleViolation          a well-formed, signed event that the rules forbid (kind, role, index)
+    │   └── DuplicateResultError   a second result by one site for one task
     ├── EventTimeError         an event dated outside the registry's window of its clock (append)
+    ├── UnknownTaskError       no task with this event id is in the ledger (also a LookupError)
     ├── ChainError             an entry whose index or prev hash does not continue the chain
     ├── ProofError             a Merkle inclusion or consistency proof that does not verify
     ├── CheckpointError        a checkpoint note that is malformed, unsigned or for another log
@@ -80,6 +82,18 @@ class EventTimeError(LedgerError):
     Checked when the registry appends the event (:class:`ledger.timewindow.TimeWindow`), never on
     replay: an entry that was fresh when received stays valid.
     """
+
+
+class DuplicateResultError(RuleViolation):
+    """The site already posted a result for this task (``index`` is the entry holding it)."""
+
+    def __init__(self, message: str, *, index: int | None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class UnknownTaskError(LedgerError, LookupError):
+    """No task with this event id is in the ledger."""
 
 
 class ChainError(LedgerError):

@@ -16,16 +16,34 @@ Mapping (the handlers below, registered by :func:`register`):
 raised                                  status type
 ======================================  =====  ============================
 ledger EncodingError, FormatError       400    malformed-event
+  (InvalidReferenceError: a task's image no site can parse)
 ledger SignatureError                   422    bad-signature
+ledger DuplicateResultError            409    result-exists
 ledger RuleViolation                    403    rule-violation
+ledger EventTimeError                   422    event-time-out-of-window
 ledger ProofError                       400    invalid-proof-request
+ledger MissingBlobError                 409    blob-missing
 ledger BlobError                        422    blob-mismatch
 LookupError (unknown task, ...)         404    not-found
+ledger DamagedError                     500    store-damaged
 ledger StoreError                       503    store-unavailable
 other LedgerError, any other exception  500    internal-error
 api RequestAuthError                    401    its slug (unauthenticated, ...)
 falcon HTTPError                        its    by status (not-found, invalid-parameter, ...)
 ======================================  =====  ============================
+
+The resources answer ``range-not-satisfiable`` themselves (416, a page of entries asked from
+beyond the ledger's size).
+
+Why these statuses: ``blob-missing`` is 409 because the event conflicts with the registry's
+current state, not with the protocol (upload the blob, then post the *same* signed event again);
+``event-time-out-of-window`` is 422 because the event is well-formed and signed but its content
+is unacceptable (sign it again with the current time); ``range-not-satisfiable`` is 416 because
+``from`` asks for a range that starts beyond what exists (a long-poll from exactly the size is
+fine; a larger ``from`` means the client holds a view the registry never served, or a typo);
+``store-damaged`` is 500 without ``Retry-After`` because stored bytes that no longer hash to what
+the registry signed (an entry's leaf hash, a blob's name) are not served and will not heal by
+waiting: an operator restores the data directory (its detail names the entry or blob only).
 
 The site's FileService (``siteclient.fileservice.app``) answers with the same documents and adds two
 types of its own: ``digest-mismatch`` (400, the bytes received do not hash to the signed digest)
@@ -45,9 +63,13 @@ from api.errors import PROBLEM_BASE, RequestAuthError
 from api.wire.httpsig import accept_signature
 from ledger.errors import (
     BlobError,
+    DamagedError,
+    DuplicateResultError,
     EncodingError,
+    EventTimeError,
     FormatError,
     LedgerError,
+    MissingBlobError,
     ProofError,
     RuleViolation,
     SignatureError,
@@ -84,17 +106,22 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("request-replayed", 401, "Request replayed"),
         ProblemType("forbidden", 403, "Forbidden"),
         ProblemType("rule-violation", 403, "Rule violation"),
+        ProblemType("result-exists", 409, "This site already posted a result for this task"),
         ProblemType("not-found", 404, "Not found"),
         ProblemType("method-not-allowed", 405, "Method not allowed"),
         ProblemType("not-acceptable", 406, "Not acceptable"),
+        ProblemType("blob-missing", 409, "A named blob was never uploaded"),
         ProblemType("length-required", 411, "Length required"),
         ProblemType("body-too-large", 413, "Request body too large"),
         ProblemType("uri-too-long", 414, "URI too long"),
         ProblemType("unsupported-media-type", 415, "Unsupported media type"),
+        ProblemType("range-not-satisfiable", 416, "Range beyond the ledger's size"),
         ProblemType("bad-signature", 422, "Event signature does not verify"),
         ProblemType("blob-mismatch", 422, "Blob does not match its hash"),
+        ProblemType("event-time-out-of-window", 422, "Event time outside the registry's window"),
         ProblemType("headers-too-large", 431, "Request header fields too large"),
         ProblemType("internal-error", 500, "Internal server error"),
+        ProblemType("store-damaged", 500, "Stored data is damaged"),
         ProblemType("not-implemented", 501, "Not implemented"),
         ProblemType("store-unavailable", 503, "Storage unavailable"),
         ProblemType("unavailable", 503, "Service unavailable"),
@@ -203,14 +230,25 @@ def _ledger_error(req: falcon.Request, resp: falcon.Response, ex: Exception, par
         slug = "malformed-event"
     elif isinstance(ex, SignatureError):
         slug = "bad-signature"
+    elif isinstance(ex, DuplicateResultError):
+        slug = "result-exists"
     elif isinstance(ex, RuleViolation):
         slug = "rule-violation"
+    elif isinstance(ex, EventTimeError):
+        slug = "event-time-out-of-window"
     elif isinstance(ex, ProofError):
         slug = "invalid-proof-request"
+    elif isinstance(ex, MissingBlobError):
+        slug = "blob-missing"
     elif isinstance(ex, BlobError):
         slug = "blob-mismatch"
     elif isinstance(ex, LookupError):
         slug = "not-found"
+    elif isinstance(ex, DamagedError):
+        # Not transient (no Retry-After): the operator must restore the data. The detail names
+        # the entry or blob, never a path; the log line says what was found.
+        log.error("%s %s: store damaged, not served: %s", req.method, req.path, ex)
+        slug, detail = "store-damaged", f"{ex.subject} is damaged in the registry's store"
     elif isinstance(ex, StoreError):
         log.error("%s %s: storage failed: %s", req.method, req.path, ex)
         slug, detail, headers = "store-unavailable", None, {"Retry-After": "1"}
