@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print("pht: interrupted", file=sys.stderr)
         return 130
     except UntrustedLogError as exc:
-        print(
-            f"pht: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}", file=sys.stderr
-        )
+        print(f"pht: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
     except (CliError, LedgerError, CryptoError, ApiError) as exc:
         print(f"pht: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from api.client.registry import Client
+from api.errors import NotFoundError, ProtocolError
 from crypto import CryptoError, SigningKey
 from crypto.age import AgeIdentity, AgeRecipient, decrypt_file, encrypt_bytes, is_age_file
 from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
@@ -33,7 +34,7 @@ from siteclient.policy.allowlist import Allowlist
 from siteclient.run.agent import Job
 from siteclient.run.delivery import FileServiceClient
 from siteclient.run.outputs import collect_outputs
-from siteclient.runtime.docker import DockerRuntime
+from siteclient.runtime.base import ContainerRuntime
 from siteclient.runtime.spec import RunLimits, RunSpec, RunState
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class TaskExecutor:
         config: SiteConfig,
         *,
         client: Client,
-        runtime: DockerRuntime,
+        runtime: ContainerRuntime,
         allowlist: Allowlist,
         key: SigningKey,
         identity: AgeIdentity | None = None,
@@ -78,7 +79,18 @@ class TaskExecutor:
             log.info("task %s: refused %r: %s", job.task_id[:12], task.image, decision.reason)
             return Result(task=job.task_id, state=ResultState.REJECTED, reason=decision.reason)
         ref = decision.ref
-        config = self._config_bytes(job)
+        try:
+            config = self._config_bytes(job)
+            if job.encrypt_for is not None:
+                AgeRecipient.from_string(job.encrypt_for)
+        except (NotFoundError, ProtocolError) as exc:  # gone or not its hash: it never will be
+            return Result(task=job.task_id, state=ResultState.FAILED, reason=f"config: {exc}")
+        except CryptoError as exc:
+            return Result(
+                task=job.task_id,
+                state=ResultState.FAILED,
+                reason=f"the recipient's encryption key is unusable: {exc}",
+            )
         try:
             pulled = self._runtime.pull(ref.repository, tag=ref.tag, digest=ref.digest)
         except EngineUnavailableError:

@@ -1,1 +1,2 @@
-"""The container runtime: the run specification, the sandbox options, and the Docker adapter."""
+"""The container runtime: the interface the executor uses (``base.py``), the run specification
+(``spec.py``), the sandbox options (``sandbox.py``), and the Docker adapter (``docker.py``)."""
