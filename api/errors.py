@@ -18,9 +18,10 @@
         ├── ResultExistsError        409 ``result-exists``: this site's result is already in
         │                            the ledger (a repost after a crash, for instance)
         ├── NotFoundError            404: no such entry, blob, task or path
-        ├── InvalidRequestError      400, 405, 409, 413, 415, 422: the request itself is wrong
+        ├── InvalidRequestError      400, 405, 409, 413, 415, 416, 422: the request itself is wrong
         │                            (``malformed-event``, ``bad-signature``, ``invalid-parameter``,
-        │                            ``body-too-large``, ``blob-mismatch``, ...)
+        │                            ``body-too-large``, ``blob-mismatch``, ``blob-missing``,
+        │                            ``event-time-out-of-window``, ``range-not-satisfiable``, ...)
         └── ServerError              5xx: the registry failed (``store-unavailable``, ...)
 
 Foreign exceptions (requests, http-message-signatures) are translated where they occur, with

@@ -14,6 +14,13 @@
 3. **Long-poll notification**: ``--followers`` clients wait on ``GET /v1/events?wait=30``; an
    appender posts events one at a time; latency = follower receipt - the append's 2xx. Targets
    p50 <= 10 ms, p99 <= 50 ms.
+4. **Pages of entries** (``--only pages``): ``wrk`` sends pre-signed ``GET /v1/events`` for random
+   pages of ``--page-sizes`` entries of a ``--page-ledger``-entry ledger to three registries over
+   copies of one data directory (:data:`VARIANTS`): as shipped, checking every entry served
+   against its leaf hash; serving as before the check (the records' CRCs, no leaf hash): the
+   baseline; and as shipped with the leaf check switched off. Figures: checked rate / baseline
+   rate (target >= 0.90) and checked / no-check (what the check itself costs). Also GET of a
+   stored 4 MiB blob, hashed through before it is sent, against the same GET streamed unhashed.
 
 Everything runs on 127.0.0.1 in temp directories; servers are subprocesses.
 """
@@ -24,6 +31,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import random
 import re
 import secrets
 import shutil
@@ -404,9 +412,160 @@ def bench_long_poll(root: Path, args: argparse.Namespace) -> None:
     )
 
 
+VARIANTS = {
+    "checked": "as shipped: each entry's bytes checked against its leaf hash; blobs hashed first",
+    "today": "the read path before the check: CRC per record, no leaf check; blobs unhashed",
+    "no-check": "as shipped with the leaf check switched off (the check's own cost)",
+}
+
+
+def page_server(data: str, threads: int, variant: str) -> None:
+    """A registry over ``data`` serving entries and blobs as ``variant`` says (see VARIANTS)."""
+    from api.registry.server import serve
+    from ledger.store.ledger import Ledger
+
+    ledger = Ledger.open(Path(data), log_key=SigningKey.load(Path(data) / "log.key"))
+    store = ledger._store
+    if variant == "today":  # Ledger.entries_bytes before the check, exactly
+
+        def entries_bytes(start: int, limit: int) -> list[bytes]:
+            stop = min(ledger.size, start + max(0, limit))
+            return [] if start >= stop else store.read_range(start, stop)
+
+        ledger.entries_bytes = entries_bytes  # type: ignore[method-assign]
+        ledger.blobs.open_verified = ledger.blobs.open  # type: ignore[method-assign]
+    elif variant == "no-check":
+        ledger._checked = lambda start, payloads: payloads  # type: ignore[method-assign]
+    serve(
+        ledger,
+        port=0,
+        threads=threads,
+        on_ready=lambda url: print(f"listening on {url}", flush=True),
+    )
+
+
+def start_page_server(data: Path, threads: int, checked: str, log: Path) -> tuple[Process, str]:
+    argv = [sys.executable, __file__, "--page-server", str(data), str(threads), checked]
+    process = Process(argv, log)
+    assert process.proc.stdout is not None
+    line = process.proc.stdout.readline()
+    if not line.startswith("listening on "):
+        raise SystemExit(f"the page server did not start: {line!r}; see {log}")
+    time.sleep(1.1)  # requests signed in the registry's first second are refused by design
+    return process, line.removeprefix("listening on ").strip()
+
+
+def presigned_gets(url: str, key: SigningKey, targets: list[str], path: Path) -> None:
+    """One signed GET per target (path and query), as raw HTTP/1.1, NUL-separated."""
+    signer = RequestSigner(key)
+    authority = url.split("://", 1)[1]
+    with path.open("wb") as out:
+        for target in targets:
+            raw = _Raw("GET", f"{url}{target}", {})
+            signer.sign(raw, body=None, created=int(time.time()), nonce=secrets.token_hex(16))
+            head = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
+            head += [f"{name}: {value}" for name, value in raw.headers.items()]
+            out.write("\r\n".join([*head, "", ""]).encode() + b"\0")
+
+
+def build_page_ledger(root: Path, count: int) -> tuple[Path, dict[str, SigningKey], int, str]:
+    """A registry data directory of ``count`` entries (signed tasks, bulk-loaded through the
+    ledger's own commit path) and one 4 MiB blob; returns (data, keys, entry size, blob)."""
+    from ledger.store.ledger import Ledger
+
+    data, keys = init_registry(root)
+    ledger = Ledger.open(data, log_key=SigningKey.load(data / "log.key"))
+    try:
+        for first in range(ledger.size, count, 5000):
+            ledger._commit(
+                [new_task(keys["alice"], n) for n in range(first, min(count, first + 5000))]
+            )
+        blob = ledger.blobs.put(os.urandom(4 * 1024 * 1024))
+        size = len(ledger.entry_bytes(ledger.size - 1))
+    finally:
+        ledger.close()
+    return data, keys, size, blob
+
+
+def bench_pages(root: Path, args: argparse.Namespace) -> None:
+    """Alternate wrk runs against the three variants, ``--rounds`` times for each page size, so
+    that load from elsewhere on the machine weighs on all of them alike."""
+    data, keys, entry_size, blob = build_page_ledger(root / "pages", args.page_ledger)
+    servers: dict[str, tuple[Process, str]] = {}
+    try:
+        for variant in VARIANTS:
+            copy = root / f"pages-{variant}"
+            shutil.copytree(data, copy)
+            (copy / "LOCK").unlink(missing_ok=True)
+            servers[variant] = start_page_server(
+                copy, args.threads, variant, root / f"{variant}.log"
+            )
+        rng = random.Random(20261125)
+        results: dict[str, list[dict[str, dict[str, Any]]]] = {}
+        requests_file = root / "gets.bin"
+        for what in [f"limit={n}" for n in args.page_sizes] + ["blob"]:
+            for _ in range(args.rounds):
+                one: dict[str, dict[str, Any]] = {}
+                for variant, (process, url) in servers.items():
+                    if what == "blob":
+                        targets = [f"/v1/blobs/{blob}"] * args.requests
+                    else:
+                        limit = int(what.split("=")[1])
+                        top = args.page_ledger - limit
+                        targets = [
+                            f"/v1/events?from={rng.randrange(0, top)}&{what}"
+                            for _ in range(args.requests)
+                        ]
+                    presigned_gets(url, keys["site-a"], targets, requests_file)
+                    before = cpu_seconds(process.proc.pid)
+                    got = run_wrk(
+                        url, requests_file, args.connections, args.duration, args.wrk_threads
+                    )
+                    got["cpu_ms"] = (
+                        (cpu_seconds(process.proc.pid) - before) * 1000 / got["requests"]
+                    )
+                    if got["requests"] > args.requests:
+                        got["warning"] = "wrk ran out of pre-signed requests; raise --requests"
+                    one[variant] = got
+                results.setdefault(what, []).append(one)
+    finally:
+        for process, _ in servers.values():
+            process.stop()
+    print(
+        f"pages of entries ({args.page_ledger:,}-entry ledger, {entry_size} B entries, random "
+        f"pages, {args.connections} keep-alive connections); variants:"
+    )
+    for variant, meaning in VARIANTS.items():
+        print(f"  {variant:>8}: {meaning}")
+    for what, rounds in results.items():
+        label = "GET of a 4 MiB blob" if what == "blob" else f"GET /v1/events?{what}"
+        for n, one in enumerate(rounds, 1):
+            rates = ", ".join(
+                f"{variant} {got['rate']:.0f} req/s (p50 {got['p50']}, {got['non2xx']} non-2xx)"
+                for variant, got in one.items()
+            )
+            print(f"  {label}, round {n}: {rates}")
+            for got in one.values():
+                if "warning" in got:
+                    print(f"  WARNING: {got['warning']}")
+        today = statistics.median(r["checked"]["rate"] / r["today"]["rate"] for r in rounds)
+        own = statistics.median(r["checked"]["rate"] / r["no-check"]["rate"] for r in rounds)
+        cpu = statistics.median(r["checked"]["cpu_ms"] / r["today"]["cpu_ms"] for r in rounds)
+        if what == "blob":
+            print(f"  {label}: median rate ratio hashed first / streamed unhashed {today:.2f}")
+        else:
+            print(
+                f"  {label}: median rate ratio checked/today {today:.2f} (target >= 0.90), "
+                f"checked/no-check {own:.2f}; server CPU per request checked/today {cpu:.2f}"
+            )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-server":
         bare_server(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--page-server":
+        page_server(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -418,7 +577,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--followers", type=int, default=20)
     parser.add_argument("--appends", type=int, default=100)
-    parser.add_argument("--only", choices=("appends", "sequential", "long-poll"))
+    parser.add_argument("--page-ledger", type=int, default=20000, help="entries, for pages")
+    parser.add_argument("--page-sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--only", choices=("appends", "sequential", "long-poll", "pages"))
     parser.add_argument("--dir", type=Path, default=None, help="where temp directories go")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pht-api-bench-", dir=args.dir))
@@ -429,6 +590,8 @@ def main() -> None:
             bench_sequential(root, args)
         if args.only in (None, "long-poll"):
             bench_long_poll(root, args)
+        if args.only in (None, "pages"):
+            bench_pages(root, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -10,6 +10,10 @@ core (:mod:`ledger.trust`). Exits 0 when all holds; 2 naming the first bad entry
 wrong; 3 when the registry served something other than the history it signed (a rollback, a
 fork, a rewritten history, another genesis), keeping both checkpoints as evidence in the state
 directory, as a site does. Progress goes to stderr.
+
+With ``--data`` it also hashes every blob the ledger names for the registry (a task's config_blob,
+a result's outputs and log; not outputs delivered to a site's FileService, which the registry
+never holds) and exits 2 naming, on stderr, each missing or damaged one by entry, field and sha256.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from api.client.registry import Client
 from cli.errors import CliError
 from cli.profile import connect
 from ledger.audit import AuditReport, audit, read_log
+from ledger.blobcheck import check_blobs
 from ledger.checkpoint import unverified_size
-from ledger.errors import UntrustedLogError, VerificationError
+from ledger.errors import UntrustedLogError, VerificationError, WithheldEntriesError
+from ledger.store.blobs import BlobStore
 from ledger.store.durable import write_atomic
 
 EXIT_FAILED = 2
@@ -138,6 +144,18 @@ def run(args: argparse.Namespace) -> int:
     except VerificationError as exc:
         bar.close()
         return _failed(exc)
+    except WithheldEntriesError as exc:
+        bar.close()
+        if args.data is None:
+            return _untrusted(exc, memory)
+        # On a data directory, the log lost what its own stored checkpoint covers: damage.
+        return _failed(
+            VerificationError(
+                size,
+                f"the stored checkpoint covers entries the log no longer holds from entry {size} "
+                f"on (damaged or removed): {exc}",
+            )
+        )
     except UntrustedLogError as exc:
         bar.close()
         return _untrusted(exc, memory)
@@ -153,7 +171,29 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()))
     else:
         print(render(report))
+    if args.data is not None:
+        return _check_blobs(args.data, records)
     return 0
+
+
+def _check_blobs(data: Path, records: list[bytes]) -> int:
+    """Every blob the ledger names for the registry is in ``data/objects`` and hashes to its
+    name; each one that is not is named by entry, field and sha256 (on stderr), exit 2."""
+    bar = Bar(len(records), "checking blobs")
+    found = check_blobs(records, BlobStore(data / "objects", read_only=True), progress=bar)
+    bar(len(records))
+    bar.close()
+    if not found.findings:
+        print(f"blobs: all {found.checked} the ledger names are stored whole", file=sys.stderr)
+        return 0
+    print(
+        f"pht audit: FAILED: {len(found.findings)} blob references name blobs the data "
+        f"directory does not hold whole ({found.checked} blobs checked):",
+        file=sys.stderr,
+    )
+    for finding in found.findings:
+        print(f"  {finding}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _untrusted(exc: UntrustedLogError, memory: Path) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
-from api.client.registry import TaskView
+from api.client.answers import TaskView
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
 from crypto.age import decrypt_file, is_age_file

@@ -38,7 +38,8 @@ import docker
 import numpy as np
 
 from api.client.analyst import Analyst
-from api.client.registry import Client, TaskView
+from api.client.answers import TaskView
+from api.client.registry import Client
 from crypto import SigningKey
 from examples.logreg import central, data
 from examples.sparql import endpoint

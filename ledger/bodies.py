@@ -3,6 +3,14 @@
 ``from_dict`` rejects missing, unknown and ill-typed fields; ``to_dict`` gives back exactly the
 object that was parsed (optional fields absent when None), so canonical bytes computed from the
 parsed JSON and from the value always agree.
+
+A body is refused when no reader could use it, not only when it is ill-typed: a task's ``image``
+must parse with the sites' strict image-reference parser (:mod:`ledger.reference`), checked on
+construction, so a task naming ``-rf:1`` or ``../../etc/passwd`` is a malformed event for the
+registry (400 ``malformed-event``), for every follower and for every auditor alike. (Ledgers
+written before this check may hold such a task and would no longer replay; only the demo and the
+tests create ledgers so far.) Which blobs the registry must hold before it appends a body is
+stated by :func:`registry_blobs`.
 """
 
 from __future__ import annotations
@@ -11,18 +19,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
-from typing import Any, ClassVar, NewType, TypeVar
+from functools import cache, lru_cache
+from typing import Any, ClassVar, NamedTuple, NewType, TypeVar
 
 from crypto import KeyFormatError, PublicKey
 from ledger import fields as f
-from ledger.errors import FormatError
+from ledger.errors import FormatError, InvalidReferenceError
+from ledger.reference import REFERENCE_MAX_LENGTH, parse_reference
 
 EventId = NewType("EventId", str)
 
-# ASCII printable without whitespace; the site client applies Docker's full grammar.
-IMAGE = re.compile(r"[\x21-\x7e]{1,512}")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# The tasks of an analysis name few images, each many times: replaying parses each one once.
+_parse_image = lru_cache(maxsize=1024)(parse_reference)
 ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}")
 E = TypeVar("E", bound=StrEnum)
 
@@ -286,6 +295,10 @@ class Task:
     inputs: tuple[EventId, ...] = ()  # earlier tasks whose files delivered here are inputs
 
     def __post_init__(self) -> None:
+        try:
+            (_parse_image if type(self.image) is str else parse_reference)(self.image)
+        except InvalidReferenceError as exc:
+            raise InvalidReferenceError(f"task.body.image: {exc}") from exc
         if self.deliver and self.recipient is None:
             raise FormatError("task.body: deliver needs a recipient site")
         if (self.config is None) == (self.config_blob is None):
@@ -321,13 +334,7 @@ class Task:
         if config is not None and not isinstance(config, dict):
             raise FormatError(f"{where}.config: expected an object, found {f.describe(config)}")
         return cls(
-            image=f.string(
-                d["image"],
-                f"{where}.image",
-                pattern=IMAGE,
-                max_len=512,
-                what="an image reference of printable ASCII",
-            ),
+            image=f.string(d["image"], f"{where}.image", max_len=REFERENCE_MAX_LENGTH),
             sites=f.array(d["sites"], f"{where}.sites", f.name, max_items=256),
             config=config,
             config_blob=f.optional(d, "config_blob", where, f.hex64),
@@ -559,3 +566,36 @@ BODY_TYPES: dict[EventKind, type[Body]] = {
     EventKind.RESULT: Result,
     EventKind.TRANSFER: Transfer,
 }
+
+
+class NamedBlob(NamedTuple):
+    """A blob a body names: where in the body, its SHA-256, and its size (None: not stated)."""
+
+    where: str
+    sha256: str
+    size: int | None
+
+
+def registry_blobs(body: Body) -> tuple[NamedBlob, ...]:
+    """The blobs ``body`` names that live in the registry's blob store, which must hold each one
+    before it appends the event (DESIGN 3: blobs are uploaded before the event that names them).
+
+    They are a task's ``config_blob`` and a result's ``log`` and outputs, except outputs with
+    ``delivered_to``: those went to a site's FileService and the registry never sees them. A
+    task's ``inputs`` name earlier tasks, not blobs, and a ``transfer`` records a file a
+    FileService received: neither is the registry's to hold.
+    """
+    if isinstance(body, Task):
+        if body.config_blob is None:
+            return ()
+        return (NamedBlob("task.body.config_blob", body.config_blob, None),)
+    if isinstance(body, Result):
+        named = [
+            NamedBlob(f"result.body.outputs[{i}] ({o.name})", o.sha256, o.size)
+            for i, o in enumerate(body.outputs)
+            if o.delivered_to is None
+        ]
+        if body.log is not None:
+            named.append(NamedBlob("result.body.log", body.log.sha256, body.log.size))
+        return tuple(named)
+    return ()

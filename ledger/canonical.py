@@ -1,11 +1,17 @@
 """Canonical JSON (RFC 8785, JCS) and strict JSON parsing.
 
-``canonical_bytes`` is the one function that makes canonical bytes. For the values PHT events
-almost always hold (objects with ASCII keys, arrays, strings, booleans, null and integers within
+``canonical_bytes`` makes canonical bytes from a value. For the values PHT events almost always
+hold (objects with ASCII keys, arrays, strings, booleans, null and integers within
 ±(2**53 - 1)) JCS output is byte-for-byte what ``json.dumps(sort_keys=True, separators=(",", ":"),
 ensure_ascii=False)`` produces, so that C-accelerated encoder is used; anything else (floats,
 non-ASCII keys, whose JCS ordering is by UTF-16 code units) goes through the ``rfc8785`` reference
-implementation. A property test checks that both paths agree.
+implementation. ``tests/ledger/test_events.py::test_canonical_bytes_equal_the_rfc8785_reference``
+checks that both paths agree.
+
+It is not the only place canonical bytes are made: a signed envelope's and an entry's are spliced
+by hand from the event's (:mod:`ledger._fast_events`, for ``SignedEvent.canonical`` and
+``Entry._seal``), and ``tests/ledger/test_fast_events.py::test_splices_equal_jcs_of_every_kind``
+holds each splice equal to ``canonical_bytes(to_dict())`` and to the ``rfc8785`` reference.
 
 ``parse_json`` rejects duplicate object keys, NaN and Infinity and invalid UTF-8; what else JCS
 cannot represent (lone surrogates, integers outside the IEEE-754 exact range, deep nesting) is

@@ -7,6 +7,9 @@
 - Canonical bytes are computed from the parsed JSON object (never from a re-serialized guess) and,
   for stored entries, compared with the bytes on disk: a stored record that is not exactly the
   canonical form of what it parses to (duplicate keys, other spacing, reordered keys) is refused.
+- The hot paths (canonical envelope and entry bytes spliced by hand, canonical posts and stored
+  entries read by a fast parser) are fenced in :mod:`ledger._fast_events`, whose header names the
+  general function here that each must equal and the test that holds them equal.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +25,10 @@ from typing import Any, NewType
 
 from crypto import KeyId, Purpose, SigningKey, domain_bytes
 from ledger import fields as f
+from ledger._fast_events import entry_bytes, read_entry, read_posted, signed_event_bytes
 from ledger.bodies import BODY_TYPES, Body, EventId, EventKind
-from ledger.canonical import canonical_bytes, parse_json, parse_plain, parse_plain_text
-from ledger.errors import EncodingError, FormatError, LedgerError
+from ledger.canonical import canonical_bytes, parse_json, parse_plain
+from ledger.errors import EncodingError, FormatError
 
 EntryHash = NewType("EntryHash", str)
 
@@ -155,20 +158,14 @@ class SignedEvent:
     def from_json(cls, data: bytes | str) -> SignedEvent:
         """Strictly parse a posted signed event (duplicate keys, NaN, unknown fields refused).
 
-        Clients post canonical bytes, so that case goes first: the fast plain parse, then a
-        comparison with the canonical form, which no document with a duplicate key, a
-        non-canonical escape or extra whitespace can pass. Anything else, including every
-        invalid document, takes the strict general path, which also gives the error message.
+        A post in canonical form, as clients send, takes the fast path
+        (:func:`ledger._fast_events.read_posted`); anything else, including every invalid
+        document, takes the strict general path, which also gives the error message.
         """
-        if isinstance(data, bytes) and data.isascii():
-            try:
-                value, plain = parse_plain(data)
-                if plain:
-                    signed = cls.from_dict(value, plain=True)
-                    if signed.canonical() == data:
-                        return signed
-            except LedgerError:
-                pass
+        if isinstance(data, bytes):
+            signed = read_posted(data, lambda value: cls.from_dict(value, plain=True))
+            if signed is not None:
+                return signed
         return cls.from_dict(parse_json(data, what="signed event"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +176,8 @@ class SignedEvent:
         return base64.b64encode(self.sig).decode("ascii")
 
     def canonical(self) -> bytes:
-        # Keys sort as "event" < "sig"; the sig is base64 and needs no escaping.
-        return b'{"event":' + self.event.canonical + b',"sig":"' + self.sig_b64.encode() + b'"}'
+        """``canonical_bytes(self.to_dict())``, spliced (:mod:`ledger._fast_events`)."""
+        return signed_event_bytes(self.event.canonical, self.sig_b64)
 
 
 def _sig(value: object, where: str) -> bytes:
@@ -216,33 +213,36 @@ class Entry:
         """The entry the appender builds: the same value as the constructor gives, without
         re-checking fields it already holds checked (``index`` is the state's size, ``prev``
         its head hash, ``received`` a timestamp it validated once for the whole batch)."""
+        return cls._assemble(index=index, prev=prev, received=received, event=event)
+
+    @classmethod
+    def _assemble(
+        cls,
+        *,
+        index: int,
+        prev: EntryHash,
+        received: str,
+        event: SignedEvent,
+        canonical: bytes | None = None,
+    ) -> Entry:
+        """The one way round the constructor's checks, for callers holding the fields checked:
+        :meth:`following`, and the fast reader, which passes the ``canonical`` bytes it read.
+        ``tests/ledger/test_fast_events.py`` holds both to what the constructor builds."""
         entry: Entry = object.__new__(cls)
         put = object.__setattr__
         put(entry, "index", index)
         put(entry, "prev", prev)
         put(entry, "received", received)
         put(entry, "event", event)
-        entry._seal()
+        entry._seal(canonical)
         return entry
 
-    def _seal(self) -> None:
-        # JCS composes: with the keys in their sorted order ("event" < "index" < "prev" <
-        # "received") and every leaf value needing no escaping (validated above), the entry's
-        # canonical bytes are the canonical event envelope spliced into fixed text. A test
-        # checks this against canonical_bytes(to_dict()) for every kind.
-        data = (
-            b'{"event":'
-            + self.event.canonical()
-            + b',"index":'
-            + str(self.index).encode()
-            + b',"prev":"'
-            + self.prev.encode()
-            + b'","received":"'
-            + self.received.encode()
-            + b'"}'
-        )
-        object.__setattr__(self, "canonical", data)
-        object.__setattr__(self, "hash", EntryHash(hashlib.sha256(data).hexdigest()))
+    def _seal(self, canonical: bytes | None = None) -> None:
+        # canonical_bytes(self.to_dict()), spliced (ledger._fast_events.entry_bytes).
+        if canonical is None:
+            canonical = entry_bytes(self.event.canonical(), self.index, self.prev, self.received)
+        object.__setattr__(self, "canonical", canonical)
+        object.__setattr__(self, "hash", EntryHash(hashlib.sha256(canonical).hexdigest()))
 
     @classmethod
     def from_dict(cls, value: object, where: str = "entry", *, plain: bool = False) -> Entry:
@@ -256,10 +256,38 @@ class Entry:
 
     @classmethod
     def from_canonical(cls, data: bytes) -> Entry:
-        """Parse stored entry bytes, refusing any that are not exactly canonical."""
-        entry = _read_canonical(data)
-        if entry is not None:
-            return entry
+        """Parse stored entry bytes, refusing any that are not exactly canonical.
+
+        The usual, escape-free entry takes the fast path (:func:`ledger._fast_events.read_entry`);
+        anything else, including every invalid record, takes :meth:`parse_canonical`.
+        """
+        fields = read_entry(data)
+        if fields is None:
+            return cls.parse_canonical(data)
+        event = Event(
+            kind=fields.kind,
+            ledger=fields.ledger,
+            author=KeyId(fields.author),
+            time=fields.time,
+            nonce=fields.nonce,
+            body=fields.body,
+            canonical=fields.event_canonical,
+        )
+        return cls._assemble(
+            index=fields.index,
+            prev=EntryHash(fields.prev),
+            received=fields.received,
+            event=SignedEvent(event=event, sig=fields.sig),
+            canonical=data,
+        )
+
+    @classmethod
+    def parse_canonical(cls, data: bytes) -> Entry:
+        """:meth:`from_canonical`'s general path: parse, build, and compare the canonical form.
+
+        Raises :class:`EncodingError` for bytes that are not JSON or not in canonical form, and
+        :class:`FormatError` for an entry that breaks a field rule.
+        """
         try:
             value, plain = parse_plain(data)
         except EncodingError as exc:
@@ -280,74 +308,3 @@ class Entry:
     @property
     def leaf_hash(self) -> bytes:
         return hashlib.sha256(b"\x00" + self.canonical).digest()
-
-
-_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z"
-# The canonical text of an entry whose envelope strings need no JSON escaping. Every character
-# outside the groups is fixed, and each group admits only the canonical encoding of a value its
-# field reader accepts (the readers' patterns, restricted to ASCII and to no escapes; a
-# signature's last base64 digit carries no stray bits). Only the body is free text, and it is
-# checked by parsing, its kind's strict ``from_dict`` and a canonical-form comparison.
-_CANONICAL_ENTRY = re.compile(
-    r'\{"event":\{"event":\{"author":"([0-9a-f]{64})","body":(\{.*\}),'
-    r'"kind":"([a-z]{1,32})","ledger":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})",'
-    r'"nonce":"([0-9a-f]{32})","time":"(' + _TIME + r')","v":1\},'
-    r'"sig":"([A-Za-z0-9+/]{85}[AQgw]==)"\},"index":(0|[1-9][0-9]{0,15}),'
-    r'"prev":"([0-9a-f]{64})","received":"(' + _TIME + r')"\}',
-    re.DOTALL,
-)
-_EVENT_START = len('{"event":{"event":')
-_EVENT_TAIL = len('","v":1}')
-_KINDS = {kind.value: kind for kind in EventKind}
-_MAX_INDEX = 2**53 - 1
-
-
-def _read_canonical(data: bytes) -> Entry | None:
-    """The fast path of :meth:`Entry.from_canonical` for the usual, escape-free entry.
-
-    It accepts exactly what the general path accepts for such bytes and builds the same value
-    (``data`` is the canonical text of the fields read here, validated by the same rules). It
-    returns None for anything else, including every invalid record, so that the general path
-    reports the problem with its usual message.
-    """
-    if not data.isascii():
-        return None
-    text = data.decode("ascii")
-    match = _CANONICAL_ENTRY.fullmatch(text)
-    if match is None:
-        return None
-    author, body_text, kind_text, ledger, nonce, time, sig, index_text, prev, received = (
-        match.groups()
-    )
-    kind = _KINDS.get(kind_text)
-    index = int(index_text)
-    if kind is None or index > _MAX_INDEX:
-        return None
-    try:
-        datetime.fromisoformat(time)
-        datetime.fromisoformat(received)
-        value, plain = parse_plain_text(body_text)
-        if not plain or canonical_bytes(value, known_plain=True) != body_text.encode("ascii"):
-            return None
-        body = BODY_TYPES[kind].from_dict(value, f"{kind.value}.body")
-    except (LedgerError, ValueError):
-        return None
-    event = Event(
-        kind=kind,
-        ledger=ledger,
-        author=KeyId(author),
-        time=time,
-        nonce=nonce,
-        body=body,
-        canonical=data[_EVENT_START : match.end(6) + _EVENT_TAIL],
-    )
-    signed = SignedEvent(event=event, sig=base64.b64decode(sig))
-    entry: Entry = object.__new__(Entry)
-    put = object.__setattr__
-    put(entry, "index", index)
-    put(entry, "prev", EntryHash(prev))
-    put(entry, "received", received)
-    put(entry, "event", signed)
-    put(entry, "canonical", data)
-    put(entry, "hash", EntryHash(hashlib.sha256(data).hexdigest()))
-    return entry

@@ -253,6 +253,13 @@ class MerkleTree:
             raise ProofError(f"leaf index must be in [0, {self.size}), found {index!r}")
         return self._node(0, index)
 
+    def leaf_hashes(self, start: int, stop: int) -> bytes:
+        """The leaf hashes of ``start`` to ``stop - 1``, concatenated (one slice, no copies per
+        leaf: what a reader compares a page of entries against)."""
+        if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop <= self.size):
+            raise ProofError(f"leaf range must lie in [0, {self.size}], found {start!r}..{stop!r}")
+        return bytes(self._levels[0][start * HASH_SIZE : stop * HASH_SIZE])
+
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` leaves (default: all of them)."""
         if size is None:

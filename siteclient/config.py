@@ -38,13 +38,9 @@ Decisions:
 - ``state_dir``, ``work_dir`` and the key file must not lie inside one another: the work directory
   holds what containers wrote, and must never reach the site's key or its trusted state.
 - ``poll_wait_s`` is at most 30, the longest wait the registry's API accepts.
-- ``file_service`` (optional; ``siteclient serve-files`` needs it) configures the FileService:
-  where it listens (``host``, ``port``; 0 picks a free port), the largest file it accepts
-  (``max_file_bytes``), the free disk it always leaves (``min_free_bytes``), where received files
-  are kept (``inbox_dir``, default ``inbox`` beside the config; it must not overlap ``state_dir``
-  or ``work_dir`` and must not hold the key file) and ``public_url``, the ``scheme://host[:port]``
-  members sign requests for (what the site published as its ``file_service``; default the bound
-  ``http://host:port``). The Host header of a request is never trusted for that.
+- ``limits`` and ``file_service`` (optional; ``siteclient serve-files`` needs the latter) are
+  read by :mod:`siteclient.configsections`. The FileService's ``inbox_dir`` must not overlap
+  ``state_dir`` or ``work_dir`` and must not hold the key file.
 - ``identity_file`` (optional) is the site's age identity (``pht keys new`` writes one, 0600):
   it decrypts files other sites delivered to this site's FileService for a task's ``inputs``.
 - ``load`` also checks the file system: the key file exists, is a regular file and is not readable
@@ -55,57 +51,26 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit
 
 from ledger.checkpoint import parse_verifier_key
 from ledger.errors import LedgerError
 from ledger.fields import HEX64, NAME, describe
 from siteclient.configread import FieldReader, parse_json, unknown_keys
+from siteclient.configsections import (
+    FileServiceConfig,
+    Limits,
+    read_file_service,
+    read_limits,
+)
 from siteclient.errors import ConfigError
 from siteclient.policy.allowlist import Allowlist, pattern_problems
 
 CONFIG_MAX_BYTES = 1 << 20
 MAX_POLL_WAIT_S = 30
-MIB = 1 << 20
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Per-task resource limits applied to every container."""
-
-    timeout_s: int = 600
-    memory_mb: int = 512
-    cpu_millis: int = 1000
-    pids: int = 128
-    output_max_bytes: int = 100 * MIB
-    output_max_files: int = 100
-    log_max_bytes: int = 1 * MIB
-    tmpfs_mb: int = 64
-
-    def __post_init__(self) -> None:
-        for name, (low, high) in _LIMIT_BOUNDS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(
-                    f"limits.{name}: expected an integer in [{low}, {high}], found {value!r}"
-                )
-
-
-# (low, high) bounds of each limit, inclusive.
-_LIMIT_BOUNDS: Mapping[str, tuple[int, int]] = {
-    "timeout_s": (1, 7 * 24 * 3600),
-    "memory_mb": (6, 1 << 20),  # Docker refuses less than 6 MB
-    "cpu_millis": (1, 1_000_000),
-    "pids": (1, 1 << 22),
-    "output_max_bytes": (1, 1 << 40),
-    "output_max_files": (1, 1_000_000),
-    "log_max_bytes": (1, 1 << 30),
-    "tmpfs_mb": (1, 1 << 20),
-}
 
 _REQUIRED = (
     "site",
@@ -127,28 +92,7 @@ _OPTIONAL = (
     "file_service",
     "identity_file",
 )
-_FILE_SERVICE_KEYS = (
-    "host",
-    "port",
-    "max_file_bytes",
-    "min_free_bytes",
-    "inbox_dir",
-    "public_url",
-)
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:-")
 _NETWORK_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileServiceConfig:
-    """Where and how the site's FileService (``siteclient serve-files``) receives files."""
-
-    inbox_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 8443
-    max_file_bytes: int = 256 * MIB
-    min_free_bytes: int = 64 * MIB
-    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,53 +210,6 @@ def _network(read: FieldReader) -> str | None:
     return network
 
 
-def _limits(read: FieldReader) -> Limits:
-    if "limits" not in read.data:
-        return Limits()
-    value = read.data["limits"]
-    if not isinstance(value, dict):
-        read.problem("limits", f"expected an object, found {describe(value)}")
-        return Limits()
-    read.problems.extend(unknown_keys(value, tuple(_LIMIT_BOUNDS), "limits."))
-    lim = FieldReader(value, read.problems, "limits.")
-    defaults = Limits()
-    return Limits(
-        **{
-            name: lim.integer(name, getattr(defaults, name), low, high)
-            for name, (low, high) in _LIMIT_BOUNDS.items()
-        }
-    )
-
-
-def _file_service(read: FieldReader, base_dir: Path) -> FileServiceConfig | None:
-    if "file_service" not in read.data:
-        return None
-    value = read.data["file_service"]
-    if not isinstance(value, dict):
-        read.problem("file_service", f"expected an object, found {describe(value)}")
-        return None
-    read.problems.extend(unknown_keys(value, _FILE_SERVICE_KEYS, "file_service."))
-    fs = FieldReader(value, read.problems, "file_service.")
-    defaults = FileServiceConfig(inbox_dir=base_dir / "inbox")
-    host = fs.string("host") if "host" in value else defaults.host
-    if host is not None and (not set(host) <= _HOST_CHARS or len(host) > 253):
-        fs.problem("host", f"expected a host name or IP address, found {host[:80]!r}")
-    inbox = fs.path("inbox_dir", base_dir) if "inbox_dir" in value else defaults.inbox_dir
-    public_url = (
-        fs.url("public_url", allow_query=False) if value.get("public_url") is not None else None
-    )
-    if public_url is not None and urlsplit(public_url).path:
-        fs.problem("public_url", f"expected scheme://host[:port] without a path: {public_url!r}")
-    return FileServiceConfig(
-        inbox_dir=inbox or defaults.inbox_dir,
-        host=host or defaults.host,
-        port=fs.integer("port", defaults.port, 0, 65535),
-        max_file_bytes=fs.integer("max_file_bytes", defaults.max_file_bytes, 1, 1 << 40),
-        min_free_bytes=fs.integer("min_free_bytes", defaults.min_free_bytes, 0, 1 << 50),
-        public_url=public_url,
-    )
-
-
 def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -343,11 +240,11 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
 
     allowed = _allowed_images(read)
     network = _network(read)
-    limits = _limits(read)
+    limits = read_limits(read)
     require_digest = read.boolean("require_digest", False)
     parallelism = read.integer("parallelism", 1, 1, 64)
     poll_wait_s = read.integer("poll_wait_s", 25, 0, MAX_POLL_WAIT_S)
-    file_service = _file_service(read, base_dir)
+    file_service = read_file_service(read, base_dir)
     identity_file = read.path("identity_file", base_dir) if "identity_file" in data else None
 
     problems.extend(_overlaps(key_file=key_file, state_dir=state_dir, work_dir=work_dir))

@@ -13,7 +13,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from api.client.registry import Page
+from api.client.answers import Page
+from api.errors import PROBLEM_BASE, problem_error
 from crypto import SigningKey
 from ledger.bodies import Result, ResultState, Task
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -98,6 +99,11 @@ class FakeRegistry:
         return self.note
 
     def entries(self, start: int = 0, limit: int = 100, *, wait: int = 0) -> Page:
+        if start > len(self.served):  # as the registry answers a page from beyond its size
+            raise problem_error(
+                416,
+                {"type": PROBLEM_BASE + "range-not-satisfiable", "status": 416, "detail": "beyond"},
+            )
         chunk = tuple(self.served[start : start + limit])
         return Page(entries=chunk, next=start + len(chunk), size=len(self.served))
 

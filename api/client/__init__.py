@@ -1,7 +1,20 @@
-"""The clients: the registry's HTTP client (:class:`Client`) and the researcher's
-:class:`Analyst`, which verifies every result it reads against the registry's signed log."""
+"""The clients: the registry's HTTP client (:class:`Client`, in ``registry``, reading answers
+into the values of ``answers``) and the researcher's :class:`Analyst`, which verifies every result
+it reads against the registry's signed log. Both send through ``transport``'s one signed,
+retrying request path, which the site's FileService client shares."""
 
 from api.client.analyst import Analyst
+from api.client.answers import Appended, Page, SiteState, TaskView
 from api.client.registry import Client
+from api.client.transport import RetryPolicy, SignedTransport
 
-__all__ = ["Analyst", "Client"]
+__all__ = [
+    "Analyst",
+    "Appended",
+    "Client",
+    "Page",
+    "RetryPolicy",
+    "SignedTransport",
+    "SiteState",
+    "TaskView",
+]

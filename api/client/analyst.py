@@ -27,7 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.client.registry import Client, TaskView
+from api.client.answers import TaskView
+from api.client.registry import Client
 from api.errors import AnalysisError
 from crypto import CryptoError, SigningKey
 from crypto.age import AgeIdentity, decrypt_bytes, is_age

@@ -59,6 +59,12 @@ def create_app(
     ``long_poll_slots`` bounds the long-polls waiting at once (keep it below the server's thread
     count); ``stop`` ends waiting long-polls at shutdown. Requests signed before the app was
     created are refused (see :mod:`api.wire.httpsig`), so a restart never reopens a replay window.
+
+    What the registry appends is the ledger's to decide, not the app's: the ledger refuses
+    malformed bodies (a task image no site can parse included), events whose time lies outside
+    its ``time_window`` of its own clock (the one that stamps ``received``; ``clock`` here is the
+    request-signature clock), and events naming blobs it does not hold; see
+    :class:`ledger.store.ledger.Ledger`. The document at ``/openapi.json`` states that window.
     """
     verifier = RequestVerifier(
         member_key(ledger),
@@ -76,7 +82,13 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = False
     problems.register(app)
 
-    spec = document(max_body=max_body, max_blob=max_blob, max_limit=max_limit, max_wait=max_wait)
+    spec = document(
+        max_body=max_body,
+        max_blob=max_blob,
+        max_limit=max_limit,
+        max_wait=max_wait,
+        time_window=ledger.time_window,
+    )
     gate = LongPollGate(long_poll_slots, stop if stop is not None else threading.Event())
     app.add_route("/healthz", Health(ledger))
     app.add_route("/openapi.json", OpenApi(json.dumps(spec, separators=(",", ":")).encode()))

@@ -1,6 +1,9 @@
 """Request authentication: Falcon middleware in front of every resource but the public ones.
 
-For each request to a protected resource, in this order:
+For each request to a protected resource, in this order (a method the resource does not have is
+left alone: Falcon answers 405 ``method-not-allowed`` with ``Allow``, whatever the body, before
+anything is read, since a body limit or a signature says nothing about a method that cannot be
+served; the methods each path has are public in ``/openapi.json`` anyway):
 
 1. **Size**: a declared ``Content-Length`` above the resource's ``body_limit`` is refused with 413
    before anything is read (so an unauthenticated client cannot make the registry hash a huge
@@ -63,6 +66,8 @@ class Authenticator:
     ) -> None:
         if resource is None or req.uri_template in self._public_routes:
             return
+        if req.method != "OPTIONS" and not hasattr(resource, f"on_{req.method.lower()}"):
+            return  # Falcon answers 405 (400 for a method it does not know)
         limit = int(getattr(resource, "body_limit", 0))
         streamed = limit == STREAMED and req.method in BODY_METHODS
         if limit == STREAMED:

@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document served at ``GET /openapi.json``.
 
 Built from the same limits :func:`api.registry.app.create_app` configures, so the document states
-what the
-server enforces. Schemathesis checks, in the test suite, that every answer conforms to it.
+what the server enforces. Events, entries and every kind's body are described field by field as
+the ledger parses them (:mod:`api.registry.schemas`). Schemathesis checks, in the test suite, that
+every answer conforms to it.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from api.errors import PROBLEM_BASE
+from api.registry.schemas import HEX64, TIME, event_schemas
 from api.wire.httpsig import TAG
 from api.wire.problems import PROBLEMS
+from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
 
-HEX64: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 INDEX: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
-TIME: dict[str, Any] = {"type": "string", "description": "UTC time, RFC 3339 with 'Z'"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -49,35 +50,36 @@ _TITLES = {
     401: "No valid signature by a current member's key (missing, unknown key, stale, replayed)",
     403: "Authenticated, but not allowed (role, or the ledger's rules)",
     404: "No such entry, blob, task or path",
-    405: "Method not allowed on this path",
+    405: "Method not allowed on this path (whatever the body)",
+    409: (
+        "The event conflicts with the ledger's state: a blob it names was never uploaded "
+        "(blob-missing: upload it, post the same event again), or the site's result for this "
+        "task is already in (result-exists)"
+    ),
     413: "Request body larger than the configured limit",
     415: "Wrong Content-Type",
-    422: "The event signature or blob hash does not verify",
+    416: "`from` is beyond the ledger's size (range-not-satisfiable)",
+    422: (
+        "The event signature or blob hash does not verify, or the event's time lies outside "
+        "the registry's window (event-time-out-of-window)"
+    ),
     500: "Internal error (no detail is disclosed)",
     503: "Storage temporarily unavailable; retry",
 }
 
 
 def document(
-    *, max_body: int, max_blob: int, max_limit: int, max_wait: int, version: str = "1.0.0"
+    *,
+    max_body: int,
+    max_blob: int,
+    max_limit: int,
+    max_wait: int,
+    time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+    version: str = "1.0.0",
 ) -> dict[str, Any]:
-    event = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["v", "kind", "ledger", "author", "time", "nonce", "body"],
-        "properties": {
-            "v": {"const": 1},
-            "kind": {
-                "enum": ["consortium", "member", "task", "cancel", "status", "result", "transfer"]
-            },
-            "ledger": {"type": "string", "maxLength": 128},
-            "author": HEX64,
-            "time": TIME,
-            "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "body": {"type": "object", "description": "the body of this kind (DESIGN 3)"},
-        },
-    }
+    """The document; ``time_window`` is the ledger's (stated in the description of event times)."""
     schemas: dict[str, Any] = {
+        **event_schemas(time_window),
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status"],
@@ -91,30 +93,6 @@ def document(
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
                 "instance": {"type": "string"},
-            },
-        },
-        "Event": event,
-        "SignedEvent": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["event", "sig"],
-            "properties": {
-                "event": _ref("Event"),
-                "sig": {
-                    "type": "string",
-                    "description": "base64 Ed25519 signature over b'pht/v1/event\\n' + JCS(event)",
-                },
-            },
-        },
-        "Entry": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["index", "prev", "received", "event"],
-            "properties": {
-                "index": INDEX,
-                "prev": HEX64,
-                "received": TIME,
-                "event": _ref("SignedEvent"),
             },
         },
         "EntriesPage": {
@@ -272,6 +250,10 @@ def document(
                         required=False,
                     ),
                 ],
+                "description": (
+                    "`from` may be at most the ledger's size: equal to it, the request waits "
+                    "up to `wait` s for the next entry; beyond it, 416 range-not-satisfiable."
+                ),
                 "responses": {
                     "200": {
                         **_json(_ref("EntriesPage"), "A page of entries, possibly empty"),
@@ -282,12 +264,20 @@ def document(
                             }
                         },
                     },
-                    **_problems(*_AUTH),
+                    **_problems(*_AUTH, 416),
                 },
             },
             "post": {
                 "operationId": "appendEvent",
                 "summary": "Append a signed event (idempotent)",
+                "description": (
+                    "Refused, with nothing appended: a malformed event or body (400 "
+                    "malformed-event, including a task image no site can parse), a bad "
+                    "signature (422), an event time outside the registry's window (422 "
+                    "event-time-out-of-window), a named blob the registry does not hold (409 "
+                    "blob-missing: a task's config_blob, a result's log and its outputs not "
+                    "delivered to a FileService), the rules (403 rule-violation)."
+                ),
                 "security": signed,
                 "requestBody": {
                     "required": True,
@@ -297,7 +287,7 @@ def document(
                 "responses": {
                     "201": {**_json(_ref("Appended"), "Appended"), "headers": _LOCATION},
                     "200": _json(_ref("Appended"), "Already in the ledger: its entry"),
-                    **_problems(*_AUTH, 403, 413, 415, 422),
+                    **_problems(*_AUTH, 403, 409, 413, 415, 422),
                 },
             },
         },

@@ -15,13 +15,18 @@ Invariants:
   of the same bytes each write their own temp file and the renames are atomic.
 - A name is accepted only as exactly 64 lowercase hex digits, so no caller-supplied string ever
   chooses a path.
+- A blob is served only after it is hashed through (:meth:`BlobStore.open_verified`): bytes that
+  no longer hash to their name (a disk fault, an edit) raise :class:`DamagedBlobError` and are
+  never handed out as good. Putting the right bytes again replaces a damaged copy.
 
-Every failure is a :class:`BlobError` that says what was expected and what was found.
+Every failure is a :class:`BlobError` that says what was expected and what was found, except
+damage to a stored blob, which is a :class:`DamagedBlobError` (store damage, not a bad request).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -29,8 +34,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ledger.errors import BlobError
+from ledger.errors import BlobError, DamagedBlobError
 from ledger.store.durable import fsync_dir
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -63,11 +70,14 @@ def _as_bytes(chunk: object) -> bytes:
 
 
 class BlobStore:
-    """The blobs of one data directory; ``root`` is its ``objects/`` directory."""
+    """The blobs of one data directory; ``root`` is its ``objects/`` directory. ``read_only``
+    (an auditor's view of a data directory, perhaps a backup) creates nothing."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self._root = root
         self._tmp = root / "tmp"
+        if read_only:
+            return
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -130,7 +140,7 @@ class BlobStore:
                     f"blob hash: expected sha256 {expected_sha256}, found {found} ({size} bytes)"
                 )
             final = self.path(found)
-            if final.exists():
+            if final.exists() and self._intact(found):
                 tmp.unlink()
                 return found, size
             shard_created = not final.parent.exists()
@@ -157,6 +167,42 @@ class BlobStore:
         except OSError as exc:
             raise BlobError(f"blob {sha256}: cannot open: {exc}") from exc
 
+    def open_verified(self, sha256: str) -> BinaryIO:
+        """Open the blob for reading once its bytes, read through this very handle, hash to
+        ``sha256``; the handle is returned at offset 0. Raises BlobError if the name is invalid
+        or it is missing, DamagedBlobError if its bytes hash to something else."""
+        handle = self.open(sha256)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            if digest.hexdigest() != sha256:
+                raise DamagedBlobError(
+                    sha256, f"stored bytes hash to {digest.hexdigest()} ({size} bytes)"
+                )
+            handle.seek(0)
+        except OSError as exc:
+            handle.close()
+            raise BlobError(f"blob {sha256}: cannot read: {exc}") from exc
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _intact(self, sha256: str) -> bool:
+        """Whether the stored blob still hashes to its name (a put of the same bytes replaces a
+        damaged copy instead of keeping it)."""
+        try:
+            self.verify(sha256)
+        except DamagedBlobError as exc:
+            log.warning("%s; replacing it with the bytes just put", exc)
+            return False
+        except BlobError:
+            return False
+        return True
+
     def size(self, sha256: str) -> int:
         """The blob's size in bytes. Raises BlobError if the name is invalid or it is missing."""
         path = self.path(sha256)
@@ -172,19 +218,10 @@ class BlobStore:
         return self.path(sha256).is_file()
 
     def verify(self, sha256: str) -> int:
-        """Re-hash the stored blob; return its size. Raises BlobError if it is missing or its
-        bytes no longer hash to its name."""
-        digest = hashlib.sha256()
-        size = 0
-        with self.open(sha256) as blob:
-            while chunk := blob.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        if digest.hexdigest() != sha256:
-            raise BlobError(
-                f"blob {sha256}: stored bytes hash to {digest.hexdigest()} ({size} bytes)"
-            )
-        return size
+        """Re-hash the stored blob; return its size. Raises BlobError if it is missing or cannot
+        be read, DamagedBlobError if its bytes no longer hash to its name."""
+        with self.open_verified(sha256) as blob:
+            return blob.seek(0, os.SEEK_END)
 
     def clean_tmp(self) -> int:
         """Remove leftover temp files (run at startup, when no put is in flight); return how

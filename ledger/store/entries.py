@@ -26,6 +26,11 @@ acknowledged data and raises CorruptStoreError (``cut_corrupt_tail=True`` is the
 explicit override). Power loss on file systems that persist a batch's pages out of order could, in
 principle, leave such a pattern inside the last unacknowledged batch; the override covers it.
 
+Digest: once ``start_digest`` has hashed the log (the ledger does so on open, checking the
+records a snapshot covers against the digest the snapshot recorded), the store keeps the SHA-256
+of the whole log up to date as it appends, from the very bytes it writes; ``digest`` gives it for a
+snapshot to record. Reads raise DamagedEntryError naming the entry whose record is damaged.
+
 Concurrency: one writer process (the LOCK); within it the store is thread-safe. Appends,
 truncation and maintenance are serialized by a write lock; readers and the publication of newly
 synced entries share a short state lock, so readers never wait for an fsync.
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import hashlib
 import logging
 import operator
 import os
@@ -43,12 +49,16 @@ from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from ledger.errors import CorruptStoreError, StoreError
+from ledger.errors import CorruptStoreError, DamagedEntryError, StoreError
 from ledger.store.durable import datasync, fsync_dir, pread_all, pwrite_all, write_atomic
 from ledger.store.records import (
     HEADER_SIZE,
     INDEX_ITEM,
+    SCAN_CHUNK,
+    RecordError,
+    decode_framed,
     decode_span,
     encode_record,
     find_valid_record,
@@ -87,6 +97,7 @@ class EntryStore:
         self._end = 0
         self._closed = False
         self._failed: str | None = None
+        self._digest: Any = None  # hashlib sha256 of the whole log, once start_digest ran
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
 
@@ -228,8 +239,10 @@ class EntryStore:
         if its record is damaged."""
         return self.read_range(index, index + 1)[0]
 
-    def read_range(self, start: int, stop: int) -> list[bytes]:
-        """The payloads of entries ``start`` to ``stop - 1``, read with one pread."""
+    def read_range(self, start: int, stop: int, *, checksums: bool = True) -> list[bytes]:
+        """The payloads of entries ``start`` to ``stop - 1``, read with one pread. Without
+        ``checksums`` the records' CRCs are not checked (their framing still is): only for a
+        caller that checks every payload against a stronger hash itself."""
         with self._state_lock:
             self._check_open()
             count = len(self._offsets)
@@ -249,9 +262,50 @@ class EntryStore:
                 raise StoreError(f"{self._data_dir / LOG_NAME}: cannot read: {exc}") from exc
             relative = [offset - base for offset in self._offsets[start:stop]]
         try:
+            if not checksums:
+                return decode_framed(buf, relative, start)
             return decode_span(buf, relative, start)
-        except ValueError as exc:
-            raise CorruptStoreError(f"{self._data_dir / LOG_NAME}: {exc}") from exc
+        except RecordError as exc:
+            raise DamagedEntryError(
+                exc.index, f"its record in {self._data_dir / LOG_NAME} is damaged ({exc.problem})"
+            ) from exc
+
+    def offset(self, index: int) -> int:
+        """Where entry ``index``'s record starts in the log (the log's length for ``count``)."""
+        with self._state_lock:
+            count = len(self._offsets)
+            if not 0 <= index <= count:
+                raise StoreError(f"entry {index}: out of range, the store holds {count} entries")
+            return self._offsets[index] if index < count else self._end
+
+    def read_range_scanned(self, start: int, stop: int) -> list[bytes]:
+        """The payloads of entries ``start`` to ``stop - 1`` as a walk of the log's records from
+        entry ``start`` finds them, trusting the index only for where ``start`` begins: to say
+        what a record holds when the index and the log disagree (records swapped, inserted or
+        cut). Slow (it checks every record to the end of the log); for naming damage only.
+        Raises DamagedEntryError at the first damaged record, or where the log ends early."""
+        with self._state_lock:
+            self._check_open()
+            count = len(self._offsets)
+            if not 0 <= start <= stop <= count:
+                raise StoreError(f"entries {start}..{stop}: expected 0 <= start <= stop <= {count}")
+            begin = self._offsets[start] if start < count else self._end
+            end = self._end
+        try:
+            found = scan(self._read, begin, end)
+            if len(found.offsets) < stop - start:
+                where = found.problem or f"the log ends after {len(found.offsets)} records"
+                raise DamagedEntryError(
+                    start + len(found.offsets),
+                    f"its record in {self._data_dir / LOG_NAME} is damaged ({where})",
+                )
+            payloads = []
+            for offset in found.offsets[: stop - start]:
+                length = header_problem(self._read(offset, HEADER_SIZE), 0)[0]
+                payloads.append(self._read(offset + HEADER_SIZE, length))
+            return payloads
+        except OSError as exc:
+            raise StoreError(f"{self._data_dir / LOG_NAME}: cannot read: {exc}") from exc
 
     def iter_from(
         self, start: int, stop: int | None = None, *, batch: int = 1024
@@ -269,6 +323,44 @@ class EntryStore:
     def _iterate(self, start: int, stop: int, batch: int) -> Iterator[bytes]:
         for first in range(start, stop, batch):
             yield from self.read_range(first, min(first + batch, stop))
+
+    # -- the digest of the log --------------------------------------------------------------
+
+    def start_digest(self, at: int) -> str:
+        """Hash the whole log once (one sequential read); return the SHA-256 (hex) of its bytes
+        before entry ``at``'s record. From then on the store keeps the digest of the whole log
+        up to date as it appends (see :meth:`digest`)."""
+        with self._write_lock:
+            self._check_open()
+            split, end = self.offset(at), self._end
+            digest = hashlib.sha256()
+            prefix = ""
+            position = 0
+            try:
+                while True:
+                    if position == split:
+                        prefix = digest.hexdigest()
+                    if position == end:
+                        break
+                    limit = split if position < split else end
+                    chunk = self._read(position, min(SCAN_CHUNK, limit - position))
+                    if not chunk:
+                        raise StoreError(f"{self._data_dir / LOG_NAME}: shorter than {end} bytes")
+                    digest.update(chunk)
+                    position += len(chunk)
+            except OSError as exc:
+                raise StoreError(f"{self._data_dir / LOG_NAME}: cannot read: {exc}") from exc
+            with self._state_lock:
+                self._digest = digest
+            return prefix
+
+    def digest(self) -> tuple[int, str]:
+        """(length of the log in bytes, SHA-256 of those bytes as hex), kept by the appends since
+        :meth:`start_digest`. Raises StoreError before it ran."""
+        with self._state_lock:
+            if self._digest is None:
+                raise StoreError(f"{self._data_dir / LOG_NAME}: the log digest was not started")
+            return self._end, self._digest.hexdigest()
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -296,8 +388,9 @@ class EntryStore:
             for record in records:
                 offsets.append(position)
                 position += len(record)
+            written = b"".join(records)
             try:
-                pwrite_all(self._log_fd, b"".join(records), start)
+                pwrite_all(self._log_fd, written, start)
                 datasync(self._log_fd)
             except OSError as exc:
                 self._failed = f"writing {len(records)} records at offset {start}: {exc}"
@@ -312,6 +405,8 @@ class EntryStore:
             with self._state_lock:
                 self._offsets.extend(offsets)
                 self._end = position
+                if self._digest is not None:
+                    self._digest.update(written)
 
     def sync_index(self) -> None:
         """Make the index durable (run before writing a snapshot that relies on it)."""
@@ -342,6 +437,7 @@ class EntryStore:
                 raise StoreError(f"{self._data_dir}: cannot truncate: {exc}") from exc
             del self._offsets[count:]
             self._end = end
+            self._digest = None  # start_digest hashes the shorter log again
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -1,8 +1,12 @@
 """The ledger: the single write path and the read side of one data directory.
 
 ``Ledger.append`` is the only way an entry is written: parse (done by the caller), check the
-signature, apply the rules, append durably (group commit: many concurrent appends share one
-fsync), then sign a new checkpoint. An append returns only after its entry is durable.
+signature, check that the registry holds every blob the body names (:func:`registry_blobs`;
+:class:`MissingBlobError` otherwise), apply the rules and the time window (the event's ``time``
+against the entry's ``received``, :class:`ledger.timewindow.TimeWindow`), append durably (group
+commit: many concurrent appends share one fsync), then sign a new checkpoint. An append returns
+only after its entry is durable. The blob and time checks admit new events only: replay never runs
+them, and an event already in the ledger is answered with its entry before either runs.
 
 Data directory::
 
@@ -13,11 +17,20 @@ Data directory::
     checkpoint      the latest signed checkpoint note, replaced atomically
     SNAPSHOT, snapshots/   derived state, Merkle levels and event ids (see ledger.store.snapshot)
 
-Opening recovers: the store cuts a torn tail; the snapshot is loaded; every entry after it is
-re-checked against the chain and the rules (their signatures were checked when they were
-appended, and every record carries a checksum; ``pht audit`` re-verifies everything); the stored
-checkpoint must be a prefix of the recovered tree (else acknowledged entries were lost, which is
-reported loudly); then a fresh checkpoint is signed for the recovered size.
+Opening recovers: the store cuts a torn tail; the snapshot is loaded only if its own digests
+hold (else it is ignored, with a warning, and the state rebuilt from the log, then snapshotted
+again); the entries it covers must still be the bytes it was taken over (one sequential hash of the
+log against the digest the snapshot recorded; on a mismatch every entry is compared with its leaf
+hash, and the first damaged one is named and the open refused: a registry never serves, or signs
+over, history other than what it signed); every entry after it is re-checked against the chain
+and the rules (their signatures were checked when they were appended; ``pht audit`` re-verifies
+everything), and a record holding another entry is named as such; the stored checkpoint must be a
+prefix of the recovered tree (else acknowledged entries were lost, which is reported loudly); then
+a fresh checkpoint is signed for the recovered size.
+
+Reading: every entry served (a page, one entry, the entry behind a task view) is checked against
+its leaf hash in the tree first; one that does not match raises :class:`DamagedEntryError` naming
+it, and is not served.
 """
 
 from __future__ import annotations
@@ -31,14 +44,20 @@ from typing import Any
 
 from crypto import KeyId, SigningKey
 from ledger import fields as f
-from ledger.checkpoint import Checkpoint, parse_verifier_key, sign_checkpoint, verify_checkpoint
+from ledger.bodies import registry_blobs
+from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import (
-    CheckpointError,
+    BlobError,
     CorruptStoreError,
+    DamagedEntryError,
     LedgerError,
+    MissingBlobError,
     ProofError,
     SignatureError,
     StoreError,
+    UnknownTaskError,
+    UntrustedLogError,
+    WithheldEntriesError,
 )
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.merkle import MerkleTree
@@ -49,16 +68,15 @@ from ledger.store.durable import write_atomic
 from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
-from ledger.store.snapshot import read_snapshot, write_snapshot
+from ledger.store.integrity import check_leaves, first_damage, recheck
+from ledger.store.snapshot import Snapshot, read_snapshot, write_snapshot
+from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
+from ledger.trust import check_checkpoint, verify_note
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 50_000
 CHECKPOINT_FILE = "checkpoint"
-
-
-class UnknownTaskError(LedgerError, LookupError):
-    """No task with this event id is in the ledger."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +86,12 @@ class AppendResult:
 
 
 class Ledger:
-    """One open data directory. Thread-safe; one process per directory (the store locks it)."""
+    """One open data directory. Thread-safe; one process per directory (the store locks it).
+
+    ``clock`` stamps each entry's ``received``; ``time_window`` bounds how far a new event's own
+    ``time`` may lie from it (default :data:`ledger.timewindow.DEFAULT_TIME_WINDOW`: 24 hours
+    behind, 10 minutes ahead; None accepts any time).
+    """
 
     def __init__(
         self,
@@ -78,12 +101,14 @@ class Ledger:
         log_key: SigningKey,
         clock: Callable[[], str],
         snapshot_every: int = SNAPSHOT_EVERY,
+        time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
     ) -> None:
         self.data_dir = data_dir
         self.blobs = BlobStore(data_dir / "objects")
         self._store = store
         self._log_key = log_key
         self._clock = clock
+        self.time_window = time_window  # None: accept any event time (tests of old entries)
         self._snapshot_every = snapshot_every
         self._lock = threading.Lock()  # guards state, tree, ids and the checkpoint
         self._grown = threading.Condition(self._lock)
@@ -92,10 +117,16 @@ class Ledger:
         self._ids = IdIndex()
         self._snapshot_size = 0
         self._checkpoint = b""
-        self._recover()
+        replayed = not self._recover()
         self._committer: GroupCommitter[SignedEvent, AppendResult | LedgerError] = GroupCommitter(
             self._commit
         )
+        if replayed and self._state.size:
+            try:
+                self.snapshot()  # so that the next open need not replay it all again
+            except BaseException:
+                self._committer.close()
+                raise
 
     # ---- opening
 
@@ -108,6 +139,7 @@ class Ledger:
         log_key: SigningKey,
         clock: Callable[[], str] = utc_now,
         snapshot_every: int = SNAPSHOT_EVERY,
+        time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
     ) -> Ledger:
         """Create a new ledger whose entry 0 is ``genesis``; refuse an existing one."""
         data_dir = Path(data_dir)
@@ -120,6 +152,7 @@ class Ledger:
             log_key=log_key,
             clock=clock,
             snapshot_every=snapshot_every,
+            time_window=time_window,
         )
         try:
             ledger.append(genesis)
@@ -136,66 +169,127 @@ class Ledger:
         log_key: SigningKey,
         clock: Callable[[], str] = utc_now,
         snapshot_every: int = SNAPSHOT_EVERY,
+        time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
     ) -> Ledger:
         data_dir = Path(data_dir)
         if not (data_dir / "entries.log").exists():
             raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
         store = EntryStore.open(data_dir)
-        return cls(data_dir, store, log_key=log_key, clock=clock, snapshot_every=snapshot_every)
+        try:
+            return cls(
+                data_dir,
+                store,
+                log_key=log_key,
+                clock=clock,
+                snapshot_every=snapshot_every,
+                time_window=time_window,
+            )
+        except BaseException:
+            store.close()  # release the LOCK: the operator repairs and opens again
+            raise
 
-    def _recover(self) -> None:
+    def _recover(self) -> bool:
+        """Load the snapshot (if it can be trusted), re-check what follows it, check the stored
+        checkpoint, sign a fresh one. Returns whether a snapshot was used."""
         snapshot = read_snapshot(self.data_dir)
         count = self._store.count
-        if snapshot is not None and snapshot.size <= count:
-            self._state, self._tree = snapshot.state, snapshot.tree
-            self._ids = snapshot.ids
-            self._snapshot_size = snapshot.size
-        elif snapshot is not None:
+        if snapshot is not None and snapshot.size > count:
             raise CorruptStoreError(
                 f"the snapshot covers {snapshot.size} entries but the log holds only {count}: "
                 "acknowledged entries are missing"
             )
+        if snapshot is not None and self._covered_intact(snapshot):
+            self._state, self._tree = snapshot.state, snapshot.tree
+            self._ids = snapshot.ids
+            self._snapshot_size = snapshot.size
+        else:
+            snapshot = None
+            self._store.start_digest(0)
         start = self._state.size
         if start < count:
             log.info("re-checking %d entries written after the last snapshot", count - start)
         for first in range(start, count, 4096):
-            for data in self._store.read_range(first, min(count, first + 4096)):
+            stop = min(count, first + 4096)
+            try:
+                misplaced = None
                 try:
-                    entry = Entry.from_canonical(data)
-                    apply(self._state, entry, signature_checked=True)
-                except LedgerError as exc:
-                    raise CorruptStoreError(f"recovery stopped: {exc}") from exc
-                self._remember(entry)
+                    chunk = self._store.read_range(first, stop)
+                except DamagedEntryError as exc:
+                    # The index may point at moved records: walk the log to say what they hold.
+                    chunk, misplaced = self._store.read_range_scanned(first, stop), exc
+                for position, data in enumerate(chunk, first):
+                    self._remember(recheck(self._state, position, data, snapshot_size=start))
+                if misplaced is not None:
+                    raise misplaced
+            except DamagedEntryError as exc:
+                raise self._refuse(exc) from exc
         self._check_stored_checkpoint()
         if self._state.size:
             self._sign_checkpoint()
+        return snapshot is not None
+
+    def _covered_intact(self, snapshot: Snapshot) -> bool:
+        """Whether the entries ``snapshot`` covers are the bytes it was taken over: one hash of
+        the log's first ``log_bytes`` against the recorded digest, and only on a mismatch each
+        entry against its leaf. Raises DamagedEntryError naming the first damaged entry; False
+        when every entry holds but the snapshot's log digest does not (then it is not used)."""
+        found = self._store.start_digest(snapshot.size)
+        at = self._store.offset(snapshot.size)
+        if (at, found) == (snapshot.log_bytes, snapshot.log_sha256):
+            return True
+        damage = first_damage(self._store, snapshot.tree, snapshot.size)
+        if damage is not None:
+            raise self._refuse(damage) from damage
+        log.warning(
+            "snapshot of size %d: the log's first %d bytes hash to %s, not the %s of its %d "
+            "bytes the snapshot recorded, though every entry still hashes to its leaf; ignoring "
+            "the snapshot and rebuilding the state from the log",
+            snapshot.size,
+            at,
+            found[:16],
+            snapshot.log_sha256[:16],
+            snapshot.log_bytes,
+        )
+        return False
+
+    def _refuse(self, damage: DamagedEntryError) -> DamagedEntryError:
+        """``damage`` with what it means for this data directory and how to recover."""
+        return DamagedEntryError(
+            damage.index,
+            f"{damage.reason}. {self.data_dir / 'entries.log'} no longer holds what this registry "
+            f"signed, so it will not be served or appended to: restore the data directory from a "
+            f"backup that holds entry {damage.index} intact (`pht audit --data DIR` checks a copy)",
+        )
 
     def _check_stored_checkpoint(self) -> None:
+        """The recovered log is the history the stored checkpoint signed (through the trust
+        core, as every reader checks it): else acknowledged entries are missing or altered."""
         path = self.data_dir / CHECKPOINT_FILE
         if not path.exists() or not self._state.size:
             return
-        verifier = parse_verifier_key(self._state.log_key)
+        note = path.read_bytes()
         try:
-            stored = verify_checkpoint(path.read_bytes(), verifier, origin=self._state.origin)
-        except CheckpointError as exc:
-            raise CorruptStoreError(f"stored checkpoint does not verify: {exc}") from exc
-        if stored.size > self._tree.size:
+            stored = verify_note(note, log_key=self._state.log_key, origin=self._state.origin)
+            check_checkpoint(stored, self._tree, exact=False)
+        except WithheldEntriesError as exc:
             raise CorruptStoreError(
-                f"the stored checkpoint covers {stored.size} entries but only "
-                f"{self._tree.size} were recovered: acknowledged entries are missing"
-            )
-        if self._tree.root(stored.size) != stored.root:
+                f"the stored checkpoint covers more entries than were recovered "
+                f"({self._tree.size}): acknowledged entries are missing ({exc})"
+            ) from exc
+        except UntrustedLogError as exc:
             raise CorruptStoreError(
-                f"the recovered log disagrees with the stored checkpoint at size {stored.size}"
-            )
+                f"the recovered log is not the history the stored checkpoint signed: {exc}"
+            ) from exc
 
     # ---- writing
 
     def append(self, signed: SignedEvent) -> AppendResult:
         """Append ``signed`` durably; return its entry (the existing one for a duplicate).
 
-        Raises :class:`SignatureError`, :class:`RuleViolation` (and other :class:`LedgerError`)
-        for events the ledger refuses, :class:`StoreError` when the disk fails.
+        Raises :class:`SignatureError`, :class:`MissingBlobError` (a named blob was never
+        uploaded), :class:`BlobError` (it was, with another size), :class:`EventTimeError`,
+        :class:`RuleViolation` (and other :class:`LedgerError`) for events the ledger refuses,
+        :class:`StoreError` when the disk fails.
         """
         existing = self._existing(signed)
         if existing is not None:
@@ -206,10 +300,26 @@ class Ledger:
         member = self.member_for_key(signed.event.author)
         if member is not None:
             check_event_signature(signed, member.public_key)
+        self._require_blobs(signed)
         outcome = self._committer.submit(signed)
         if isinstance(outcome, LedgerError):
             raise outcome
         return outcome
+
+    def _require_blobs(self, signed: SignedEvent) -> None:
+        """Refuse an event naming a blob this registry does not hold, or holds with another size
+        (no reader could fetch it: the event would be useless in the log for good)."""
+        for named in registry_blobs(signed.event.body):
+            if not self.blobs.exists(named.sha256):
+                raise MissingBlobError(
+                    f"{named.where} names blob {named.sha256}, which the registry does not hold; "
+                    f"upload it (PUT /v1/blobs/{named.sha256}) before the event that names it"
+                )
+            if named.size is not None and (stored := self.blobs.size(named.sha256)) != named.size:
+                raise BlobError(
+                    f"{named.where} gives blob {named.sha256} a size of {named.size} bytes; "
+                    f"the stored blob has {stored}"
+                )
 
     def _existing(self, signed: SignedEvent) -> AppendResult | None:
         """The stored entry of an event posted again. The event id does not cover the
@@ -251,6 +361,8 @@ class Ledger:
                 )
                 author = state.member_by_key(signed.event.author)
                 try:
+                    if self.time_window is not None:  # first: apply changes the state
+                        self.time_window.check(signed.event.time, received)
                     # Signatures by already known authors were verified in append().
                     apply(state, entry, signature_checked=author is not None)
                 except LedgerError as exc:
@@ -296,7 +408,17 @@ class Ledger:
         with self._lock:
             self._store.sync_index()
             write_atomic(self.data_dir / CHECKPOINT_FILE, self._checkpoint)
-            write_snapshot(self.data_dir, state=self._state, tree=self._tree, ids=self._ids)
+            log_bytes, log_sha256 = self._store.digest()
+            if log_bytes != self._store.offset(self._state.size):
+                return  # a batch is in the log but not yet in the tree; the next one will do
+            write_snapshot(
+                self.data_dir,
+                state=self._state,
+                tree=self._tree,
+                ids=self._ids,
+                log_bytes=log_bytes,
+                log_sha256=log_sha256,
+            )
             self._snapshot_size = self._state.size
 
     def close(self) -> None:
@@ -324,15 +446,31 @@ class Ledger:
         return self._checkpoint
 
     def entry_bytes(self, index: int) -> bytes:
+        """Entry ``index``'s stored bytes. Raises StoreError if it does not exist,
+        DamagedEntryError if they do not hash to its leaf."""
         if not 0 <= index < self.size:
             raise StoreError(f"entry {index} does not exist (the ledger has {self.size})")
-        return self._store.read(index)
+        return self._checked(index, self._store.read_range(index, index + 1, checksums=False))[0]
 
     def entries_bytes(self, start: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` entries' stored bytes from ``start``, each checked against its leaf
+        hash (DamagedEntryError names the first that is not)."""
         stop = min(self.size, start + max(0, limit))
         if start >= stop:
             return []
-        return self._store.read_range(start, stop)
+        # The leaf hash checks each payload's bytes; the records' CRCs would only repeat that.
+        return self._checked(start, self._store.read_range(start, stop, checksums=False))
+
+    def _checked(self, start: int, payloads: list[bytes]) -> list[bytes]:
+        """``payloads`` if they hash to the tree's leaves from ``start``. The tree only grows and
+        its leaves never change, so no lock is needed; only a failed write's reload rebuilds it
+        (from the same log), and a page beyond the tree being rebuilt is answered later."""
+        tree = self._tree
+        stop = start + len(payloads)
+        if stop > tree.size:
+            raise StoreError(f"entries {start}..{stop - 1} are being recovered; try again")
+        check_leaves(start, payloads, tree.leaf_hashes(start, stop))
+        return payloads
 
     def entry(self, index: int) -> Entry:
         return self._read_entry(index)

@@ -77,9 +77,18 @@ def record_problem(buf: bytes | memoryview, pos: int) -> str | None:
     return None
 
 
+class RecordError(ValueError):
+    """The record of entry ``index`` is damaged (``problem`` says how)."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"entry {index}: {problem}")
+        self.index = index
+        self.problem = problem
+
+
 def decode_span(buf: bytes, offsets: Sequence[int], first_index: int) -> list[bytes]:
     """Split ``buf`` into payloads. ``buf`` holds exactly the consecutive records that start at
-    ``offsets`` (relative to ``buf``). Raises ValueError naming the entry index of the first
+    ``offsets`` (relative to ``buf``). Raises RecordError naming the entry index of the first
     record that is damaged or does not end where the next one starts.
     """
     payloads: list[bytes] = []
@@ -90,8 +99,30 @@ def decode_span(buf: bytes, offsets: Sequence[int], first_index: int) -> list[by
         if problem is None and pos + HEADER_SIZE + HEADER.unpack_from(buf, pos)[1] != stop:
             problem = f"record does not end at the next indexed offset {stop}"
         if problem is not None:
-            raise ValueError(f"entry {first_index + n}: {problem}")
+            raise RecordError(first_index + n, problem)
         payloads.append(bytes(view[pos + HEADER_SIZE : stop]))
+    return payloads
+
+
+def decode_framed(buf: bytes, offsets: Sequence[int], first_index: int) -> list[bytes]:
+    """:func:`decode_span` without the CRC, for a reader that checks every payload against a
+    stronger hash of its own (the ledger compares each entry it serves with its Merkle leaf hash:
+    the checksum would only repeat that work). The framing (magic, length, each record ending
+    where the next begins) is still checked; a record that fails it raises RecordError as
+    :func:`decode_span` would."""
+    payloads: list[bytes] = []
+    unpack = HEADER.unpack_from
+    end = len(buf)
+    last = len(offsets) - 1
+    for n, pos in enumerate(offsets):
+        stop = offsets[n + 1] if n < last else end
+        start = pos + HEADER_SIZE
+        if stop - pos < HEADER_SIZE:
+            return decode_span(buf, offsets, first_index)  # raises, naming the entry
+        magic, length, _crc = unpack(buf, pos)
+        if magic != MAGIC or start + length != stop or length == 0:
+            return decode_span(buf, offsets, first_index)  # raises, naming the entry
+        payloads.append(buf[start:stop])
     return payloads
 
 

@@ -59,7 +59,7 @@ from typing import Protocol
 
 import falcon
 
-from api.client.registry import normalize_base_url
+from api.client.transport import normalize_base_url
 from api.errors import ApiError, ServerError, TransportError
 from api.wire import problems
 from api.wire.accesslog import AccessLog

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from api.client.registry import Appended
+from api.client.answers import Appended
 from api.errors import ApiError, ProblemError, ServerError, TransportError
 from crypto import SigningKey
 from ledger.bodies import EventId, Transfer
@@ -103,7 +103,15 @@ class TransferRecorder:
     def finish(self, entry: InboxEntry) -> InboxEntry:
         """Post ``entry``'s transfer event and record its index (idempotent at the registry)."""
         try:
-            appended = self._client.post_event(entry.transfer)
+            try:
+                appended = self._client.post_event(entry.transfer)
+            except ProblemError as exc:
+                if exc.slug != "event-time-out-of-window":
+                    raise
+                # Pending longer than the registry's window (it was down): the same receipt,
+                # signed again now; saved first, so a crash does not lose it.
+                entry = self._resigned(entry)
+                appended = self._client.post_event(entry.transfer)
         except (TransportError, ServerError) as exc:
             log.warning("the transfer of %s stays pending: %s", entry.sha256[:16], exc)
             raise
@@ -122,6 +130,18 @@ class TransferRecorder:
             appended.index,
         )
         return recorded
+
+    def _resigned(self, entry: InboxEntry) -> InboxEntry:
+        now = format_time(datetime.fromtimestamp(self._clock(), UTC))
+        event = new_event(
+            entry.transfer.event.body,
+            ledger=entry.transfer.event.ledger,
+            author=self._key.key_id,
+            clock=lambda: now,
+        )
+        resigned = replace(entry, transfer=SignedEvent.sign(event, self._key))
+        self._inbox.save(resigned)
+        return resigned
 
     def finish_pending(self) -> int:
         """Finish the receipts a crash or an unreachable registry left pending; return how many

@@ -3,6 +3,8 @@
 Each ``sync``, in order (every decision is :class:`ledger.trust.TrustedLog`'s):
 
 1. long-poll for entries after the last verified size and stage them (chain, signature, rules);
+   a registry that holds fewer entries than were verified here refuses that page (416
+   ``range-not-satisfiable``): nothing is staged, and step 2 proves the rollback;
 2. fetch the checkpoint and verify its signature with the pinned log key;
 3. fetch and stage entries until the checkpoint's size is reached;
 4. fetch the consistency proof from the last trusted checkpoint, and commit: the entries hash to
@@ -26,7 +28,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from api.client.registry import Client
+from api.errors import InvalidRequestError
 from ledger.errors import TrustAnchorError, UntrustedLogError
+from ledger.events import Entry
 from ledger.trust import Pins, TrustedLog
 from ledger.view import View
 from siteclient.errors import FeedError, ForkDetectedError
@@ -77,16 +81,16 @@ class Follower:
         start = trusted_log.size
         note = b""
         try:
-            trusted_log.stage(self._client.entries(start, PAGE, wait=wait).entries)
+            trusted_log.stage(self._entries(start, PAGE, wait=wait))
             note = self._client.checkpoint()
             checkpoint = trusted_log.verify_note(note)
             while trusted_log.staged_size < checkpoint.size:
-                page = self._client.entries(
+                page = self._entries(
                     trusted_log.staged_size, min(PAGE, checkpoint.size - trusted_log.staged_size)
                 )
-                if not page.entries:
+                if not page:
                     break  # withheld: commit says so
-                trusted_log.stage(page.entries)
+                trusted_log.stage(page)
             span = trusted_log.consistency_span(checkpoint)
             proof = self._client.consistency_proof(*span) if span is not None else None
             view = trusted_log.commit(note, proof)
@@ -99,6 +103,16 @@ class Follower:
             if view.fresh or start == 0:
                 self._store.save(trusted_log.trusted)
         return view
+
+    def _entries(self, start: int, limit: int, *, wait: int = 0) -> tuple[Entry, ...]:
+        """The entries from ``start``; none when the registry answers that it holds fewer than
+        ``start`` (a rollback or withheld entries: the checkpoint, verified next, says which)."""
+        try:
+            return self._client.entries(start, limit, wait=wait).entries
+        except InvalidRequestError as exc:
+            if exc.slug != "range-not-satisfiable":
+                raise
+            return ()
 
     def _caught(self, exc: UntrustedLogError, note: bytes) -> NoReturn:
         if not exc.served:

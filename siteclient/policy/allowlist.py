@@ -1,14 +1,13 @@
 """May this image run here? The site's image allowlist, pure.
 
 A site lists regular expressions (``allowed_images`` in its config). An image is allowed when its
-reference parses strictly (:mod:`siteclient.policy.reference`) and one pattern matches its
-**familiar
-form** in full (:func:`re.fullmatch`): ``myconsortium/avg:1.2``, ``ubuntu:latest``,
-``registry.example.org:5000/team/avg:2``, ``myconsortium/avg@sha256:<64 hex>`` or, with both,
-``myconsortium/avg:1.2@sha256:<64 hex>``. Whatever the researcher wrote (``docker.io/...``,
-``index.docker.io/...``, no tag), the one normalized spelling is matched, so
-``docker.io/myconsortium/avg`` and ``myconsortium/avg`` are the same image and
-``evil.example/myconsortium/avg`` is not.
+reference parses strictly (:mod:`ledger.reference`, the parser the registry also runs on every
+task) and one pattern matches its **familiar form** in full (:func:`re.fullmatch`):
+``myconsortium/avg:1.2``, ``ubuntu:latest``, ``registry.example.org:5000/team/avg:2``,
+``myconsortium/avg@sha256:<64 hex>`` or, with both, ``myconsortium/avg:1.2@sha256:<64 hex>``.
+Whatever the researcher wrote (``docker.io/...``, ``index.docker.io/...``, no tag), the one
+normalized spelling is matched, so ``docker.io/myconsortium/avg`` and ``myconsortium/avg`` are the
+same image and ``evil.example/myconsortium/avg`` is not.
 
 Invariants:
 
@@ -37,8 +36,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from siteclient.errors import ConfigError, InvalidReferenceError
-from siteclient.policy.reference import ImageRef, parse_reference
+from ledger.errors import InvalidReferenceError
+from ledger.reference import ImageRef, parse_reference
+from siteclient.errors import ConfigError
 
 # Familiar forms that no sensible pattern admits; a pattern matching one is reported as too broad.
 _FOREIGN_PROBES = (

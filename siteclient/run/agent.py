@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.client.registry import Client
-from api.errors import ApiError, ResultExistsError
+from api.errors import ApiError, ProblemError, ResultExistsError
 from crypto import CryptoError, SigningKey
 from ledger.bodies import Body, EventId, Result, ResultState, Status, StatusState, Task
 from ledger.errors import LedgerError
@@ -228,7 +228,7 @@ class Agent:
             journal = folder / RESULT_JOURNAL
             if journal.exists():
                 log.info("task %s: posting the journaled result again", job.task_id[:12])
-                self._post(SignedEvent.from_json(journal.read_bytes()))
+                self._post_journaled(journal)
                 posted = True
                 return
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -303,6 +303,20 @@ class Agent:
         origin = self.view.origin
         event = new_event(body, ledger=origin, author=self._key.key_id)
         return SignedEvent.sign(event, self._key)
+
+    def _post_journaled(self, journal: Path) -> None:
+        """Post a journaled result; one older than the registry accepts (an outage longer than
+        its time window) is signed again with the current time, same body, and journaled."""
+        signed = SignedEvent.from_json(journal.read_bytes())
+        try:
+            self._post(signed)
+        except ProblemError as exc:
+            if exc.slug != "event-time-out-of-window":
+                raise
+            log.info("the journaled result is older than the registry's window: signing it again")
+            fresh = self._sign(signed.event.body)
+            write_atomic(journal, json.dumps(fresh.to_dict()).encode())
+            self._post(fresh)
 
     def _post(self, signed: SignedEvent) -> None:
         try:

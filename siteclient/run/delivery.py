@@ -1,7 +1,6 @@
 """Sending files to a member's FileService (the client side of :mod:`siteclient.fileservice.app`).
 
-- Requests go through the registry client's one request path
-  (:meth:`api.client.registry.Client.send`):
+- Requests go through the clients' one request path (:class:`api.client.transport.SignedTransport`):
   every attempt is signed afresh with the site's key (RFC 9421: a new ``created`` and nonce
   each time), covering method, target URI and ``Content-Digest``.
 - An upload is idempotent: the FileService keys files by (task, sha256) and answers 200 with the
@@ -29,13 +28,12 @@ from urllib.parse import quote
 
 import requests
 
-from api.client.registry import Client, RetryPolicy
+from api.client.transport import RetryPolicy, SignedTransport
 from api.errors import ApiError, ProblemError
 from crypto import SigningKey
 from ledger.bodies import OUTPUT_NAME
 from siteclient.errors import DeliveryError
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 CHUNK = 1024 * 1024
 MAX_ANSWER = 64 * 1024
 HEX = frozenset("0123456789abcdef")
@@ -52,8 +50,8 @@ class Receipt:
 
 
 class FileServiceClient:
-    """Uploads files to one FileService as one member (``key``), through the registry client's
-    signed, retrying request path (:meth:`api.client.registry.Client.send`)."""
+    """Uploads files to one FileService as one member (``key``), through the clients' signed,
+    retrying request path (:class:`api.client.transport.SignedTransport`)."""
 
     def __init__(
         self,
@@ -69,7 +67,7 @@ class FileServiceClient:
         session: requests.Session | None = None,
     ) -> None:
         try:
-            self._http = Client(
+            self._http = SignedTransport(
                 base_url,
                 key,
                 timeout=timeout,
@@ -132,7 +130,7 @@ class FileServiceClient:
     ) -> requests.Response:
         url = self.base_url + path
         try:
-            return self._http.send(
+            return self._http.request(
                 method,
                 path,
                 body=data,

@@ -1,10 +1,9 @@
-"""The signature profile: the strict path agrees with the package's verifier on every request.
+"""The signature profile: the strict fast path agrees with the package on every request.
 
-The registry verifies canonical requests with a format string instead of the package's general
-parser (see ``api.wire.httpsig.RequestVerifier``). A differential test signs random requests,
-applies
-random tampering, and checks that the verifier with the strict path reaches exactly the verdict
-of the verifier without it.
+PHT's own requests are signed and verified with one format string instead of the package's
+general code (``api/wire/httpsig/_fast_strict.py``). Differential tests sign random requests,
+tamper with them at random, and check that the fast paths write and decide exactly what the
+package does.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.errors import RequestAuthError
-from api.wire.httpsig import _STRICT_URL, ReplayCache, RequestSigner, RequestVerifier, ServerMessage
+from api.wire.httpsig import ReplayCache, RequestSigner, RequestVerifier, ServerMessage
+from api.wire.httpsig._fast_strict import STRICT_URL, sign_strict, verify_strict
 from crypto import KeyId, PublicKey
 from tests.ledger.factory import key
 
@@ -161,9 +161,7 @@ def test_direct_signing_writes_exactly_what_the_package_writes(
     sent = None if digest else body
 
     def sign(request: Request, *, direct: bool) -> Request:
-        signer = RequestSigner(ALICE)
-        if not direct:
-            signer._sign_strict = lambda *args: False  # type: ignore[method-assign]
+        signer = RequestSigner(ALICE, strict_path=direct)
         if digest:
             request.headers["Content-Digest"] = "stale"  # replaced by the signer
         signer.sign(request, body=sent, created=NOW, nonce=nonce, digest_sha256=digest)
@@ -177,13 +175,16 @@ def test_direct_signing_writes_exactly_what_the_package_writes(
 
 
 def test_direct_signing_leaves_other_requests_to_the_package() -> None:
-    signer = RequestSigner(ALICE)
     for method, url, nonce in [
         ("get", "http://h/v1/events", "n" * 16),  # lower-case method
         ("GET", "http://h/v1/\u00e9", "n" * 16),  # not the strict URL form
         ("GET", "http://h/v1/events", "short"),  # a nonce outside the plain form
     ]:
-        assert not signer._sign_strict(Request(method, url), None, None, NOW, nonce)
+        request = Request(method, url)
+        assert not sign_strict(
+            ALICE, request, body=None, digest_sha256=None, created=NOW, nonce=nonce
+        )
+        assert request.headers == {}
 
 
 @pytest.mark.parametrize(
@@ -200,15 +201,16 @@ def test_direct_signing_leaves_other_requests_to_the_package() -> None:
     ],
 )
 def test_strict_path_leaves_unusual_urls_to_the_package(url: str) -> None:
-    assert _STRICT_URL.fullmatch(url) is None
+    assert STRICT_URL.fullmatch(url) is None
 
 
 def test_genuine_requests_take_the_strict_path() -> None:
-    verifier = RequestVerifier(lookup, clock=lambda: NOW + 0.5)
     for method, body in (("GET", None), ("POST", b'{"a":1}'), ("PUT", b"")):
         request = signed(method, "http://127.0.0.1:8080/v1/events?from=3", body)
         message = ServerMessage(method, request.url, _wsgi_style(request.headers))
-        assert verifier._strict(message, body, NOW + 0.5) is not None
+        verified = verify_strict(message, body, lookup, earliest=NOW - 60, latest=NOW + 5)
+        assert verified is not None
+        assert verified.key_id == ALICE.key_id
 
 
 class _Private(HTTPSignatureKeyResolver):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from api.client.registry import Client, RetryPolicy
+from api.client.registry import Client
+from api.client.transport import RetryPolicy
 from api.errors import (
     InvalidRequestError,
     NotFoundError,

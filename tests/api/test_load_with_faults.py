@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from api.client.registry import Client, RetryPolicy
+from api.client.registry import Client
+from api.client.transport import RetryPolicy
 from api.errors import ApiError
 from crypto import SigningKey
 from ledger.bodies import Task

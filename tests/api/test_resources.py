@@ -509,12 +509,19 @@ def test_public_url_pins_the_signed_origin(ledger: Ledger, clock: FakeClock, wor
     assert client.simulate_get("/v1/events/0", headers=as_received).status_code == 401
 
 
-def test_reading_beyond_the_end_answers_at_once(call: Caller, world: World) -> None:
+@pytest.mark.parametrize("query", ["from=2", "from=5&wait=10", f"from={2**63 - 1}&limit=1"])
+def test_reading_beyond_the_end_is_416_at_once(call: Caller, world: World, query: str) -> None:
     started = time.monotonic()
-    result = call("GET", "/v1/events", key=world.keys["alice"], query="from=5&wait=10")
-    assert time.monotonic() - started < 1
+    result = call("GET", "/v1/events", key=world.keys["alice"], query=query)
+    assert time.monotonic() - started < 1  # no long-poll on a range that does not exist
+    assert result.status_code == 416 and problem_slug(result) == "range-not-satisfiable"
+    assert "size 1" in result.json["detail"] and "from=1" in result.json["detail"]
+
+
+def test_reading_from_exactly_the_size_is_an_empty_page(call: Caller, world: World) -> None:
+    result = call("GET", "/v1/events", key=world.keys["alice"], query="from=1")
     assert result.status_code == 200
-    assert result.json == {"entries": [], "next": 5, "size": 1}
+    assert result.json == {"entries": [], "next": 1, "size": 1}
 
 
 def test_access_log_line_cannot_be_split_by_an_encoded_newline(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from crypto import SigningKey
 from ledger.bodies import Body, Consortium, MemberSpec, Role
 from ledger.checkpoint import verifier_key
-from ledger.events import ZERO_HASH, Entry, EntryHash, SignedEvent, new_event
+from ledger.events import ZERO_HASH, Entry, EntryHash, SignedEvent, format_time, new_event
 
 ORIGIN = "pht.example/test"
 
@@ -18,11 +19,22 @@ def key(name: str) -> SigningKey:
     return SigningKey.from_seed(seed)
 
 
+# Every world's clock starts at the second the tests started: two worlds build equal histories
+# entry for entry, and a registry on the real clock finds their events inside its time window
+# (which admits events up to a day old).
+SESSION_START = datetime.now(UTC).replace(microsecond=0)
+
+
 @dataclass
 class World:
-    """A consortium with admin, researcher, auditor and three sites; builds chained entries."""
+    """A consortium with admin, researcher, auditor and three sites; builds chained entries.
+
+    Its clock starts at ``start`` (by default :data:`SESSION_START`) and advances a millisecond
+    per value drawn; pass ``start`` for other times.
+    """
 
     origin: str = ORIGIN
+    start: datetime = SESSION_START
     log_key: SigningKey = field(default_factory=lambda: key("log"))
     keys: dict[str, SigningKey] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
@@ -42,8 +54,7 @@ class World:
             self.roles[name] = role
 
     def clock(self) -> str:
-        n = next(self._counter)
-        return f"2026-11-25T17:{n // 60 % 60:02d}:{n % 60:02d}Z"
+        return format_time(self.start + timedelta(milliseconds=next(self._counter)))
 
     def nonce(self) -> str:
         return f"{next(self._counter):032x}"

@@ -144,7 +144,7 @@ def test_lost_acknowledged_entries_are_reported(tmp_path: Path, world: World) ->
 def test_verifier_names_the_entry_with_a_flipped_byte(tmp_path: Path, world: World) -> None:
     ledger = _create(tmp_path, world)
     task = ledger.append(_task(world)).entry
-    outputs = (Output(name="o.txt", sha256="cd" * 32, size=1),)
+    outputs = (Output(name="o.txt", sha256=ledger.blobs.put(b"o"), size=1),)  # uploaded first
     for site_n in range(3):
         ledger.append(
             world.sign("alice", Task(image="a/b:1", sites=("site-a",), config={"k": site_n}))

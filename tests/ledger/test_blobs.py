@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import BlobError
+from ledger.errors import BlobError, DamagedBlobError
 from ledger.store.blobs import BlobStore
 
 
@@ -182,9 +182,13 @@ def test_verify_detects_tampering(blobs: BlobStore) -> None:
     path.chmod(0o644)  # stored blobs are read-only
     path.write_bytes(b"tampered result")
     with pytest.raises(
-        BlobError, match=f"blob {digest}: stored bytes hash to {sha(b'tampered result')}"
+        DamagedBlobError, match=f"blob {digest}: stored bytes hash to {sha(b'tampered result')}"
     ):
         blobs.verify(digest)
+    with pytest.raises(DamagedBlobError):
+        blobs.open_verified(digest)
+    assert blobs.put(b"original result") == digest  # putting the right bytes again repairs it
+    assert blobs.verify(digest) == len(b"original result")
 
 
 def test_clean_tmp_removes_leftovers(blobs: BlobStore) -> None:

@@ -111,7 +111,10 @@ ATTACKS = pytest.mark.parametrize(
         ("both_configs", lambda d: d["event"]["body"].update(config_blob="ab" * 32), "exactly one"),
         ("no_sites", lambda d: d["event"]["body"].update(sites=[]), "at least one"),
         ("duplicate_site", lambda d: d["event"]["body"].update(sites=["a", "a"]), "twice"),
-        ("image_with_space", lambda d: d["event"]["body"].update(image="a b"), "printable"),
+        ("image_with_space", lambda d: d["event"]["body"].update(image="a b"), "whitespace"),
+        ("image_as_option", lambda d: d["event"]["body"].update(image="-rf:1"), "invalid image"),
+        ("image_path_traversal", lambda d: d["event"]["body"].update(image="../x"), "'..'"),
+        ("image_upper_case", lambda d: d["event"]["body"].update(image="A/b:1"), "lowercase"),
         ("bool_as_int", lambda d: d["event"].update(v=True), "integer"),
     ],
 )

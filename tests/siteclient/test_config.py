@@ -11,7 +11,8 @@ import pytest
 
 from crypto.keys import SigningKey
 from ledger.checkpoint import verifier_key
-from siteclient.config import FileServiceConfig, Limits, SiteConfig
+from siteclient.config import SiteConfig
+from siteclient.configsections import FileServiceConfig, Limits
 from siteclient.errors import ConfigError
 
 LOG_KEY = verifier_key("pht.example.org/consortium", SigningKey.from_seed(bytes(32)).public)

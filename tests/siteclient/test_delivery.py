@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import waitress
 
-from api.client.registry import RetryPolicy
+from api.client.transport import RetryPolicy
 from siteclient.errors import DeliveryError
 from siteclient.run.delivery import FileServiceClient
 from tests.ledger.factory import key

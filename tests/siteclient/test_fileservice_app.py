@@ -13,7 +13,8 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from api.client.registry import Client, RetryPolicy
+from api.client.registry import Client
+from api.client.transport import RetryPolicy
 from siteclient.fileservice.app import FileLimits, create_file_app, free_bytes
 from siteclient.fileservice.inbox import Inbox, received_files
 from siteclient.fileservice.view import ViewBoard, ViewRefresher

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from api.client.analyst import Analyst
-from api.client.registry import Client, TaskView
+from api.client.answers import TaskView
+from api.client.registry import Client
 from ledger.bodies import Cancel, EventId, Result
 from ledger.events import SignedEvent, new_event
 from siteclient.follow.state import TrustStore

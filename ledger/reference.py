@@ -1,5 +1,10 @@
 """Docker image references, parsed strictly and normalized as Docker does.
 
+This is the one parser of image references: the registry runs it on every ``task`` body it
+appends (:class:`ledger.bodies.Task` refuses an image no site could parse, so such a task is a
+malformed event), and each site runs it again before its allowlist
+(:mod:`siteclient.policy.allowlist`) matches the familiar form. It is pure and ASCII only.
+
 The grammar is the one of the distribution/reference project (``reference.go``, ``regexp.go``,
 ``normalize.go``), restated here and implemented from the grammar, not from its code::
 
@@ -53,7 +58,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from siteclient.errors import InvalidReferenceError
+from ledger.errors import InvalidReferenceError
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"

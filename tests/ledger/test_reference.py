@@ -1,4 +1,7 @@
-"""Docker image references: strict parsing and Docker's normalization, table-driven."""
+"""Docker image references: strict parsing and Docker's normalization, table-driven.
+
+One parser (:mod:`ledger.reference`) for the registry, which refuses a task naming an image it
+cannot parse, and for each site's allowlist."""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from siteclient.errors import InvalidReferenceError, PolicyError
-from siteclient.policy.reference import ImageRef, parse_reference
+from ledger.errors import FormatError, InvalidReferenceError
+from ledger.reference import ImageRef, parse_reference
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 OTHER_DIGEST = "sha256:" + "f" * 64
@@ -175,8 +178,9 @@ def test_rejects_hostile_reference(text: str, why: str) -> None:
     assert "\n" not in message  # the reason is one line, whatever the input held
 
 
-def test_invalid_reference_is_a_policy_error() -> None:
-    assert issubclass(InvalidReferenceError, PolicyError)
+def test_invalid_reference_is_a_format_error() -> None:
+    # A task naming such an image is a malformed event (400 malformed-event at the registry).
+    assert issubclass(InvalidReferenceError, FormatError)
 
 
 def test_registry_spoof_keeps_its_domain_in_the_familiar_form() -> None:
