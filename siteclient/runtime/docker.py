@@ -35,13 +35,12 @@ return nothing for a container that exits at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import docker
 import requests
@@ -58,6 +57,13 @@ from siteclient.errors import (
     RuntimeFailure,
 )
 from siteclient.run.outputs import output_excess
+from siteclient.runtime.container import (
+    Waiter,
+    exit_reason,
+    raise_translated,
+    read_log_tail,
+    translated,
+)
 from siteclient.runtime.sandbox import LABEL_SITE, check_mounts, container_options, make_run_dir
 from siteclient.runtime.spec import (
     DIGEST,
@@ -121,7 +127,7 @@ class DockerRuntime:
 
     def ping(self) -> None:
         """Raises EngineUnavailableError unless the engine answers."""
-        with _translated("ping the Docker engine"):
+        with translated("ping the Docker engine"):
             self._client.ping()
 
     # ---- pull
@@ -141,7 +147,7 @@ class DockerRuntime:
         wanted = digest or tag or "latest"
         shown = f"{repository}@{digest}" if digest else f"{repository}:{wanted}"
         pulled: str | None = None
-        with _translated(f"pull {shown}", PullError):
+        with translated(f"pull {shown}", PullError):
             stream = self._client.api.pull(repository, tag=wanted, stream=True, decode=True)
             for message in stream:
                 if not isinstance(message, dict):
@@ -156,7 +162,7 @@ class DockerRuntime:
             raise PullError(f"pull {shown}: the engine reported no digest ({pulled!r})")
         if digest is not None and pulled != digest:
             raise DigestMismatchError(f"pull {shown}: the engine pulled {pulled} instead")
-        with _translated(f"inspect {repository}@{pulled}", PullError):
+        with translated(f"inspect {repository}@{pulled}", PullError):
             attrs = self._client.api.inspect_image(f"{repository}@{pulled}")
         check_repo_digest(attrs.get("RepoDigests") or [], repository, pulled)
         check_image_config(attrs.get("Config"), f"{repository}@{pulled}")
@@ -199,10 +205,10 @@ class DockerRuntime:
                 reason="cancelled before the container started",
                 output_dir=output_dir,
             )
-        with _translated(f"inspect image {spec.image_id}"):
+        with translated(f"inspect image {spec.image_id}"):
             image = self._client.api.inspect_image(spec.image_id)
         check_image_config(image.get("Config"), spec.image_id)
-        with _translated(f"create a container from {spec.image_id}"):
+        with translated(f"create a container from {spec.image_id}"):
             container = self._client.containers.create(
                 spec.image_id, **container_options(spec, run_dir)
             )
@@ -227,7 +233,7 @@ class DockerRuntime:
         except NotFound as exc:
             raise ConfigError(f"Docker network {name!r} does not exist") from exc
         except (DockerException, requests.RequestException) as exc:
-            _raise_translated(exc, f"inspect network {name!r}")
+            raise_translated(exc, f"inspect network {name!r}")
         if network.name != name:  # the engine also matches id prefixes
             raise ConfigError(f"Docker network {name!r} does not exist")
         driver = network.attrs.get("Driver")
@@ -236,7 +242,7 @@ class DockerRuntime:
 
     def remove_stale(self, site: str) -> list[str]:
         """Kill and remove containers this site left behind (after a crash); their ids."""
-        with _translated("list this site's containers"):
+        with translated("list this site's containers"):
             stale = self._client.containers.list(
                 all=True, filters={"label": f"{LABEL_SITE}={site}"}
             )
@@ -248,9 +254,9 @@ class DockerRuntime:
         self, container: Container, spec: RunSpec, output_dir: Path, cancel: threading.Event
     ) -> RunOutcome:
         limits = spec.limits
-        with _translated(f"start container {container.short_id}"):
+        with translated(f"start container {container.short_id}"):
             container.start()
-        waiter = _Waiter(container, limits.timeout_s + KILL_GRACE_S + 30)
+        waiter = Waiter(container, limits.timeout_s + KILL_GRACE_S + 30)
         waiter.start()
 
         ended_by: RunState | None = None
@@ -280,11 +286,11 @@ class DockerRuntime:
         if not waiter.done.wait(KILL_GRACE_S):
             raise RuntimeFailure(f"container {container.short_id} did not stop after a kill")
         if waiter.error is not None:
-            _raise_translated(waiter.error, f"wait for container {container.short_id}")
-        with _translated(f"read the log of container {container.short_id}"):
-            log_tail, log_truncated = _read_log_tail(container, limits.log_max_bytes)
+            raise_translated(waiter.error, f"wait for container {container.short_id}")
+        with translated(f"read the log of container {container.short_id}"):
+            log_tail, log_truncated = read_log_tail(container, limits.log_max_bytes)
 
-        with _translated(f"inspect container {container.short_id}"):
+        with translated(f"inspect container {container.short_id}"):
             container.reload()
         state: dict[str, Any] = container.attrs.get("State") or {}
         exit_code = state.get("ExitCode")
@@ -296,7 +302,7 @@ class DockerRuntime:
             elif exit_code == 0:
                 ended_by, reason = RunState.COMPLETED, "exited with code 0"
             else:
-                ended_by, reason = RunState.FAILED, _exit_reason(exit_code, state)
+                ended_by, reason = RunState.FAILED, exit_reason(exit_code, state)
         return RunOutcome(
             state=ended_by,
             exit_code=exit_code,
@@ -315,9 +321,9 @@ class DockerRuntime:
         except APIError as exc:
             if exc.status_code == 409:  # "is not running"
                 return False
-            _raise_translated(exc, f"kill container {container.short_id}")
+            raise_translated(exc, f"kill container {container.short_id}")
         except (DockerException, requests.RequestException) as exc:
-            _raise_translated(exc, f"kill container {container.short_id}")
+            raise_translated(exc, f"kill container {container.short_id}")
         return True
 
     def _remove_later(self, container: Container) -> None:
@@ -340,83 +346,6 @@ class DockerRuntime:
             pass
         except (DockerException, requests.RequestException) as exc:
             log.error("could not remove container %s: %s", container.short_id, exc)
-
-
-def _exit_reason(exit_code: int | None, state: dict[str, Any]) -> str:
-    error = state.get("Error")
-    if error:
-        return f"the engine reported: {str(error)[:300]}"
-    if exit_code is None:
-        return "exited with an unknown code"
-    if exit_code > 128:
-        return f"exited with code {exit_code} (killed by signal {exit_code - 128})"
-    return f"exited with code {exit_code}"
-
-
-# ---- logs and waiting
-
-
-def _read_log_tail(container: Container, limit: int) -> tuple[bytes, bool]:
-    """The last ``limit`` bytes of the stopped container's log, and whether any were dropped.
-
-    The engine keeps at most two json-file logs (:func:`sandbox.log_file_bytes`), so this reads
-    a bounded amount; a ring buffer keeps the memory bounded by ``2 * limit``.
-    """
-    buffer = bytearray()
-    seen = 0
-    for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
-        seen += len(chunk)
-        buffer += chunk
-        if len(buffer) > 2 * limit:
-            del buffer[:-limit]
-    return bytes(buffer[-limit:]), seen > limit
-
-
-class _Waiter:
-    """Blocks on the engine's wait in a thread, so the caller can poll cancel and deadline."""
-
-    def __init__(self, container: Container, timeout: float) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self._container = container
-        self._timeout = timeout
-        self._thread = threading.Thread(target=self._wait, name="container-wait", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _wait(self) -> None:
-        try:
-            self._container.wait(timeout=self._timeout)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.done.set()
-
-
-# ---- errors
-
-
-@contextlib.contextmanager
-def _translated(doing: str, api_error: type[RuntimeFailure] = RuntimeFailure) -> Iterator[None]:
-    """Turn docker/requests exceptions raised inside into our errors, ``from`` the original."""
-    try:
-        yield
-    except (DockerException, requests.RequestException) as exc:
-        _raise_translated(exc, doing, api_error)
-
-
-def _raise_translated(
-    exc: BaseException, doing: str, api_error: type[RuntimeFailure] = RuntimeFailure
-) -> NoReturn:
-    if isinstance(exc, APIError):
-        explanation = exc.explanation or str(exc)
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode("utf-8", "replace")
-        raise api_error(f"{doing}: {str(explanation)[:500]}") from exc
-    if isinstance(exc, (DockerException, requests.RequestException, OSError)):
-        raise EngineUnavailableError(f"{doing}: the Docker engine is unreachable ({exc})") from exc
-    raise RuntimeFailure(f"{doing}: {exc}") from exc
 
 
 __all__ = [
