@@ -31,12 +31,13 @@ from typing import Any
 from api.client.registry import Client
 from cli.errors import CliError
 from cli.profile import connect
-from ledger.audit import AuditReport, audit, read_log
-from ledger.blobcheck import check_blobs
+from ledger.audit import AuditReport, audit
 from ledger.checkpoint import unverified_size
 from ledger.errors import UntrustedLogError, VerificationError, WithheldEntriesError
+from ledger.store.blobcheck import check_blobs
 from ledger.store.blobs import BlobStore
 from ledger.store.durable import write_atomic
+from ledger.store.readlog import read_log
 
 EXIT_FAILED = 2
 EXIT_UNTRUSTED = 3

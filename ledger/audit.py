@@ -7,8 +7,8 @@ served checkpoint and the one the auditor saw before to the replayed tree throug
 are each caught and named there), and builds a report:
 members over time, and for every task who asked, which image digest ran where, and the outcome.
 
-``read_log`` reads a data directory's entry log without taking the registry's lock, checking each
-record's framing and checksum and naming the first damaged entry.
+Reading a data directory's log for it is the store's business
+(:func:`ledger.store.readlog.read_log`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from crypto import PublicKey
@@ -29,39 +28,10 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.events import Entry
-from ledger.store.records import find_valid_record, scan
 from ledger.trust import check_checkpoint, verify_note
 from ledger.verify import Progress, VerifiedLedger, verify_chunks
 
 log = logging.getLogger(__name__)
-
-
-def read_log(data_dir: Path) -> list[bytes]:
-    """Every record's payload of ``data_dir/entries.log``; VerificationError at damage.
-
-    A torn record at the very end (a write that never completed) ends the log with a warning:
-    it was never acknowledged. Damage followed by valid records is an error naming the entry.
-    """
-    path = Path(data_dir) / "entries.log"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise VerificationError(None, f"cannot read {path}: {exc.strerror}") from exc
-
-    def read(offset: int, size: int) -> bytes:
-        return data[offset : offset + size]
-
-    found = scan(read, 0, len(data))
-    if found.problem is not None:
-        index = len(found.offsets)
-        if find_valid_record(read, found.end + 1, len(data)) is not None:
-            raise VerificationError(index, f"the record in {path} is damaged ({found.problem})")
-        log.warning("entry %d: torn tail record ignored (%s)", index, found.problem)
-    records = []
-    for offset in found.offsets:
-        length = int.from_bytes(data[offset + 4 : offset + 8], "little")
-        records.append(data[offset + 12 : offset + 12 + length])
-    return records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

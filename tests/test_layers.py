@@ -43,18 +43,12 @@ def test_core_packages_import_no_web_http_or_docker_library(package: str) -> Non
 
 # Arrows inside the packages: (rule, the modules imported, what they must not load, exceptions).
 # "ledger core" is every module at ledger/*.py, the sub-package ledger.store excluded.
-STORE_IN_CORE = pytest.mark.xfail(
-    strict=True,
-    reason="ledger.audit imports ledger.store.records (read_log reads entries.log) and "
-    "ledger.blobcheck imports ledger.store.blobs (BlobStore); both belong in ledger.store",
-)
 ARROWS = [
     pytest.param(
         "ledger core",
         ("ledger.store",),
         (),
         id="ledger_core_never_imports_the_store",
-        marks=STORE_IN_CORE,
     ),
     pytest.param(
         "api.wire", ("api.registry", "api.client"), (), id="api_wire_imports_no_server_or_client"

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import falcon
 
+from api.wire.pages import entries_page
 from api.wire.problems import Problem
 from ledger.bodies import Role
 from ledger.events import SignedEvent
@@ -137,12 +138,6 @@ class OpenApi:
         resp.content_type = JSON
 
 
-# Entries in a page are separated by a comma and a newline. Canonical JSON never holds a raw
-# newline, so an auditor can take each entry's exact stored bytes from the page without parsing
-# and re-encoding it (api.client.registry.Client.entry_records); for everyone else it is plain JSON.
-ENTRY_SEPARATOR = b",\n"
-
-
 class CheckpointResource:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
@@ -200,18 +195,9 @@ class Events:
         if waiting and self._gate.wait(self._ledger, start, wait) is None:
             resp.retry_after = 1  # no waiting slot free: ask the follower to come back
         entries = self._bounded(self._ledger.entries_bytes(start, limit))
-        size = self._ledger.size
-        resp.data = b"".join(
-            (
-                b'{"entries":[',
-                ENTRY_SEPARATOR.join(entries),
-                b'],"next":',
-                str(start + len(entries)).encode(),
-                b',"size":',
-                str(size).encode(),
-                b"}",
-            )
-        )
+        # The page's layout is the wire's (api.wire.pages): the auditor cuts it back into each
+        # entry's exact stored bytes.
+        resp.data = entries_page(entries, start + len(entries), self._ledger.size)
         resp.content_type = JSON
 
     def _bounded(self, entries: list[bytes]) -> list[bytes]:

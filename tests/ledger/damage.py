@@ -21,7 +21,6 @@ from pathlib import Path
 
 from api.client.registry import Client
 from crypto import AgeIdentity
-from ledger.audit import read_log
 from ledger.bodies import (
     BlobRef,
     Body,
@@ -34,6 +33,7 @@ from ledger.bodies import (
     Task,
 )
 from ledger.events import SignedEvent, new_event
+from ledger.store.readlog import read_log
 from ledger.store.records import encode_record
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World

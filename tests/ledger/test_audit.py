@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger.audit import audit, read_log
+from ledger.audit import audit
 from ledger.bodies import Output, Result, ResultState, Task
 from ledger.errors import RollbackError, SameSizeForkError, VerificationError
 from ledger.store.ledger import Ledger
+from ledger.store.readlog import read_log
 from ledger.store.records import encode_record
 from tests.ledger.factory import World
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from crypto import SigningKey
-from ledger.blobcheck import check_blobs
 from ledger.bodies import Member, MemberAction, Role
 from ledger.errors import DamagedBlobError, DamagedEntryError, RuleViolation
+from ledger.store.blobcheck import check_blobs
 from ledger.store.ledger import Ledger
 from ledger.store.snapshot import read_snapshot
 from ledger.verify import verify_ledger
