@@ -15,8 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from ledger.store.entries import INDEX_NAME, EntryStore
+from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
+from ledger.store.logfiles import INDEX_NAME
 
 
 def payload(n: int, size: int) -> bytes:

@@ -1,34 +1,23 @@
-"""The OpenAPI 3.1 document served at ``GET /openapi.json``.
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``: its paths, and the info around them.
 
 Built from the same limits :func:`api.registry.app.create_app` configures, so the document states
-what the server enforces. Events, entries and every kind's body are described field by field as
-the ledger parses them (:mod:`api.registry.schemas`). Schemathesis checks, in the test suite, that
-every answer conforms to it.
+what the server enforces; the schemas are :mod:`api.registry.schemas` (events, entries, bodies,
+field by field as the ledger parses them) and :mod:`api.registry.components` (the rest).
+Schemathesis checks, in the test suite, that every answer conforms to it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from api.errors import PROBLEM_BASE
-from api.registry.schemas import HEX64, TIME, event_schemas
+from api.registry.components import INDEX, components, problems, ref
+from api.registry.schemas import HEX64
 from api.wire.httpsig import TAG
-from api.wire.problems import PROBLEMS
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
-
-INDEX: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _problems(*statuses: int) -> dict[str, Any]:
-    return {str(status): {"$ref": f"#/components/responses/Problem{status}"} for status in statuses}
 
 
 def _param(
@@ -45,27 +34,6 @@ def _param(
 
 _AUTH = (400, 401, 404, 405, 500, 503)
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
-_TITLES = {
-    400: "The request is malformed (unknown or invalid parameter, malformed event, ...)",
-    401: "No valid signature by a current member's key (missing, unknown key, stale, replayed)",
-    403: "Authenticated, but not allowed (role, or the ledger's rules)",
-    404: "No such entry, blob, task or path",
-    405: "Method not allowed on this path (whatever the body)",
-    409: (
-        "The event conflicts with the ledger's state: a blob it names was never uploaded "
-        "(blob-missing: upload it, post the same event again), or the site's result for this "
-        "task is already in (result-exists)"
-    ),
-    413: "Request body larger than the configured limit",
-    415: "Wrong Content-Type",
-    416: "`from` is beyond the ledger's size (range-not-satisfiable)",
-    422: (
-        "The event signature or blob hash does not verify, or the event's time lies outside "
-        "the registry's window (event-time-out-of-window)"
-    ),
-    500: "Internal error (no detail is disclosed)",
-    503: "Storage temporarily unavailable; retry",
-}
 
 
 def document(
@@ -78,116 +46,6 @@ def document(
     version: str = "1.0.0",
 ) -> dict[str, Any]:
     """The document; ``time_window`` is the ledger's (stated in the description of event times)."""
-    schemas: dict[str, Any] = {
-        **event_schemas(time_window),
-        "Problem": {
-            "type": "object",
-            "required": ["type", "title", "status"],
-            "properties": {
-                "type": {
-                    "type": "string",
-                    "enum": [p.uri for p in PROBLEMS.values()],
-                    "description": f"stable problem type; one of {PROBLEM_BASE}<slug>",
-                },
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "instance": {"type": "string"},
-            },
-        },
-        "EntriesPage": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["entries", "next", "size"],
-            "properties": {
-                "entries": {"type": "array", "items": _ref("Entry")},
-                "next": {**INDEX, "description": "the index to ask for next"},
-                "size": {**INDEX, "description": "the ledger's size when answering"},
-            },
-        },
-        "Appended": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["index", "event_id", "hash", "received"],
-            "properties": {
-                "index": INDEX,
-                "event_id": HEX64,
-                "hash": HEX64,
-                "received": TIME,
-            },
-        },
-        "InclusionProof": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["index", "size", "proof"],
-            "properties": {
-                "index": INDEX,
-                "size": INDEX,
-                "proof": {"type": "array", "items": HEX64, "description": "RFC 9162 2.1.3"},
-            },
-        },
-        "ConsistencyProof": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["from", "to", "proof"],
-            "properties": {
-                "from": INDEX,
-                "to": INDEX,
-                "proof": {"type": "array", "items": HEX64, "description": "RFC 9162 2.1.4"},
-            },
-        },
-        "BlobStored": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["sha256", "size"],
-            "properties": {"sha256": HEX64, "size": {"type": "integer", "minimum": 0}},
-        },
-        "TaskView": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["task", "sites", "cancelled"],
-            "properties": {
-                "task": _ref("Entry"),
-                "sites": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["state", "index", "finished"],
-                        "properties": {
-                            "state": {"type": "string"},
-                            "index": {"oneOf": [INDEX, {"type": "null"}]},
-                            "finished": {"type": "boolean"},
-                        },
-                    },
-                },
-                "cancelled": {"oneOf": [INDEX, {"type": "null"}]},
-            },
-        },
-        "Health": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["status", "size"],
-            "properties": {"status": {"const": "ok"}, "size": INDEX},
-        },
-    }
-    responses: dict[str, Any] = {}
-    for status, description in _TITLES.items():
-        response: dict[str, Any] = {
-            "description": description,
-            "content": {"application/problem+json": {"schema": _ref("Problem")}},
-        }
-        if status == 401:
-            response["headers"] = {
-                "WWW-Authenticate": {"schema": {"type": "string"}},
-                "Accept-Signature": {
-                    "schema": {"type": "string"},
-                    "description": "RFC 9421 5.1: the signature the registry expects",
-                },
-            }
-        if status == 405:
-            response["headers"] = {"Allow": {"schema": {"type": "string"}}}
-        responses[f"Problem{status}"] = response
     signed: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
     public: list[dict[str, list[str]]] = []
     sha_param = _param("sha256", "path", HEX64, "hex SHA-256 of the blob", required=True)
@@ -198,8 +56,8 @@ def document(
                 "summary": "Liveness",
                 "security": public,
                 "responses": {
-                    "200": _json(_ref("Health"), "The registry is up"),
-                    **_problems(400, 405, 500),
+                    "200": _json(ref("Health"), "The registry is up"),
+                    **problems(400, 405, 500),
                 },
             }
         },
@@ -210,7 +68,7 @@ def document(
                 "security": public,
                 "responses": {
                     "200": _json({"type": "object"}, "OpenAPI 3.1 document"),
-                    **_problems(400, 405, 500),
+                    **problems(400, 405, 500),
                 },
             }
         },
@@ -224,7 +82,7 @@ def document(
                         "description": "Signed note",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_problems(400, 405, 500),
+                    **problems(400, 405, 500),
                 },
             }
         },
@@ -256,7 +114,7 @@ def document(
                 ),
                 "responses": {
                     "200": {
-                        **_json(_ref("EntriesPage"), "A page of entries, possibly empty"),
+                        **_json(ref("EntriesPage"), "A page of entries, possibly empty"),
                         "headers": {
                             "Retry-After": {
                                 "schema": {"type": "string"},
@@ -264,7 +122,7 @@ def document(
                             }
                         },
                     },
-                    **_problems(*_AUTH, 416),
+                    **problems(*_AUTH, 416),
                 },
             },
             "post": {
@@ -282,12 +140,12 @@ def document(
                 "requestBody": {
                     "required": True,
                     "description": f"at most {max_body} bytes",
-                    "content": {"application/json": {"schema": _ref("SignedEvent")}},
+                    "content": {"application/json": {"schema": ref("SignedEvent")}},
                 },
                 "responses": {
-                    "201": {**_json(_ref("Appended"), "Appended"), "headers": _LOCATION},
-                    "200": _json(_ref("Appended"), "Already in the ledger: its entry"),
-                    **_problems(*_AUTH, 403, 409, 413, 415, 422),
+                    "201": {**_json(ref("Appended"), "Appended"), "headers": _LOCATION},
+                    "200": _json(ref("Appended"), "Already in the ledger: its entry"),
+                    **problems(*_AUTH, 403, 409, 413, 415, 422),
                 },
             },
         },
@@ -298,8 +156,8 @@ def document(
                 "security": signed,
                 "parameters": [_param("index", "path", INDEX, "entry index", required=True)],
                 "responses": {
-                    "200": _json(_ref("Entry"), "The entry"),
-                    **_problems(*_AUTH),
+                    "200": _json(ref("Entry"), "The entry"),
+                    **problems(*_AUTH),
                 },
             }
         },
@@ -313,8 +171,8 @@ def document(
                     _param("size", "query", {**INDEX, "minimum": 1}, "tree size", required=True),
                 ],
                 "responses": {
-                    "200": _json(_ref("InclusionProof"), "Proof hashes, hex"),
-                    **_problems(*_AUTH),
+                    "200": _json(ref("InclusionProof"), "Proof hashes, hex"),
+                    **problems(*_AUTH),
                 },
             }
         },
@@ -328,8 +186,8 @@ def document(
                     _param("to", "query", INDEX, "newer tree size", required=True),
                 ],
                 "responses": {
-                    "200": _json(_ref("ConsistencyProof"), "Proof hashes, hex"),
-                    **_problems(*_AUTH),
+                    "200": _json(ref("ConsistencyProof"), "Proof hashes, hex"),
+                    **problems(*_AUTH),
                 },
             }
         },
@@ -349,9 +207,9 @@ def document(
                     },
                 },
                 "responses": {
-                    "201": {**_json(_ref("BlobStored"), "Stored"), "headers": _LOCATION},
-                    "200": _json(_ref("BlobStored"), "Already stored"),
-                    **_problems(*_AUTH, 403, 413, 415, 422),
+                    "201": {**_json(ref("BlobStored"), "Stored"), "headers": _LOCATION},
+                    "200": _json(ref("BlobStored"), "Already stored"),
+                    **problems(*_AUTH, 403, 413, 415, 422),
                 },
             },
             "get": {
@@ -368,7 +226,7 @@ def document(
                             }
                         },
                     },
-                    **_problems(*_AUTH),
+                    **problems(*_AUTH),
                 },
             },
         },
@@ -381,8 +239,8 @@ def document(
                     _param("event_id", "path", HEX64, "the task's event id", required=True)
                 ],
                 "responses": {
-                    "200": _json(_ref("TaskView"), "The task"),
-                    **_problems(*_AUTH),
+                    "200": _json(ref("TaskView"), "The task"),
+                    **problems(*_AUTH),
                 },
             }
         },
@@ -403,20 +261,5 @@ def document(
         "servers": [{"url": "/"}],
         "security": signed,
         "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "responses": responses,
-            "securitySchemes": {
-                "httpMessageSignature": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Signature",
-                    "description": (
-                        "RFC 9421 Signature and Signature-Input fields (label 'pht', alg "
-                        f"ed25519, keyid = member key id, tag {TAG!r}, created within 60 s, "
-                        "nonce used once)."
-                    ),
-                }
-            },
-        },
+        "components": components(time_window),
     }

@@ -1,1 +1,55 @@
-"""The embedded store."""
+"""The embedded store, and :class:`Store`: what the ledger needs from the store of its entries.
+
+Invariant: :class:`ledger.store.ledger.Ledger` reaches its entries only through :class:`Store`;
+:class:`ledger.store.entries.EntryStore` implements it over one data directory's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Store(Protocol):
+    """The entries of one ledger, as opaque payloads (each entry's canonical bytes) numbered from 0
+    in append order; a second backend (PostgreSQL) implements exactly this.
+
+    - ``append_batch`` appends the payloads as the next entries, all or none, and returns only
+      once they are durable: the ledger acknowledges an append when it returns. It raises
+      StoreError when it cannot (and may refuse further appends until reopened).
+    - ``count`` is the number of durable entries. ``read`` and ``read_range`` give payloads,
+      raising StoreError out of range and DamagedEntryError naming an entry whose stored bytes
+      are damaged; ``checksums=False`` may skip the store's own checksums (the ledger checks every
+      payload it serves against its Merkle leaf). ``read_range_scanned`` reads the same entries
+      without trusting any index past ``start``, to say what a damaged entry's record holds.
+    - The store's bytes: the entries are laid out as one byte sequence (the embedded store's
+      log file; another backend, the concatenation of its framed records). ``offset(i)`` is
+      where entry ``i`` starts in it (its length for ``i == count``); ``start_digest(at)`` hashes
+      it once, returns the SHA-256 (hex) of the bytes before entry ``at``, and from then on the
+      store keeps ``digest()``, (length, SHA-256 of the whole sequence), up to date as it
+      appends. A snapshot records ``digest()``, and the next open checks the entries it covers
+      against it with one hash.
+    - ``sync_index`` makes durable whatever derived data a snapshot relies on (a no-op where
+      there is none); ``close`` releases the store and is idempotent.
+    """
+
+    @property
+    def count(self) -> int: ...
+
+    def append_batch(self, payloads: Sequence[bytes]) -> None: ...
+
+    def read(self, index: int) -> bytes: ...
+
+    def read_range(self, start: int, stop: int, *, checksums: bool = True) -> list[bytes]: ...
+
+    def read_range_scanned(self, start: int, stop: int) -> list[bytes]: ...
+
+    def offset(self, index: int) -> int: ...
+
+    def start_digest(self, at: int) -> str: ...
+
+    def digest(self) -> tuple[int, str]: ...
+
+    def sync_index(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,92 +1,74 @@
-"""The embedded entry store: the append-only log of one data directory (DESIGN 5).
+"""The embedded entry store: the append-only log of one data directory and its index (DESIGN 5).
 
-Files in the data directory::
-
-    LOCK         flock'ed exclusively by the one process that has the store open
-    entries.log  the records, one per entry, in entry order (format in :mod:`ledger.store.records`:
-                 b"PHTE" | payload length uint32 LE | CRC-32 of payload uint32 LE | payload)
-    entries.idx  derived: uint64 LE byte offset of each entry's record; rebuildable from the log
-
-The payload of entry ``i`` is that entry's canonical bytes; the store never parses it.
-
-Durability invariant: ``append_batch`` writes the whole batch with one write and returns only
-after one ``fdatasync`` of the log has returned, so an append is acknowledged only once its record
-is on disk. A crash can therefore leave only a torn tail of records that were never acknowledged,
-and the next ``open`` cuts it (logging how many bytes). The index is written after the log and not
-synced per batch: it may lag the log (the next open scans forward from its last good item) or
-run past it (the next open walks back to the last item that still points at a valid record); it
-is synced by ``sync_index``, which the caller runs before writing a snapshot, and by ``close``.
-
-Recovery is fast because it trusts the index: ``open`` checks only that the last plausible index
-item points at a valid record that follows its predecessor, then scans the log from there. Damage
-in the middle of the log is therefore not noticed by ``open``; ``verify_records`` walks every
-record and raises CorruptStoreError naming the first bad entry. When a scan at open does hit a bad
-record that is followed by a valid one, that is damage, not a torn tail: ``open`` refuses to cut
-acknowledged data and raises CorruptStoreError (``cut_corrupt_tail=True`` is the operator's
-explicit override). Power loss on file systems that persist a batch's pages out of order could, in
-principle, leave such a pattern inside the last unacknowledged batch; the override covers it.
-
-Digest: once ``start_digest`` has hashed the log (the ledger does so on open, checking the
-records a snapshot covers against the digest the snapshot recorded), the store keeps the SHA-256
-of the whole log up to date as it appends, from the very bytes it writes; ``digest`` gives it for a
-snapshot to record. Reads raise DamagedEntryError naming the entry whose record is damaged.
-
-Concurrency: one writer process (the LOCK); within it the store is thread-safe. Appends,
-truncation and maintenance are serialized by a write lock; readers and the publication of newly
-synced entries share a short state lock, so readers never wait for an fsync.
+Invariants: an append is acknowledged only once its records are on disk; the index is derived
+(rebuildable from the log) and may lag or run past it until synced; one process holds the directory
+(the LOCK), and within it the store is thread-safe. Recovery at open and the full scans are
+:mod:`ledger.store.logscan`; the record format is :mod:`ledger.store.records`.
 """
 
 from __future__ import annotations
 
-import bisect
-import fcntl
-import hashlib
 import logging
-import operator
 import os
 import threading
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from ledger.errors import CorruptStoreError, DamagedEntryError, StoreError
+from ledger.errors import DamagedEntryError, StoreError
 from ledger.store.durable import datasync, fsync_dir, pread_all, pwrite_all, write_atomic
+from ledger.store.logdigest import LogDigest
+from ledger.store.logfiles import (
+    INDEX_NAME,
+    LOCK_NAME,
+    LOG_NAME,
+    cannot_open,
+    close_all,
+    open_files,
+)
+from ledger.store.logscan import check_index, recover, scan_all, scanned_payloads
 from ledger.store.records import (
-    HEADER_SIZE,
     INDEX_ITEM,
-    SCAN_CHUNK,
     RecordError,
     decode_framed,
     decode_span,
     encode_record,
-    find_valid_record,
-    header_problem,
-    index_from_bytes,
     index_to_bytes,
     new_index,
-    record_problem,
-    scan,
 )
 
 __all__ = ["INDEX_NAME", "LOCK_NAME", "LOG_NAME", "EntryStore", "fsync_dir", "write_atomic"]
 
 logger = logging.getLogger(__name__)
 
-LOG_NAME = "entries.log"
-INDEX_NAME = "entries.idx"
-LOCK_NAME = "LOCK"
-WALK_BACK = 4096  # index items examined, newest first, before open falls back to a full scan
-
-
-def _open_rw(path: Path) -> tuple[int, bool]:
-    existed = path.exists()
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644), not existed
-
 
 class EntryStore:
-    """The append-only entry log of one data directory. Create with :meth:`open`."""
+    """The append-only entry log of one data directory. Create with :meth:`open`.
+
+    Its files are LOCK, entries.log and entries.idx (:func:`ledger.store.logfiles.open_files`).
+    The payload of entry ``i`` is that entry's canonical bytes; the store never parses it.
+
+    Durability: ``append_batch`` writes the whole batch with one write and returns only after one
+    ``fdatasync`` of the log has returned, so an append is acknowledged only once its record is
+    on disk. A crash can therefore leave only a torn tail of records that were never
+    acknowledged, and the next ``open`` cuts it (:func:`ledger.store.logscan.recover`). The index
+    is written after the log and not synced per batch: it may lag the log (the next open scans
+    forward from its last good item) or run past it (the next open walks back to the last item
+    that still points at a valid record); it is synced by ``sync_index``, which the caller runs
+    before writing a snapshot, and by ``close``. Damage in the middle of the log is not noticed
+    by ``open``; ``verify_records`` walks every record and names the first bad entry.
+
+    Digest: once ``start_digest`` has hashed the log (the ledger does so on open, checking the
+    records a snapshot covers against the digest the snapshot recorded), the store keeps the
+    SHA-256 of the whole log up to date as it appends (:class:`ledger.store.logdigest.LogDigest`);
+    ``digest`` gives it for a snapshot to record. Reads raise DamagedEntryError naming the entry
+    whose record is damaged.
+
+    Concurrency: one writer process (the LOCK); within it the store is thread-safe. Appends,
+    truncation and maintenance are serialized by a write lock; readers and the publication of
+    newly synced entries share a short state lock, so readers never wait for an fsync.
+    """
 
     def __init__(self, *, data_dir: Path, lock_fd: int, log_fd: int, idx_fd: int) -> None:
         self._data_dir = data_dir
@@ -97,7 +79,7 @@ class EntryStore:
         self._end = 0
         self._closed = False
         self._failed: str | None = None
-        self._digest: Any = None  # hashlib sha256 of the whole log, once start_digest ran
+        self._digest: LogDigest | None = None  # of the whole log, once start_digest ran
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
 
@@ -108,119 +90,32 @@ class EntryStore:
         """Open (creating if missing) the store in ``data_dir`` and recover it.
 
         Raises StoreError if another process holds the directory or it cannot be read or
-        written, CorruptStoreError if a bad record is followed by valid ones (see module doc).
+        written, CorruptStoreError if a bad record is followed by valid ones
+        (:func:`ledger.store.logscan.recover`).
         """
-        fds: list[int] = []
+        lock_fd, log_fd, idx_fd = open_files(data_dir)
         try:
-            if not data_dir.is_dir():
-                data_dir.mkdir(parents=True)
-                fsync_dir(data_dir.parent)
-            lock_fd, _ = _open_rw(data_dir / LOCK_NAME)
-            fds.append(lock_fd)
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise StoreError(
-                    f"{data_dir}: already open (LOCK held by another process)"
-                ) from exc
-            log_fd, log_created = _open_rw(data_dir / LOG_NAME)
-            fds.append(log_fd)
-            idx_fd, idx_created = _open_rw(data_dir / INDEX_NAME)
-            fds.append(idx_fd)
-            if log_created or idx_created:
-                fsync_dir(data_dir)
             store = cls(data_dir=data_dir, lock_fd=lock_fd, log_fd=log_fd, idx_fd=idx_fd)
             store._recover(cut_corrupt_tail=cut_corrupt_tail)
             return store
         except BaseException as exc:
-            for fd in reversed(fds):
-                os.close(fd)
+            close_all([lock_fd, log_fd, idx_fd])
             if isinstance(exc, OSError):
-                raise StoreError(f"{data_dir}: cannot open the entry store: {exc}") from exc
+                raise cannot_open(data_dir, exc) from exc
             raise
 
     def _read(self, offset: int, size: int) -> bytes:
         return pread_all(self._log_fd, size, offset)
 
     def _recover(self, *, cut_corrupt_tail: bool) -> None:
-        size = os.fstat(self._log_fd).st_size
-        idx_size = os.fstat(self._idx_fd).st_size
-        indexed = index_from_bytes(pread_all(self._idx_fd, idx_size, 0))
-        trusted = self._trusted_prefix(indexed, size)
-        if trusted < len(indexed):
-            logger.warning(
-                "%s: %d of %d index items do not match the log; %s",
-                self._data_dir / INDEX_NAME,
-                len(indexed) - trusted,
-                len(indexed),
-                "rebuilding it by a full scan" if trusted == 0 else f"keeping the first {trusted}",
-            )
-        start = 0
-        if trusted:
-            last = indexed[trusted - 1]
-            start = last + HEADER_SIZE + header_problem(self._read(last, HEADER_SIZE), 0)[0]
-        found = scan(self._read, start, size)
-        if found.problem is not None:
-            bad = trusted + len(found.offsets)
-            later = find_valid_record(self._read, found.end + 1, size)
-            if later is not None and not cut_corrupt_tail:
-                raise CorruptStoreError(
-                    f"{self._data_dir / LOG_NAME}: entry {bad} at {found.problem}, but a valid "
-                    f"record follows at offset {later}: damage inside the log, not a torn tail; "
-                    "refusing to cut it (open with cut_corrupt_tail=True to discard it and "
-                    "everything after it)"
-                )
-            logger.warning(
-                "%s: cut %d bytes of torn tail at entry %d (%s)",
-                self._data_dir / LOG_NAME,
-                size - found.end,
-                bad,
-                found.problem,
-            )
-            os.ftruncate(self._log_fd, found.end)
-            os.fsync(self._log_fd)
-        if found.offsets:
-            logger.info(
-                "%s: indexed %d records found past the index", self._data_dir, len(found.offsets)
-            )
-        if trusted != len(indexed) or found.offsets or idx_size != trusted * INDEX_ITEM:
-            os.ftruncate(self._idx_fd, trusted * INDEX_ITEM)
-            pwrite_all(self._idx_fd, index_to_bytes(found.offsets), trusted * INDEX_ITEM)
-            os.fsync(self._idx_fd)
-        self._offsets = indexed[:trusted]
-        self._offsets.extend(found.offsets)
-        self._end = found.end
-
-    def _trusted_prefix(self, indexed: array[int], size: int) -> int:
-        """How many leading index items to trust: of the strictly increasing prefix (a cheap
-        in-memory pass), up to the newest item that points at a valid record inside the log,
-        directly after its (also valid) predecessor."""
-        increasing = len(indexed)
-        if not all(map(operator.lt, indexed, indexed[1:])):
-            increasing = next(k + 1 for k in range(len(indexed)) if indexed[k] >= indexed[k + 1])
-        newest = bisect.bisect_left(indexed, size, hi=increasing)
-        for k in range(newest - 1, max(newest - 1 - WALK_BACK, -1), -1):
-            if self._item_holds(indexed, k, size):
-                return k + 1
-        return 0
-
-    def _item_holds(self, indexed: array[int], k: int, size: int) -> bool:
-        offset = indexed[k]
-        if offset >= size or (k == 0 and offset != 0) or (k > 0 and indexed[k - 1] >= offset):
-            return False
-        if not self._record_at(offset):
-            return False
-        if k == 0:
-            return True
-        prev = indexed[k - 1]
-        length = header_problem(self._read(prev, HEADER_SIZE), 0)[0]
-        return prev + HEADER_SIZE + length == offset and self._record_at(prev)
-
-    def _record_at(self, offset: int) -> bool:
-        length, problem = header_problem(self._read(offset, HEADER_SIZE), 0)
-        if problem is not None:
-            return False
-        return record_problem(self._read(offset, HEADER_SIZE + length), 0) is None
+        self._offsets, self._end = recover(
+            self._read,
+            log_fd=self._log_fd,
+            idx_fd=self._idx_fd,
+            log_path=self._data_dir / LOG_NAME,
+            idx_path=self._data_dir / INDEX_NAME,
+            cut_corrupt_tail=cut_corrupt_tail,
+        )
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -292,18 +187,14 @@ class EntryStore:
             begin = self._offsets[start] if start < count else self._end
             end = self._end
         try:
-            found = scan(self._read, begin, end)
-            if len(found.offsets) < stop - start:
-                where = found.problem or f"the log ends after {len(found.offsets)} records"
-                raise DamagedEntryError(
-                    start + len(found.offsets),
-                    f"its record in {self._data_dir / LOG_NAME} is damaged ({where})",
-                )
-            payloads = []
-            for offset in found.offsets[: stop - start]:
-                length = header_problem(self._read(offset, HEADER_SIZE), 0)[0]
-                payloads.append(self._read(offset + HEADER_SIZE, length))
-            return payloads
+            return scanned_payloads(
+                self._read,
+                begin,
+                end,
+                first=start,
+                count=stop - start,
+                log_path=self._data_dir / LOG_NAME,
+            )
         except OSError as exc:
             raise StoreError(f"{self._data_dir / LOG_NAME}: cannot read: {exc}") from exc
 
@@ -333,23 +224,9 @@ class EntryStore:
         with self._write_lock:
             self._check_open()
             split, end = self.offset(at), self._end
-            digest = hashlib.sha256()
-            prefix = ""
-            position = 0
-            try:
-                while True:
-                    if position == split:
-                        prefix = digest.hexdigest()
-                    if position == end:
-                        break
-                    limit = split if position < split else end
-                    chunk = self._read(position, min(SCAN_CHUNK, limit - position))
-                    if not chunk:
-                        raise StoreError(f"{self._data_dir / LOG_NAME}: shorter than {end} bytes")
-                    digest.update(chunk)
-                    position += len(chunk)
-            except OSError as exc:
-                raise StoreError(f"{self._data_dir / LOG_NAME}: cannot read: {exc}") from exc
+            prefix, digest = LogDigest.of_log(
+                self._read, split, end, log_path=self._data_dir / LOG_NAME
+            )
             with self._state_lock:
                 self._digest = digest
             return prefix
@@ -449,22 +326,8 @@ class EntryStore:
                 self._check_open()
                 offsets = array(self._offsets.typecode, self._offsets)
                 end = self._end
-            found = scan(self._read, 0, end)
-            if found.problem is not None:
-                raise CorruptStoreError(
-                    f"{self._data_dir / LOG_NAME}: entry {len(found.offsets)} at {found.problem}"
-                )
-            for index, (logged, indexed) in enumerate(zip(found.offsets, offsets, strict=False)):
-                if logged != indexed:
-                    raise CorruptStoreError(
-                        f"{self._data_dir / INDEX_NAME}: entry {index}: expected offset "
-                        f"{logged} (from the log), found {indexed}; rebuild_index() repairs it"
-                    )
-            if len(found.offsets) != len(offsets):
-                raise CorruptStoreError(
-                    f"{self._data_dir / INDEX_NAME}: expected {len(found.offsets)} entries "
-                    f"(from the log), found {len(offsets)}"
-                )
+            logged = scan_all(self._read, end, log_path=self._data_dir / LOG_NAME)
+            check_index(logged, offsets, idx_path=self._data_dir / INDEX_NAME)
             return len(offsets)
 
     def rebuild_index(self) -> int:
@@ -474,20 +337,16 @@ class EntryStore:
             with self._state_lock:
                 self._check_open()
                 end = self._end
-            found = scan(self._read, 0, end)
-            if found.problem is not None:
-                raise CorruptStoreError(
-                    f"{self._data_dir / LOG_NAME}: entry {len(found.offsets)} at {found.problem}"
-                )
+            offsets = scan_all(self._read, end, log_path=self._data_dir / LOG_NAME)
             try:
                 os.ftruncate(self._idx_fd, 0)
-                pwrite_all(self._idx_fd, index_to_bytes(found.offsets), 0)
+                pwrite_all(self._idx_fd, index_to_bytes(offsets), 0)
                 os.fsync(self._idx_fd)
             except OSError as exc:
                 raise StoreError(f"{self._data_dir / INDEX_NAME}: cannot rewrite: {exc}") from exc
             with self._state_lock:
-                self._offsets = found.offsets
-            return len(found.offsets)
+                self._offsets = offsets
+            return len(offsets)
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store.entries import LOG_NAME, EntryStore
+from ledger.store.entries import EntryStore
+from ledger.store.logfiles import LOG_NAME
 
 pytestmark = pytest.mark.slow
 

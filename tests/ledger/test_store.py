@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import CorruptStoreError, StoreError
-from ledger.store.entries import INDEX_NAME, LOG_NAME, EntryStore, write_atomic
+from ledger.store.durable import write_atomic
+from ledger.store.entries import EntryStore
+from ledger.store.logfiles import INDEX_NAME, LOG_NAME
 from ledger.store.records import HEADER_SIZE, MAX_PAYLOAD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,7 +240,7 @@ def test_torn_last_record_is_cut_at_every_offset(
         if index_state == "deleted":
             (data_dir / INDEX_NAME).unlink()
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="ledger.store.entries"):
+        with caplog.at_level(logging.WARNING, logger="ledger.store.logscan"):
             assert_store_holds(data_dir, items[:-1])
         torn = cut - last_start
         if torn:
@@ -268,7 +270,7 @@ def test_garbage_tail_is_cut(
     items = make_store(tmp_path, 8)
     with (tmp_path / LOG_NAME).open("ab") as log:
         log.write(garbage)
-    with caplog.at_level(logging.WARNING, logger="ledger.store.entries"):
+    with caplog.at_level(logging.WARNING, logger="ledger.store.logscan"):
         assert_store_holds(tmp_path, items)
     assert f"cut {len(garbage)} bytes of torn tail at entry 8" in caplog.text
 

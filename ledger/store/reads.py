@@ -1,0 +1,150 @@
+"""The ledger's read side: entries, roots and proofs, members and task views, over the derived
+data the write path (:class:`ledger.store.ledger.Ledger`) keeps.
+
+Invariant: every entry served (a page, one entry, the entry behind a task view) is checked against
+its leaf hash in the tree first; one that does not match raises :class:`DamagedEntryError` naming
+it, and is not served. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from crypto import KeyId
+from ledger.errors import ProofError, StoreError, UnknownTaskError
+from ledger.events import Entry
+from ledger.merkle import MerkleTree
+from ledger.state import MemberRecord, State, TaskRecord
+from ledger.store import Store
+from ledger.store.integrity import check_leaves
+
+
+class LedgerReads:
+    """What a reader asks a ledger. The write path that subclasses it sets the attributes below;
+    ``_lock`` guards the state, the tree, the ids and the checkpoint, and ``_grown`` (on that
+    lock) is notified whenever committed entries join the tree."""
+
+    _store: Store
+    _state: State
+    _tree: MerkleTree
+    _checkpoint: bytes
+    _lock: threading.Lock
+    _grown: threading.Condition
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    @property
+    def origin(self) -> str:
+        return self._state.origin
+
+    @property
+    def log_key(self) -> str:
+        """The registry's C2SP note verifier key, as the genesis event names it."""
+        return self._state.log_key
+
+    def checkpoint(self) -> bytes:
+        return self._checkpoint
+
+    def entry_bytes(self, index: int) -> bytes:
+        """Entry ``index``'s stored bytes. Raises StoreError if it does not exist,
+        DamagedEntryError if they do not hash to its leaf."""
+        if not 0 <= index < self.size:
+            raise StoreError(f"entry {index} does not exist (the ledger has {self.size})")
+        return self._checked(index, self._store.read_range(index, index + 1, checksums=False))[0]
+
+    def entries_bytes(self, start: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` entries' stored bytes from ``start``, each checked against its leaf
+        hash (DamagedEntryError names the first that is not)."""
+        stop = min(self.size, start + max(0, limit))
+        if start >= stop:
+            return []
+        # The leaf hash checks each payload's bytes; the records' CRCs would only repeat that.
+        return self._checked(start, self._store.read_range(start, stop, checksums=False))
+
+    def _checked(self, start: int, payloads: list[bytes]) -> list[bytes]:
+        """``payloads`` if they hash to the tree's leaves from ``start``. The tree only grows and
+        its leaves never change, so no lock is needed; only a failed write's reload rebuilds it
+        (from the same log), and a page beyond the tree being rebuilt is answered later."""
+        tree = self._tree
+        stop = start + len(payloads)
+        if stop > tree.size:
+            raise StoreError(f"entries {start}..{stop - 1} are being recovered; try again")
+        check_leaves(start, payloads, tree.leaf_hashes(start, stop))
+        return payloads
+
+    def entry(self, index: int) -> Entry:
+        return self._read_entry(index)
+
+    def _read_entry(self, index: int) -> Entry:
+        return Entry.from_canonical(self.entry_bytes(index))
+
+    def root(self, size: int | None = None) -> bytes:
+        with self._lock:
+            return self._tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        with self._lock:
+            if size > self._tree.size:
+                raise ProofError(f"tree size {size} is beyond the ledger's {self._tree.size}")
+            return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        with self._lock:
+            if new > self._tree.size:
+                raise ProofError(f"tree size {new} is beyond the ledger's {self._tree.size}")
+            return self._tree.consistency_proof(old, new)
+
+    def wait_for(self, size: int, timeout: float) -> bool:
+        """Block until the ledger holds more than ``size`` entries or ``timeout`` passes."""
+        with self._grown:
+            return self._grown.wait_for(lambda: self._tree.size > size, timeout=timeout)
+
+    def member_for_key(self, key_id: str) -> MemberRecord | None:
+        member = self._state.member_by_key(KeyId(key_id))
+        return member if member is not None and member.active else None
+
+    def task(self, event_id: str) -> TaskRecord:
+        with self._lock:
+            record = self._state.tasks.get(event_id)  # type: ignore[call-overload]
+        if record is None:
+            raise UnknownTaskError(f"no task {event_id[:16]} in this ledger")
+        return record  # type: ignore[no-any-return]
+
+    def task_view(self, event_id: str) -> dict[str, Any]:
+        """The read model of a task: its entry and each site's latest state.
+
+        The committer folds a batch into the state before the batch is durable and in the tree;
+        a view naming such an entry would send a reader for an entry no checkpoint covers yet
+        (or, if the write fails, never will). So the view waits until every entry it names is
+        committed."""
+        self.task(event_id)
+
+        def committed() -> bool:
+            record = self._state.tasks.get(event_id)  # type: ignore[call-overload]
+            return record is None or _newest_index(record) < self._tree.size
+
+        with self._grown:
+            if not self._grown.wait_for(committed, timeout=10.0):
+                raise StoreError("the ledger's write path is stalled; try again")
+            record = self._state.tasks.get(event_id)  # type: ignore[call-overload]
+            if record is None:  # a failed write rebuilt the state without it
+                raise UnknownTaskError(f"no task {event_id[:16]} in this ledger")
+            sites = {
+                name: {"state": p.state, "index": p.index, "finished": p.finished}
+                for name, p in record.sites.items()
+            }
+            cancelled = record.cancelled
+        return {
+            "task": self.entry(record.index).to_dict(),
+            "sites": sites,
+            "cancelled": cancelled,
+        }
+
+
+def _newest_index(record: TaskRecord) -> int:
+    """The index of the newest entry a task's read model names."""
+    indexes = [p.index for p in record.sites.values() if p.index is not None]
+    return max([record.index, record.cancelled or 0, *indexes])
