@@ -39,8 +39,9 @@
         ├── ConsistencyProofError         a consistency proof that does not verify
         └── ForbiddenEntryError           an entry the chain, a signature or the rules refuse
 
-Each :class:`UntrustedLogError` is raised from one place, :mod:`ledger.trust`, and carries the
-evidence (the last trusted checkpoint note and the one served) for the reader to keep.
+Each :class:`UntrustedLogError` is decided by one module, :mod:`ledger.trust` (readers without the
+whole tree, such as the Analyst, raise the same classes from its checks), and carries the evidence
+(the last trusted checkpoint note and the one served) for the reader to keep.
 
 Every message says what was expected and what was found, with the entry index or key id.
 """

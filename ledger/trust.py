@@ -33,6 +33,7 @@ from ledger.errors import (
     ChainError,
     CheckpointError,
     ConsistencyProofError,
+    CorruptStoreError,
     EntriesBeyondCheckpointError,
     ForbiddenEntryError,
     ForeignCheckpointError,
@@ -181,7 +182,8 @@ class TrustedLog:
 
     def __init__(self, trusted: Trusted, *, pins: Pins = Pins()) -> None:
         """Take over ``trusted`` (loaded from disk, or new). Raises :class:`TrustAnchorError`
-        when a pin differs from the anchor kept before."""
+        when a pin differs from the anchor kept before, :class:`CorruptStoreError` when the
+        saved state does not match its own saved checkpoint."""
         if pins.log_key and trusted.log_key and pins.log_key != trusted.log_key:
             raise TrustAnchorError(
                 "the configured log_key differs from the one this reader pinned before"
@@ -200,6 +202,16 @@ class TrustedLog:
             self._checkpoint = verify_note(
                 trusted.checkpoint, log_key=trusted.log_key, origin=trusted.state.origin
             )
+            size = self._checkpoint.size
+            if not (
+                trusted.state.size == trusted.tree.size == size
+                and trusted.tree.root(size) == self._checkpoint.root
+            ):
+                # The reader's own disk, not the registry: never reported as a lie.
+                raise CorruptStoreError(
+                    f"the saved state ({trusted.state.size} entries, {trusted.tree.size} "
+                    f"leaves) does not match the saved checkpoint (size {size})"
+                )
             self._view = View.of(
                 trusted.state,
                 trusted.tree,
@@ -341,8 +353,8 @@ class TrustedLog:
         trusted.log_key = log_key
 
     def _usable(self) -> None:
-        if self._spent is not None:
-            raise UntrustedLogError(
+        if self._spent is not None:  # a caller's bug, not a registry's lie
+            raise RuntimeError(
                 f"this trusted log is spent (it caught: {self._spent}); reopen it from its "
                 "last saved state"
             )

@@ -77,6 +77,7 @@ class FakeRegistry:
     note: bytes = b""
     proof: list[bytes] | None = None
     consistency_requests: list[tuple[int, int]] = field(default_factory=list)
+    base_url: str = "http://registry.invalid"
 
     def serve(
         self, entries: Sequence[Entry], note: bytes, *, proof: list[bytes] | None = None

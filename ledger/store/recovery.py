@@ -143,8 +143,13 @@ def _check_stored_checkpoint(data_dir: Path, state: State, tree: MerkleTree) -> 
     """The recovered log is the history the stored checkpoint signed (through the trust
     core, as every reader checks it): else acknowledged entries are missing or altered."""
     path = data_dir / CHECKPOINT_FILE
-    if not path.exists() or not state.size:
+    if not path.exists():
         return
+    if not state.size:  # a signed checkpoint over a log that holds nothing: all of it was lost
+        raise CorruptStoreError(
+            f"{path} is a checkpoint the registry signed, but the entry log holds no entry: "
+            "acknowledged entries are missing; restore the data directory from a backup"
+        )
     note = path.read_bytes()
     try:
         stored = verify_note(note, log_key=state.log_key, origin=state.origin)

@@ -153,7 +153,9 @@ class ViewRefresher:
     def sync_once(self, wait: int = 0) -> LedgerView:
         """One sync, then publish. Raises FeedError, StateError or ApiError."""
         view = self._follower.sync(wait)
-        if self._view is None:
+        if self._view is None or self._view.size + len(view.fresh) != view.size:
+            # First, or a view was missed (a sync that committed but then failed to save):
+            # its entries are not in ``fresh``, so rebuild rather than add a delta.
             self._view = LedgerView.of(view, self._site)
         elif view.fresh:
             self._view = self._view.advanced(view, self._site)

@@ -13,7 +13,7 @@ Each ``sync``, in order (every decision is :class:`ledger.trust.TrustedLog`'s):
 5. hand the view to ``act`` and persist the new cursor, checkpoint and state together.
 
 Every way a registry can lie (:class:`ledger.errors.UntrustedLogError`) ends the same way: both
-checkpoints (and the entry at fault) are kept as evidence in the state directory and
+checkpoints (and an entry served in two versions) are kept as evidence in the state directory and
 :class:`ForkDetectedError` is raised, which stops the site with exit code 3. Nothing staged before
 the lie is ever acted on or saved.
 
@@ -29,11 +29,16 @@ from typing import NoReturn
 
 from api.client.registry import Client
 from api.errors import InvalidRequestError
-from ledger.errors import TrustAnchorError, UntrustedLogError
+from ledger.errors import (
+    CorruptStoreError,
+    HistoryRewrittenError,
+    TrustAnchorError,
+    UntrustedLogError,
+)
 from ledger.events import Entry
 from ledger.trust import Pins, TrustedLog
 from ledger.view import View
-from siteclient.errors import FeedError, ForkDetectedError
+from siteclient.errors import FeedError, ForkDetectedError, StateError
 from siteclient.follow.state import TrustStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +57,18 @@ class Follower:
     ) -> None:
         self._client = client
         self._store = store
+        self._pins = Pins(log_key=log_key, genesis=genesis)
+        self._log = self._open()
+
+    def _open(self) -> TrustedLog:
         try:
-            self._log = TrustedLog(store.load(), pins=Pins(log_key=log_key, genesis=genesis))
+            return TrustedLog(self._store.load(), pins=self._pins)
         except TrustAnchorError as exc:
             raise FeedError(str(exc)) from exc
         except UntrustedLogError as exc:  # our own saved checkpoint no longer verifies
-            raise FeedError(f"the site's saved checkpoint does not verify: {exc}") from exc
+            raise StateError(f"the site's saved checkpoint does not verify: {exc}") from exc
+        except CorruptStoreError as exc:
+            raise StateError(f"the site's saved state is damaged: {exc}") from exc
 
     @property
     def size(self) -> int:
@@ -81,9 +92,15 @@ class Follower:
         start = trusted_log.size
         note = b""
         try:
-            trusted_log.stage(self._entries(start, PAGE, wait=wait))
+            waited = self._entries(start, PAGE, wait=wait)  # the long poll: wakes on appends
+            if start == 0 and waited:  # the genesis names the log key the checkpoint is signed by
+                trusted_log.stage(waited[:1])
+                waited = waited[1:]
             note = self._client.checkpoint()
             checkpoint = trusted_log.verify_note(note)
+            # Entries the checkpoint does not cover yet prove nothing either way (the registry
+            # may not have signed them yet): they wait for the next round.
+            trusted_log.stage(waited[: max(0, checkpoint.size - trusted_log.staged_size)])
             while trusted_log.staged_size < checkpoint.size:
                 page = self._entries(
                     trusted_log.staged_size, min(PAGE, checkpoint.size - trusted_log.staged_size)
@@ -96,6 +113,11 @@ class Follower:
             view = trusted_log.commit(note, proof)
         except UntrustedLogError as exc:
             self._caught(exc, note)
+        except BaseException:
+            # A transient failure (the network, a timeout) before the commit: what was staged
+            # goes with this log, and the next sync starts again from the saved state.
+            self._log = self._open()
+            raise
         try:
             if act is not None:
                 act(view)
@@ -114,14 +136,33 @@ class Follower:
                 raise
             return ()
 
-    def _caught(self, exc: UntrustedLogError, note: bytes) -> NoReturn:
+    def entry(self, index: int) -> Entry:
+        """Entry ``index`` (below the verified size) as the registry serves it now, checked
+        against the verified leaf; another one is a rewritten history (evidence kept)."""
+        view = self._log.view
+        entry = self._client.entry(index)
+        if view is None or entry.leaf_hash != view.leaf(index):
+            lie = HistoryRewrittenError(
+                f"entry {index} served now differs from the one verified before",
+                trusted=view.note if view is not None else b"",
+                index=index,
+            )
+            self._caught(lie, b"", entry.canonical)
+        return entry
+
+    def _caught(self, exc: UntrustedLogError, note: bytes, entry: bytes = b"") -> NoReturn:
         if not exc.served:
             try:
                 exc.served = note or self._client.checkpoint()
             except Exception:  # evidence is best effort; the lie is already established
                 log.warning("could not fetch the registry's checkpoint for the evidence")
-        name = f"{type(exc).__name__}-at-{self._log.size}"
-        folder = self._store.keep_evidence(name, exc.trusted, exc.served)
+        folder = self._store.keep_evidence(
+            f"{type(exc).__name__}-at-{self._log.size}",
+            reason=str(exc),
+            trusted=exc.trusted,
+            served=exc.served,
+            entry=entry,
+        )
         raise ForkDetectedError(
             f"the registry cannot be trusted ({type(exc).__name__}): {exc}; evidence kept in "
             f"{folder}"

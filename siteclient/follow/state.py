@@ -7,7 +7,7 @@ Files (``state_dir``)::
                       "state" (the replayed ledger.state.State)}; replaced atomically
     leaves.bin       the Merkle leaf hashes of every verified entry (32 bytes each), append-only;
                      cut back to ``size`` on load, since it may run ahead of trusted.json
-    evidence/        pairs of checkpoints that are not consistent with each other
+    evidence/        one folder per lie caught: the checkpoints that contradict each other
 
 The cursor is ``size``: everything below it was verified against a signed checkpoint and folded
 into ``state``. Writing ``trusted.json`` last makes the cursor, the checkpoint and the state move
@@ -110,11 +110,35 @@ class TrustStore:
             raise StateError(f"cannot save the site's trusted state: {exc.strerror}") from exc
         self._saved_leaves = trusted.tree.size
 
-    def keep_evidence(self, name: str, *notes: bytes) -> Path:
-        """Store checkpoints that prove a fork or rewrite; return the folder."""
-        folder = self.dir / "evidence" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, note in enumerate(notes):
-            (folder / f"checkpoint-{n}.txt").write_bytes(note)
-        fsync_dir(folder)
+    def keep_evidence(
+        self, name: str, *, reason: str, trusted: bytes, served: bytes, entry: bytes = b""
+    ) -> Path:
+        """Keep what proves a registry lied, in a new folder under ``evidence/`` (never over an
+        earlier one); return the folder. Files: ``reason.txt``, ``trusted-checkpoint.txt`` (the
+        last checkpoint verified here), ``served-checkpoint.txt`` (the one that contradicts it),
+        ``entry.json`` (an entry served in another version); empty ones are left out."""
+        base = self.dir / "evidence"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for n in range(1, 1000):
+            folder = base / (name if n == 1 else f"{name}-{n}")
+            try:
+                folder.mkdir(mode=0o700)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise StateError(f"too many evidence folders named {name} in {base}")
+        files = {
+            "reason.txt": reason.encode() + b"\n",
+            "trusted-checkpoint.txt": trusted,
+            "served-checkpoint.txt": served,
+            "entry.json": entry,
+        }
+        try:
+            for file, data in files.items():
+                if data:
+                    write_atomic(folder / file, data)
+            fsync_dir(base)
+        except OSError as exc:
+            raise StateError(f"cannot keep the evidence in {folder}: {exc.strerror}") from exc
         return folder

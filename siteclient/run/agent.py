@@ -195,9 +195,7 @@ class Agent:
     def _resume(self, view: View) -> None:
         """After a (re)start: every task for this site without its result here is picked up."""
         for item in planner.resume(view, site=self.site):
-            entry = self._client.entry(item.index)
-            if entry.leaf_hash != view.leaf(item.index):
-                raise SiteClientError(f"entry {item.index} differs from the verified one")
+            entry = self._follower.entry(item.index)  # checked against the verified leaf
             self._queue(entry, planner.delivery(view, item.task), resumed=True)
             if item.cancelled:
                 with self._lock:
@@ -206,9 +204,12 @@ class Agent:
                     job.cancel.set()
 
     def _queue(self, entry: Entry, delivery: planner.Delivery, *, resumed: bool = False) -> None:
+        cancel = threading.Event()
+        if self._view is not None and planner.cancelled(self._view, entry.event.event.id):
+            cancel.set()  # a retried task cancelled meanwhile ends as cancelled, never runs
         job = Job(
             entry=entry,
-            cancel=threading.Event(),
+            cancel=cancel,
             encrypt_for=delivery.encrypt_for,
             deliver_to=delivery.deliver_to,
             deliver_url=delivery.deliver_url,

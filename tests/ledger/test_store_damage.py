@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from crypto import SigningKey
 from ledger.bodies import Member, MemberAction, Role
-from ledger.errors import DamagedBlobError, DamagedEntryError, RuleViolation
+from ledger.errors import CorruptStoreError, DamagedBlobError, DamagedEntryError, RuleViolation
 from ledger.store.blobcheck import check_blobs
 from ledger.store.ledger import Ledger
 from ledger.store.snapshot import read_snapshot
@@ -316,3 +317,17 @@ def test_intact_store_passes_every_check(pristine: Registry, tmp_path: Path) -> 
         assert ledger.entries_bytes(0, 1000) == records(pristine.data)
     finally:
         ledger.close()
+
+
+def test_emptied_log_under_a_signed_checkpoint_never_opens_as_a_new_ledger(
+    pristine: Registry, tmp_path: Path
+) -> None:
+    """The log and the snapshot lost, the signed checkpoint left: opening must not start a fresh
+    ledger (which would then take a new genesis at index 0)."""
+    data = pristine.copy(tmp_path / "data")
+    (data / "entries.log").write_bytes(b"")
+    (data / "entries.idx").unlink(missing_ok=True)
+    shutil.rmtree(data / "snapshots", ignore_errors=True)
+    (data / "SNAPSHOT").unlink(missing_ok=True)
+    with pytest.raises(CorruptStoreError, match="holds no entry"):
+        open_ledger(data)
