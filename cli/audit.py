@@ -25,19 +25,31 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from api.client.registry import Client
+from api.errors import InvalidRequestError
 from cli.errors import CliError
 from cli.profile import connect
+from cli.review_report import render_review
 from ledger.audit import AuditReport, audit
+from ledger.bodies import Consortium
 from ledger.checkpoint import unverified_size
-from ledger.errors import UntrustedLogError, VerificationError, WithheldEntriesError
+from ledger.errors import (
+    ForbiddenEntryError,
+    LedgerError,
+    UntrustedLogError,
+    VerificationError,
+    WithheldEntriesError,
+)
+from ledger.events import Entry
 from ledger.store.blobcheck import check_blobs
 from ledger.store.blobs import BlobStore
 from ledger.store.durable import write_atomic
 from ledger.store.readlog import read_log
+from ledger.trust import verify_note
 
 EXIT_FAILED = 2
 EXIT_UNTRUSTED = 3
@@ -86,7 +98,12 @@ def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
     """The ledger's records up to ``size``, page by page (verified while later pages load)."""
     fetched = 0
     while fetched < size:
-        page, _ = client.entry_records(fetched, min(PAGE, size - fetched))
+        try:
+            page, _ = client.entry_records(fetched, min(PAGE, size - fetched))
+        except InvalidRequestError as exc:
+            if exc.slug != "range-not-satisfiable":
+                raise
+            page = []
         if not page:
             return  # fewer than the checkpoint covers: the trust core names it (withheld)
         fetched += len(page)
@@ -94,41 +111,108 @@ def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
         yield page
 
 
-def _state_dir(args: argparse.Namespace, genesis: bytes) -> Path:
+def _state_dir(args: argparse.Namespace, source: str) -> Path:
+    """Where this auditor remembers what it verified of ``source`` (a registry URL or a data
+    directory): keyed by the source, not by what it serves, so a registry that swaps its whole
+    history (another genesis) is compared with what it served before."""
     base = (
         args.state
         or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         / "pht"
         / "audit"
     )
-    return Path(base) / hashlib.sha256(genesis).hexdigest()[:16]
+    return Path(base) / hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _signed_size(note: bytes, genesis: bytes) -> int:
+    """The size of the checkpoint ``note``, verified with the log key the genesis names (so
+    that an unsigned claim never sets how much is fetched)."""
+    entry = Entry.from_canonical(genesis)
+    body = entry.event.event.body
+    if not isinstance(body, Consortium):
+        raise ForbiddenEntryError("the registry's entry 0 is not a genesis", index=0)
+    return verify_note(note, log_key=body.log_key, origin=body.origin).size
+
+
+@dataclass
+class _Source:
+    """What is audited: a data directory's records, or a registry's pages."""
+
+    id: str  # the registry's URL or the data directory's path: keys the auditor's memory
+    served: bytes | None  # the checkpoint served (or stored) for it
+    size: int
+    genesis: bytes  # entry 0's stored bytes
+    pinned: str | None
+    records: list[bytes] = field(default_factory=list)  # a data directory's, read whole
+    client: Client | None = None
+
+
+def _open_source(args: argparse.Namespace) -> _Source:
+    """Raises VerificationError (a damaged data directory) or UntrustedLogError (a registry's
+    checkpoint that does not verify with the log key its genesis names)."""
+    if args.data is not None:
+        records = read_log(args.data)
+        stored = args.data / "checkpoint"
+        return _Source(
+            id=str(Path(args.data).resolve()),
+            served=stored.read_bytes() if stored.exists() else None,
+            size=len(records),
+            genesis=records[0] if records else b"",
+            pinned=args.genesis,
+            records=records,
+        )
+    conn = connect(args)
+    client = conn.client
+    served = client.checkpoint()
+    first, _ = client.entry_records(0, 1)
+    genesis = first[0] if first else b""
+    source = _Source(
+        id=client.base_url,
+        served=served,
+        size=0,
+        genesis=genesis,
+        pinned=args.genesis or conn.genesis,
+        client=client,
+    )
+    try:
+        source.size = _signed_size(served, genesis) if genesis else 0
+    except LedgerError as exc:
+        client.close()
+        lie = exc if isinstance(exc, UntrustedLogError) else ForbiddenEntryError(str(exc))
+        raise _Refused(lie.with_notes(trusted=b"", served=served), source.id) from exc
+    return source
+
+
+class _Refused(Exception):
+    """A registry whose checkpoint does not verify before any entry is fetched."""
+
+    def __init__(self, lie: UntrustedLogError, source_id: str) -> None:
+        super().__init__(str(lie))
+        self.lie = lie
+        self.source_id = source_id
 
 
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    client: Client | None = None
-    if args.data is not None:
-        try:
-            records = read_log(args.data)
-        except VerificationError as exc:
-            return _failed(exc)
-        stored = args.data / "checkpoint"
-        served = stored.read_bytes() if stored.exists() else None
-        size = len(records)
-        genesis = records[0] if records else b""
-        source: Iterable[list[bytes]] = [records]
-    else:
-        client = connect(args).client
-        served = client.checkpoint()
-        size = unverified_size(served)  # verified with the entries, by the trust core
-        first, _ = client.entry_records(0, 1)
-        genesis = first[0] if first else b""
+    try:
+        src = _open_source(args)
+    except VerificationError as exc:
+        return _failed(exc)
+    except _Refused as refused:
+        return _untrusted(refused.lie, _state_dir(args, refused.source_id))
+    client, served, size, genesis = src.client, src.served, src.size, src.genesis
+    pinned, records = src.pinned, src.records
+    source: Iterable[list[bytes]] = [records]
+    source_id = src.id
     if not size or not genesis:
         raise CliError("the ledger is empty")
-    memory = _state_dir(args, genesis)
+    memory = _state_dir(args, source_id)
     seen = memory / "checkpoint"
     trusted = seen.read_bytes() if seen.exists() else None
+    seen_genesis = memory / "genesis"
+    if pinned is None and seen_genesis.exists():
+        pinned = seen_genesis.read_text().strip()  # the genesis this auditor verified before
     bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
     if client is not None:
         source = _pages(client, size, bar)
@@ -138,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=served,
             trusted=trusted,
             exact=client is not None,
-            genesis=args.genesis,
+            genesis=pinned,
             workers=args.workers,
             progress=None if client is not None else bar,
         )
@@ -165,9 +249,11 @@ def run(args: argparse.Namespace) -> int:
             client.close()
     bar(size)
     bar.close()
-    if served is not None:  # verified, and never smaller than the one trusted before
-        memory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(seen, served)
+    memory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(seen_genesis, Entry.from_canonical(genesis).hash.encode())
+    newest = max((n for n in (served, trusted) if n is not None), key=unverified_size, default=None)
+    if newest is not None and newest != trusted:  # both verified; the memory never goes back
+        write_atomic(seen, newest)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -198,10 +284,23 @@ def _check_blobs(data: Path, records: list[bytes]) -> int:
 
 
 def _untrusted(exc: UntrustedLogError, memory: Path) -> int:
-    folder = memory / "evidence" / f"{type(exc).__name__}-{int(time.time())}"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for n, note in enumerate((exc.trusted, exc.served)):
-        write_atomic(folder / f"checkpoint-{n}.txt", note)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (memory / "evidence").mkdir(parents=True, exist_ok=True, mode=0o700)
+    for n in range(1, 1000):
+        suffix = "" if n == 1 else f"-{n}"
+        folder = memory / "evidence" / f"{type(exc).__name__}-{stamp}{suffix}"
+        try:
+            folder.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
+    write_atomic(folder / "reason.txt", str(exc).encode() + b"\n")
+    for name, note in (
+        ("trusted-checkpoint.txt", exc.trusted),
+        ("served-checkpoint.txt", exc.served),
+    ):
+        if note:
+            write_atomic(folder / name, note)
     print(
         f"pht audit: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}; "
         f"evidence kept in {folder}",
@@ -234,4 +333,4 @@ def render(report: AuditReport) -> str:
             digest = run.image_digest or "-"
             reason = f" ({run.reason[:80]})" if run.reason else ""
             lines.append(f"      {site:<14} {run.state:<10} {digest}{reason}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *render_review(report)])

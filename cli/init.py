@@ -10,6 +10,9 @@
   JSON array of ``{"name", "role", "public_key"}`` where ``public_key`` is the base64 of the raw
   key or a PEM document; ``"public_key_file"`` (a path relative to ``FILE``) may replace it. The
   admin signing the genesis must be listed with role ``admin``, or is added as ``--admin-name``.
+  A member may carry ``"org"``, its organization (algorithm review counts approvals by distinct
+  organizations and refuses a reviewer of the submitter's own); a member without one is its own
+  organization.
 - The genesis is checked against the rules before anything is written, then the ledger is created.
 - Refuses a directory that already holds a ledger or a log key.
 
@@ -119,11 +122,11 @@ def _member(item: object, n: int, path: Path) -> dict[str, Any]:
     where = f"{path}: member {n}"
     if not isinstance(item, dict):
         raise CliError(f"{where}: expected an object, found {type(item).__name__}")
-    fields = set(item)
+    fields = set(item) - {"org"}
     if fields not in ({"name", "role", "public_key"}, {"name", "role", "public_key_file"}):
         raise CliError(
-            f"{where}: expected fields name, role and public_key (or public_key_file), "
-            f"found {', '.join(sorted(fields))}"
+            f"{where}: expected fields name, role and public_key (or public_key_file), and "
+            f"optionally org, found {', '.join(sorted(item))}"
         )
     if "public_key_file" in item:
         key = PublicKey.load(path.parent / str(item["public_key_file"]))
@@ -131,4 +134,7 @@ def _member(item: object, n: int, path: Path) -> dict[str, Any]:
         key = PublicKey.from_text(item["public_key"])
     else:
         raise CliError(f"{where}: public_key must be a string")
-    return {"name": item["name"], "role": item["role"], "public_key": key.b64()}
+    member = {"name": item["name"], "role": item["role"], "public_key": key.b64()}
+    if "org" in item:
+        member["org"] = item["org"]
+    return member

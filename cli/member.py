@@ -1,6 +1,7 @@
 """``pht member add|revoke``: an admin changes the consortium's membership.
 
-    pht member add NAME --role ROLE --public-key KEY [--encryption-key age1...] [--file-service URL]
+    pht member add NAME --role ROLE --public-key KEY [--org ORG] [--encryption-key age1...]
+                   [--file-service URL]
     pht member revoke NAME
     pht member rekey NAME (--encryption-key age1... | --identity FILE.age) [--file-service URL]
 
@@ -32,6 +33,7 @@ def add_parser(commands: Any) -> None:
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--public-key", required=True, help="base64 raw key or a PEM .pub file")
+    add.add_argument("--org", help="the member's organization (default: its own)")
     add.add_argument("--encryption-key", help="the member's age recipient (age1...)")
     add.add_argument("--file-service", help="a site's FileService URL")
     add_connection_arguments(add)
@@ -69,7 +71,13 @@ def _post(args: argparse.Namespace, body: Member) -> int:
 def _add(args: argparse.Namespace) -> int:
     key = _public_key(args.public_key)
     body = Member(
-        action=MemberAction.ADD, name=args.name, role=Role(args.role), public_key=key.b64()
+        action=MemberAction.ADD,
+        name=args.name,
+        role=Role(args.role),
+        public_key=key.b64(),
+        encryption_key=args.encryption_key,
+        file_service=args.file_service,
+        org=args.org,
     )
     return _post(args, body)
 

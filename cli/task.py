@@ -1,6 +1,7 @@
 """``pht task post|watch|results|cancel``: a researcher's tasks.
 
     pht task post --image REF --config FILE --sites a,b,c [--pin-digest] [--label T] [--parent ID]
+                  [--no-review-check]
     pht task watch ID [--timeout S]              live per-site progress until all have finished
     pht task results ID --out DIR [--json]       download every output, each checked by its hash,
                                                  and decrypt it with your age identity
@@ -9,6 +10,11 @@
 ``--pin-digest`` asks the image registry (through the local Docker engine) for the image's
 current digest and posts ``REF@sha256:...``, so every site runs exactly that image.
 A configuration larger than 16 KiB is uploaded as a blob and named by its hash.
+
+Before posting, ``post`` says (on stderr) when the image is not approved by the consortium's
+algorithm review: sites that require review will refuse the task, the others run it. It reads
+that from its own verified replay of the ledger (as ``pht image list`` does), which on a large
+ledger takes a while; ``--no-review-check`` skips it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
+from api.client.analyst import Analyst
 from api.client.answers import TaskView
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
@@ -49,6 +56,9 @@ def add_parser(commands: Any) -> None:
         "--deliver", action="store_true", help="send outputs to the recipient site's FileService"
     )
     post.add_argument("--inputs", help="comma-separated earlier tasks whose delivered files to use")
+    post.add_argument(
+        "--no-review-check", action="store_true", help="do not say whether review approved it"
+    )
     add_connection_arguments(post)
     post.set_defaults(run=_post)
 
@@ -105,7 +115,10 @@ def _post(args: argparse.Namespace) -> int:
         limits = Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb)
     # The Analyst's path: the genesis is checked against the profile's pin, the origin comes
     # from the verified genesis, a large configuration goes up as a blob.
-    task_id = conn.analyst().post(
+    analyst = conn.analyst()
+    if not args.no_review_check:
+        _say_review(analyst, image)
+    task_id = analyst.post(
         image,
         config,
         list(sites),
@@ -118,6 +131,23 @@ def _post(args: argparse.Namespace) -> int:
     )
     print(task_id)
     return 0
+
+
+def _say_review(analyst: Analyst, image: str) -> None:
+    """Tell the researcher, before posting, when sites that require review will refuse it."""
+    standing = analyst.review_standing(image)
+    if standing is None:
+        print(
+            f"note: {image} is not pinned by digest: sites that require review will refuse this "
+            "task (name the image by digest, or pass --pin-digest)",
+            file=sys.stderr,
+        )
+    elif not standing.approved:
+        print(
+            f"note: {standing.describe()}: sites that require review will refuse this task "
+            "(pht image show for its reviews)",
+            file=sys.stderr,
+        )
 
 
 def render(view: TaskView) -> str:

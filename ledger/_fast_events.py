@@ -111,7 +111,7 @@ _TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?
 # checked by parsing, its kind's strict ``from_dict`` and a canonical-form comparison.
 _CANONICAL_ENTRY = re.compile(
     r'\{"event":\{"event":\{"author":"([0-9a-f]{64})","body":(\{.*\}),'
-    r'"kind":"([a-z]{1,32})","ledger":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})",'
+    r'"kind":"([a-z_]{1,32})","ledger":"([\x20\x21\x23-\x5b\x5d-\x7e]{0,128})",'
     r'"nonce":"([0-9a-f]{32})","time":"(' + _TIME + r')","v":1\},'
     r'"sig":"([A-Za-z0-9+/]{85}[AQgw]==)"\},"index":(0|[1-9][0-9]{0,15}),'
     r'"prev":"([0-9a-f]{64})","received":"(' + _TIME + r')"\}',

@@ -5,7 +5,9 @@ signatures, rules, Merkle tree), checks the genesis and log key against pins if 
 served checkpoint and the one the auditor saw before to the replayed tree through the trust core
 (:mod:`ledger.trust`: a rollback, a fork, a history rewritten and re-signed with the same log key
 are each caught and named there), and builds a report:
-members over time, and for every task who asked, which image digest ran where, and the outcome.
+members over time, and for every task who asked, which image digest ran where, and the outcome;
+then algorithm review (:mod:`ledger.review_audit`): each submission with its reviewers and their
+organizations, and every run of an image that was not approved at the time.
 
 Reading a data directory's log for it is the store's business
 (:func:`ledger.store.readlog.read_log`).
@@ -28,6 +30,7 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.events import Entry
+from ledger.review_audit import ReviewAccount, SubmissionReport, UnreviewedRun
 from ledger.trust import check_checkpoint, verify_note
 from ledger.verify import Progress, VerifiedLedger, verify_chunks
 
@@ -76,6 +79,9 @@ class AuditReport:
     checkpoint_size: int | None
     members: list[MemberChange] = field(default_factory=list)
     tasks: list[TaskReport] = field(default_factory=list)
+    policy: tuple[int, int] = (2, 2)  # the review policy in force: approvals, organizations
+    submissions: list[SubmissionReport] = field(default_factory=list)
+    unreviewed: list[UnreviewedRun] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (built by hand: ``dataclasses.asdict`` deep-copies
@@ -91,6 +97,9 @@ class AuditReport:
                 {**_fields(t), "sites": {s: _fields(r) for s, r in t.sites.items()}}
                 for t in self.tasks
             ],
+            "review_policy": {"approvals": self.policy[0], "organizations": self.policy[1]},
+            "submissions": [s.to_dict() for s in self.submissions],
+            "unreviewed_runs": [_fields(u) for u in self.unreviewed],
         }
 
 
@@ -169,9 +178,16 @@ def _hold(
         served = verify_note(checkpoint, log_key=state.log_key, origin=state.origin)
     if trusted is not None:
         remembered = verify_note(trusted, log_key=state.log_key, origin=state.origin)
+    if not exact:
+        # A data directory: its stored checkpoint is written at snapshots and may be older than
+        # what this auditor verified before, so each is held to the replayed tree on its own.
+        for checkpoint_ in (served, remembered):
+            if checkpoint_ is not None:
+                check_checkpoint(checkpoint_, verified.tree, exact=False)
+        return served, remembered
     # Without a checkpoint for it, the replayed history itself is what is held to the one seen.
     held = served or Checkpoint(origin=state.origin, size=verified.size, root=verified.tree.root())
-    check_checkpoint(held, verified.tree, trusted=remembered, exact=exact)
+    check_checkpoint(held, verified.tree, trusted=remembered, exact=True)
     return served, remembered
 
 
@@ -184,6 +200,7 @@ def build_report(
     task_ids = {record.index: event_id for event_id, record in state.tasks.items()}
     members: list[MemberChange] = []
     tasks: dict[str, TaskReport] = {}
+    account = ReviewAccount(state)
     for index, data in enumerate(records):
         if b'"kind":"status"' in data:
             continue  # progress only; the final state comes from the result
@@ -224,11 +241,19 @@ def build_report(
                 reason=body.get("reason"),
                 outputs=len(body["outputs"]),
             )
+        elif kind == "review":
+            account.note(index, body["note"])
     for report in tasks.values():
         for site, run in report.sites.items():
             progress = state.tasks[EventId(report.event_id)].sites[site]
             if run.state == "pending" and progress.state != "pending":
                 report.sites[site] = SiteRun(state=progress.state, index=progress.index)
+    runs = (
+        (t.event_id, t.index, t.image, site, run.index, run.state, run.image_digest)
+        for t in tasks.values()
+        for site, run in t.sites.items()
+        if run.index is not None and run.image_digest is not None
+    )
     return AuditReport(
         origin=state.origin,
         name=state.name,
@@ -237,6 +262,9 @@ def build_report(
         checkpoint_size=None if checkpoint is None else checkpoint.size,
         members=members,
         tasks=list(tasks.values()),
+        policy=(state.policy.approvals, state.policy.organizations),
+        submissions=account.submissions(),
+        unreviewed=account.unreviewed_runs(runs),
     )
 
 

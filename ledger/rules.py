@@ -20,8 +20,10 @@ returns it.
 | status     | site                    | task names the site, site has no result yet             |
 | result     | site                    | task names the site; once per (task, site)              |
 | transfer   | receiving site          | recipient is the author; sender is a member; task known |
+| submission, review, review_policy: algorithm review, see :mod:`ledger.review_rules`     |
 
-A revoked key signs nothing after the entry that revoked it.
+A revoked key signs nothing after the entry that revoked it. A task records whether the digest it
+pins was approved by review when it was appended (``TaskRecord.approved_at_post``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from functools import partial
 from typing import NamedTuple
 
 from crypto import BadSignatureError, KeyId, PublicKey
+from ledger import review_rules
 from ledger.bodies import (
     Cancel,
     Consortium,
@@ -40,8 +43,11 @@ from ledger.bodies import (
     MemberAction,
     Result,
     ResultState,
+    Review,
+    ReviewPolicy,
     Role,
     Status,
+    Submission,
     Task,
     Transfer,
 )
@@ -54,8 +60,8 @@ class Facts(NamedTuple):
     """What the rules read from an entry: a compact value, cheap to send between processes.
 
     ``task`` is the task a cancel, status, result or transfer is about; ``state`` a status's or
-    result's state; ``sites`` and ``parent`` a task's. The rare kinds (consortium, member,
-    transfer) carry their whole ``body``.
+    result's state; ``sites``, ``parent`` and ``digest`` (the pinned image digest) a task's. The
+    other kinds (consortium, member, transfer and the review kinds) carry their whole ``body``.
     """
 
     position: int  # the entry index
@@ -72,7 +78,8 @@ class Facts(NamedTuple):
     recipient: str | None = None
     deliver: bool = False
     inputs: tuple[EventId, ...] = ()
-    body: Consortium | Member | Transfer | None = None
+    digest: str | None = None
+    body: Consortium | Member | Transfer | Submission | Review | ReviewPolicy | None = None
 
 
 SignatureCheck = Callable[[PublicKey], None]
@@ -93,6 +100,7 @@ def facts_of(entry: Entry) -> Facts:
             recipient=body.recipient,
             deliver=body.deliver,
             inputs=body.inputs,
+            digest=body.digest,
         )
     if isinstance(body, Cancel):
         return Facts(*common, task=body.task)
@@ -191,6 +199,7 @@ def _genesis(state: State, facts: Facts, check: SignatureCheck | None) -> None:
             added=0,
             encryption_key=spec.encryption_key,
             file_service=spec.file_service,
+            org=spec.org,
         )
         keys[key.key_id] = spec.name
     founder = members.get(keys.get(facts.author, ""))
@@ -233,6 +242,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
             added=facts.position,
             encryption_key=body.encryption_key,
             file_service=body.file_service,
+            org=body.org,
         )
         state.keys[key.key_id] = body.name
         return
@@ -300,6 +310,7 @@ def _task(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
         parent=facts.parent,
         encrypt_for=encrypt_for,
         deliver_to=facts.recipient if facts.deliver else None,
+        approved_at_post=review_rules.approved(state, facts.digest),
     )
 
 
@@ -375,4 +386,7 @@ _RULES = {
     EventKind.STATUS: _status,
     EventKind.RESULT: _result,
     EventKind.TRANSFER: _transfer,
+    EventKind.SUBMISSION: review_rules.submission,
+    EventKind.REVIEW: review_rules.review,
+    EventKind.REVIEW_POLICY: review_rules.review_policy,
 }

@@ -1,9 +1,12 @@
-"""The replayed state (projection) of a ledger: members and roles, tasks and each site's progress.
+"""The replayed state (projection) of a ledger: members and roles, tasks and each site's progress,
+and the review of submitted images (:mod:`ledger.review_state`).
 
 The state is produced only by :func:`ledger.rules.apply`. It is a plain value owned by one writer;
 ``apply`` checks everything before it changes anything, so a refused entry leaves it untouched.
 ``to_dict``/``from_dict`` give the snapshot form, so that opening a large ledger does not replay
-its whole history.
+its whole history. A snapshot written before organizations and review existed still loads: a
+member without ``org`` is its own organization, a task without ``approved_at_post`` was not
+approved (no review could exist then), and the review parts start empty under the default policy.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crypto import KeyId, PublicKey
-from ledger.bodies import EventId, ResultState, Role, StatusState
 from ledger.events import ZERO_HASH, EntryHash
+from ledger.kinds import EventId, ResultState, Role, StatusState
+from ledger.review_state import DEFAULT_POLICY, DigestReview, Policy, org_key
 
 PENDING = "pending"
 
@@ -27,13 +31,21 @@ class MemberRecord:
     revoked: int | None = None
     encryption_key: str | None = None  # age X25519 recipient
     file_service: str | None = None
+    org: str | None = None  # None: the member is its own organization
 
     @property
     def active(self) -> bool:
         return self.revoked is None
 
+    organization: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The organization key it counts for in review (see org_key); the rules read it for
+        # every review, and name and org never change.
+        self.organization = org_key(self.name, self.org)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "role": self.role.value,
             "public_key": self.public_key.b64(),
@@ -42,6 +54,9 @@ class MemberRecord:
             "encryption_key": self.encryption_key,
             "file_service": self.file_service,
         }
+        if self.org is not None:
+            out["org"] = self.org
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MemberRecord:
@@ -53,6 +68,7 @@ class MemberRecord:
             revoked=d["revoked"],
             encryption_key=d.get("encryption_key"),
             file_service=d.get("file_service"),
+            org=d.get("org"),
         )
 
 
@@ -82,13 +98,16 @@ class TaskRecord:
     cancelled: int | None = None
     encrypt_for: str | None = None  # the age recipient outputs are encrypted for, if any
     deliver_to: str | None = None  # the site whose FileService receives the outputs, if any
+    # Whether the task pins a digest that was approved under the review policy in force when
+    # the task was appended (DESIGN 11); a revocation later does not change it.
+    approved_at_post: bool = False
 
     @property
     def finished(self) -> bool:
         return all(progress.finished for progress in self.sites.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "index": self.index,
             "author": self.author,
             "sites": {name: p.to_list() for name, p in self.sites.items()},
@@ -97,6 +116,9 @@ class TaskRecord:
             "encrypt_for": self.encrypt_for,
             "deliver_to": self.deliver_to,
         }
+        if self.approved_at_post:
+            out["approved_at_post"] = True
+        return out
 
     @classmethod
     def from_dict(cls, event_id: str, d: dict[str, Any]) -> TaskRecord:
@@ -109,6 +131,7 @@ class TaskRecord:
             cancelled=d["cancelled"],
             encrypt_for=d.get("encrypt_for"),
             deliver_to=d.get("deliver_to"),
+            approved_at_post=d.get("approved_at_post", False),
         )
 
 
@@ -124,6 +147,9 @@ class State:
     members: dict[str, MemberRecord] = field(default_factory=dict)
     keys: dict[KeyId, str] = field(default_factory=dict)
     tasks: dict[EventId, TaskRecord] = field(default_factory=dict)
+    policy: Policy = DEFAULT_POLICY
+    submissions: dict[EventId, str] = field(default_factory=dict)  # submission id -> digest
+    reviews: dict[str, DigestReview] = field(default_factory=dict)  # by digest
 
     def member_by_key(self, key_id: KeyId) -> MemberRecord | None:
         name = self.keys.get(key_id)
@@ -138,11 +164,15 @@ class State:
             "log_key": self.log_key,
             "members": [m.to_dict() for m in self.members.values()],
             "tasks": {event_id: t.to_dict() for event_id, t in self.tasks.items()},
+            "policy": self.policy.to_list(),
+            "reviews": {digest: r.to_dict() for digest, r in self.reviews.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
         members = [MemberRecord.from_dict(m) for m in d["members"]]
+        reviews = {k: DigestReview.from_dict(k, v) for k, v in d.get("reviews", {}).items()}
+        policy = d.get("policy")
         return cls(
             size=d["size"],
             head=EntryHash(d["head"]),
@@ -152,6 +182,9 @@ class State:
             members={m.name: m for m in members},
             keys={m.public_key.key_id: m.name for m in members},
             tasks={EventId(k): TaskRecord.from_dict(k, v) for k, v in d["tasks"].items()},
+            policy=DEFAULT_POLICY if policy is None else Policy.from_list(policy),
+            submissions={r.submission: digest for digest, r in reviews.items()},
+            reviews=reviews,
         )
 
 

@@ -3,8 +3,11 @@
 :class:`View` is published by :class:`ledger.trust.TrustedLog` only after the checkpoint covering
 it verified. It holds frozen snapshots of the members and tasks, so any number of threads may read
 it while the next sync folds new entries into the working state. Each new view shares the
-snapshots of every task and member the new entries did not touch (:meth:`View.advanced`), so
-publishing costs a copy of two dicts of references, not a copy of the state.
+snapshots of every task, member and reviewed digest the new entries did not touch
+(:meth:`View.advanced`), so publishing costs a copy of a few dicts of references, not a copy of
+the state. A site decides whether a task's image passed review from its view alone: the task's
+``approved_at_post`` and the digest's :class:`~ledger.review_state.ReviewSnapshot` (two dict
+lookups), under the view's ``policy``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,23 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from crypto import KeyId, PublicKey
-from ledger.bodies import Cancel, EventId, EventKind, Result, Role, Status, Task, Transfer
+from ledger.bodies import (
+    Cancel,
+    EventId,
+    EventKind,
+    Result,
+    Review,
+    Role,
+    Status,
+    Submission,
+    Task,
+    Transfer,
+)
 from ledger.checkpoint import Checkpoint
 from ledger.errors import ProofError
 from ledger.events import Entry
 from ledger.merkle import MerkleTree
+from ledger.review_state import DEFAULT_POLICY, Policy, ReviewSnapshot, Standing, org_key, standing
 from ledger.state import MemberRecord, State, TaskRecord
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
@@ -33,10 +48,15 @@ class MemberSnapshot:
     revoked: int | None
     encryption_key: str | None
     file_service: str | None
+    org: str | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked is None
+
+    @property
+    def organization(self) -> str:
+        return org_key(self.name, self.org)
 
     @classmethod
     def of(cls, record: MemberRecord) -> MemberSnapshot:
@@ -48,6 +68,7 @@ class MemberSnapshot:
             revoked=record.revoked,
             encryption_key=record.encryption_key,
             file_service=record.file_service,
+            org=record.org,
         )
 
 
@@ -70,6 +91,7 @@ class TaskSnapshot:
     cancelled: int | None
     encrypt_for: str | None
     deliver_to: str | None
+    approved_at_post: bool = False
 
     @property
     def finished(self) -> bool:
@@ -91,6 +113,7 @@ class TaskSnapshot:
             cancelled=record.cancelled,
             encrypt_for=record.encrypt_for,
             deliver_to=record.deliver_to,
+            approved_at_post=record.approved_at_post,
         )
 
 
@@ -111,6 +134,8 @@ class View:
     members: Mapping[str, MemberSnapshot]
     keys: Mapping[KeyId, str]
     tasks: Mapping[EventId, TaskSnapshot]
+    policy: Policy = DEFAULT_POLICY
+    reviews: Mapping[str, ReviewSnapshot] = field(default_factory=lambda: MappingProxyType({}))
     fresh: tuple[Entry, ...] = ()
     _tree: MerkleTree = field(repr=False, compare=False)
 
@@ -137,6 +162,8 @@ class View:
             members=MappingProxyType({n: MemberSnapshot.of(m) for n, m in state.members.items()}),
             keys=MappingProxyType(dict(state.keys)),
             tasks=MappingProxyType({i: TaskSnapshot.of(t) for i, t in state.tasks.items()}),
+            policy=state.policy,
+            reviews=MappingProxyType({d: ReviewSnapshot.of(r) for d, r in state.reviews.items()}),
             fresh=fresh,
             _tree=tree,
         )
@@ -160,6 +187,13 @@ class View:
                 if record is not None:
                     updated[event_id] = TaskSnapshot.of(record)
             tasks = MappingProxyType(updated)
+        reviews: Mapping[str, ReviewSnapshot] = self.reviews
+        digests = set(_digests_touched(fresh, state))
+        if digests:
+            updated_reviews = dict(self.reviews)
+            for digest in digests:
+                updated_reviews[digest] = ReviewSnapshot.of(state.reviews[digest])
+            reviews = MappingProxyType(updated_reviews)
         membership = any(
             e.event.event.kind in (EventKind.MEMBER, EventKind.CONSORTIUM) for e in fresh
         )
@@ -176,9 +210,15 @@ class View:
             else self.members,
             keys=MappingProxyType(dict(state.keys)) if membership else self.keys,
             tasks=tasks,
+            policy=state.policy,
+            reviews=reviews,
             fresh=fresh,
             _tree=tree,
         )
+
+    def standing(self, digest: str) -> Standing:
+        """How ``digest`` stands in review now, under the policy in force."""
+        return standing(digest, self.reviews.get(digest), self.policy)
 
     def leaf(self, index: int) -> bytes:
         """The verified leaf hash of entry ``index`` (below this view's size)."""
@@ -198,3 +238,12 @@ def _tasks_touched(entries: Iterable[Entry]) -> Iterable[EventId]:
             yield entry.event.event.id
         elif isinstance(body, Status | Result | Cancel | Transfer):
             yield body.task
+
+
+def _digests_touched(entries: Iterable[Entry], state: State) -> Iterable[str]:
+    for entry in entries:
+        body = entry.event.event.body
+        if isinstance(body, Submission):
+            yield body.digest
+        elif isinstance(body, Review):
+            yield state.submissions[body.submission]

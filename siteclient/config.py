@@ -15,6 +15,7 @@ Example::
       "sparql_endpoint": "http://sparql.site-a.internal:7878/query",
       "allowed_images": ["myconsortium/[a-z0-9._-]+:[\\\\w.-]+"],
       "require_digest": false,
+      "require_review": false,
       "network": null,
       "limits": {"timeout_s": 600, "memory_mb": 512},
       "parallelism": 1,
@@ -41,6 +42,9 @@ Decisions:
 - ``limits`` and ``file_service`` (optional; ``siteclient serve-files`` needs the latter) are
   read by :mod:`siteclient.configsections`. The FileService's ``inbox_dir`` must not overlap
   ``state_dir`` or ``work_dir`` and must not hold the key file.
+- ``require_review`` (default false): run only tasks whose image is pinned by a digest approved
+  by the consortium's review as of the task's entry and not revoked before the run starts
+  (:mod:`siteclient.policy.review`); the allowlist still applies on top.
 - ``identity_file`` (optional) is the site's age identity (``pht keys new`` writes one, 0600):
   it decrypts files other sites delivered to this site's FileService for a task's ``inputs``.
 - ``load`` also checks the file system: the key file exists, is a regular file and is not readable
@@ -85,6 +89,7 @@ _REQUIRED = (
 )
 _OPTIONAL = (
     "require_digest",
+    "require_review",
     "network",
     "limits",
     "parallelism",
@@ -109,6 +114,7 @@ class SiteConfig:
     state_dir: Path
     work_dir: Path
     require_digest: bool = False
+    require_review: bool = False
     network: str | None = None
     limits: Limits = field(default_factory=Limits)
     parallelism: int = 1
@@ -242,6 +248,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     network = _network(read)
     limits = read_limits(read)
     require_digest = read.boolean("require_digest", False)
+    require_review = read.boolean("require_review", False)
     parallelism = read.integer("parallelism", 1, 1, 64)
     poll_wait_s = read.integer("poll_wait_s", 25, 0, MAX_POLL_WAIT_S)
     file_service = read_file_service(read, base_dir)
@@ -271,6 +278,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
         state_dir=state_dir,
         work_dir=work_dir,
         require_digest=require_digest,
+        require_review=require_review,
         network=network,
         limits=limits,
         parallelism=parallelism,

@@ -1,7 +1,9 @@
 """``siteclient``: a hospital's client of the PHT registry.
 
     siteclient follow --config config.json        follow the ledger and run what is allowed
-    siteclient check-image REF --config config.json   would this image run here, and why
+    siteclient check-image REF --config config.json   would this image run here, and why (the
+                                                  allowlist, and the review state of a digest
+                                                  in the site's verified view of the ledger)
     siteclient status --config config.json        cursor, trusted checkpoint, tasks in flight
     siteclient serve-files --config config.json   the FileService: receive files from members
 
@@ -24,6 +26,7 @@ from api.errors import ApiError
 from crypto import CryptoError, SigningKey
 from crypto.age import load_identity
 from ledger.errors import LedgerError
+from ledger.reference import ImageRef
 from ledger.trust import TrustedLog
 from siteclient.config import SiteConfig
 from siteclient.errors import ForkDetectedError, SiteClientError, StateError
@@ -114,6 +117,7 @@ def _run_agent(
         allowlist=config.allowlist(),
         key=key,
         identity=identity,
+        view=lambda: follower.view,
     )
     agent = Agent(
         site=config.site,
@@ -133,11 +137,12 @@ def _run_agent(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     log.info(
-        "site %r following %s from entry %d (allowlist: %s)",
+        "site %r following %s from entry %d (allowlist: %s; review %s)",
         config.site,
         config.registry,
         follower.size,
         ", ".join(config.allowed_images) or "empty: nothing will run",
+        "required" if config.require_review else "not required",
     )
     try:
         if args.once:
@@ -153,11 +158,43 @@ def _run_agent(
 
 
 def _check_image(args: argparse.Namespace) -> int:
+    """The allowlist's verdict, then how the image stands in review as of the site's last
+    verified view; refused (exit 1) when either refuses where it applies."""
     config = SiteConfig.load(args.config)
     decision = config.allowlist().decide(args.image, require_digest=config.require_digest)
     verdict = "allowed" if decision.allowed else "refused"
     print(f"{verdict}: {decision.reason}")
-    return 0 if decision.allowed else 1
+    approved = _print_review(config, decision.ref)
+    return 0 if decision.allowed and (approved or not config.require_review) else 1
+
+
+def _print_review(config: SiteConfig, ref: ImageRef | None) -> bool:
+    """Print the review state of ``ref``'s digest; whether it is approved now."""
+    required = "required here" if config.require_review else "not required here"
+    if ref is None:
+        return False
+    if ref.digest is None:
+        if config.require_review:
+            print(f"review ({required}): not pinned by digest, so it never passes review")
+        return False
+    try:
+        view = TrustedLog(TrustStore(config.state_dir).load()).view
+    except LedgerError as exc:
+        raise StateError(f"the site's saved state does not verify: {exc}") from exc
+    if view is None:
+        print(f"review ({required}): unknown: this site has not verified the ledger yet")
+        return False
+    standing = view.standing(ref.digest)
+    print(f"review ({required}, as of entry {view.size}): {standing.describe()}")
+    record = view.reviews.get(ref.digest)
+    if record is not None:
+        print(
+            f"  submission {record.submission[:16]} at entry {record.index} by "
+            f"{record.submitter} ({record.org}): {record.name} {record.version}"
+        )
+        for verdict in record.approvals.values():
+            print(f"  approved at entry {verdict.entry} by {verdict.reviewer} ({verdict.org})")
+    return standing.approved
 
 
 def _status(args: argparse.Namespace) -> int:

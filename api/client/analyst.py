@@ -17,6 +17,12 @@ pin) and consistent with every checkpoint this analyst saw before (the registry'
 proof), and the result entry is proven included in it; every output's bytes are checked against
 the hash in the signed result. A registry caught lying raises the
 :class:`ledger.errors.UntrustedLogError` that names the lie, as it does in every other reader.
+
+Algorithm review (DESIGN 11): :meth:`Analyst.submit` offers a pinned image for review,
+:meth:`Analyst.review` approves, rejects or revokes a submission (for a reviewer's key), and
+:meth:`Analyst.review_standing` says whether an image is approved now, which is what a site that
+requires review will ask about a task posted now. It reads the analyst's own verified replay of
+the ledger (:meth:`Analyst.ledger_view`, :mod:`api.client.ledgerview`), never the registry's word.
 """
 
 from __future__ import annotations
@@ -28,11 +34,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.client.answers import TaskView
+from api.client.ledgerview import LedgerReader
 from api.client.registry import Client
 from api.errors import AnalysisError
 from crypto import CryptoError, SigningKey
 from crypto.age import AgeIdentity, decrypt_bytes, is_age
-from ledger.bodies import EventId, Limits, Result, Task
+from ledger.bodies import (
+    Body,
+    Decision,
+    EventId,
+    Limits,
+    Result,
+    Review,
+    Submission,
+    Task,
+)
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint
 from ledger.errors import (
@@ -46,9 +62,12 @@ from ledger.errors import (
 )
 from ledger.events import Entry, SignedEvent, new_event
 from ledger.merkle import verify_inclusion
+from ledger.reference import parse_reference
+from ledger.review_state import Standing
 from ledger.rules import apply
 from ledger.state import State
 from ledger.trust import check_consistency, verify_note
+from ledger.view import View
 
 Progress = Callable[[TaskView], None]
 INLINE_CONFIG_MAX = 16 * 1024  # larger configurations are uploaded as a blob
@@ -112,6 +131,7 @@ class Analyst:
         self._log_key = state.log_key
         self._trusted: Checkpoint | None = None  # the newest checkpoint verified so far
         self._trusted_note = b""
+        self._reader = LedgerReader(client, log_key=self._log_key, genesis=self.genesis)
 
     def open(self, data: bytes, what: str) -> bytes:
         """``data`` decrypted when it is an age file, else as is."""
@@ -155,10 +175,53 @@ class Analyst:
             deliver=deliver,
             inputs=tuple(EventId(t) for t in inputs),
         )
+        return self._post(body)
+
+    def _post(self, body: Body) -> EventId:
         event = new_event(body, ledger=self.origin, author=self._key.key_id)
-        signed = SignedEvent.sign(event, self._key)
-        self.client.post_event(signed)
+        self.client.post_event(SignedEvent.sign(event, self._key))
         return event.id
+
+    # ---- algorithm review
+
+    def ledger_view(self) -> View:
+        """The analyst's verified replay of the whole ledger, brought up to the registry's
+        current checkpoint (the first call replays everything; later ones only what is new)."""
+        return self._reader.sync()
+
+    def submit(
+        self,
+        image: str,
+        *,
+        name: str,
+        version: str,
+        description: str,
+        source: str,
+        config_schema: Mapping[str, Any] | None = None,
+    ) -> EventId:
+        """Submit the image pinned by digest (``name@sha256:...``) for review; its event id."""
+        body = Submission(
+            image=image,
+            name=name,
+            version=version,
+            description=description,
+            source=source,
+            config_schema=dict(config_schema) if config_schema is not None else None,
+        )
+        return self._post(body)
+
+    def review(self, submission: str, decision: Decision | str, note: str) -> EventId:
+        """Approve, reject or revoke ``submission`` (the analyst's key must be a reviewer's)."""
+        body = Review(submission=EventId(submission), decision=Decision(decision), note=note)
+        return self._post(body)
+
+    def review_standing(self, image: str) -> Standing | None:
+        """How the digest ``image`` pins stands in review now, from the verified replay; None
+        when the image is not pinned by digest (such a task never passes review)."""
+        digest = parse_reference(image).digest
+        if digest is None:
+            return None
+        return self.ledger_view().standing(digest)
 
     def wait(self, task_id: str, *, timeout: float, progress: Progress | None = None) -> TaskView:
         """Block until every site has a result (or the timeout passes); report progress."""

@@ -21,7 +21,8 @@ from typing import Any
 
 from ledger import bodies
 from ledger import fields as f
-from ledger.bodies import EventKind, MemberAction, ResultState, Role, StatusState
+from ledger import review as review_bodies
+from ledger.bodies import Decision, EventKind, MemberAction, ResultState, Role, StatusState
 from ledger.reference import REFERENCE_MAX_LENGTH
 from ledger.timewindow import TimeWindow
 
@@ -110,7 +111,14 @@ def body_schemas() -> dict[str, dict[str, Any]]:
             bodies.FILE_SERVICE, max_len=256, description="http(s) URL of the FileService"
         ),
     }
-    member_fields = {"name": NAME, "role": _enum(Role), "public_key": PUBLIC_KEY, **contact}
+    org = {**NAME, "description": "the member's organization (absent: it is its own)"}
+    member_fields = {
+        "name": NAME,
+        "role": _enum(Role),
+        "public_key": PUBLIC_KEY,
+        **contact,
+        "org": org,
+    }
     blob_ref = _object(["sha256", "size"], {"sha256": HEX64, "size": _integer()})
     return {
         "MemberSpec": _object(["name", "role", "public_key"], member_fields),
@@ -129,10 +137,16 @@ def body_schemas() -> dict[str, dict[str, Any]]:
         "MemberBody": _object(
             ["action", "name", "role", "public_key"],
             {"action": _enum(MemberAction), **member_fields},
-            **{
-                "if": {"properties": {"action": {"const": MemberAction.REKEY.value}}},
-                "then": {"required": ["encryption_key"]},
-            },
+            allOf=[
+                {
+                    "if": {"properties": {"action": {"const": MemberAction.REKEY.value}}},
+                    "then": {"required": ["encryption_key"]},
+                },
+                {
+                    "if": {"required": ["org"]},
+                    "then": {"properties": {"action": {"const": MemberAction.ADD.value}}},
+                },
+            ],
         ),
         "Limits": _object(
             [],
@@ -210,6 +224,7 @@ def body_schemas() -> dict[str, dict[str, Any]]:
                 "reason": _string(max_len=2000),
             },
         ),
+        **review_schemas(),
         "TransferBody": _object(
             ["sender", "recipient", "task", "sha256", "size"],
             {
@@ -223,6 +238,55 @@ def body_schemas() -> dict[str, dict[str, Any]]:
     }
 
 
+def _line(max_len: int, description: str) -> dict[str, Any]:
+    return _string(
+        r"(?=.*\S)[^\x00-\x1f\x7f-\x9f]+",
+        max_len=max_len,
+        description=f"{description}; a non-empty line of printable text",
+    )
+
+
+def review_schemas() -> dict[str, dict[str, Any]]:
+    """The bodies of algorithm review (DESIGN 11; :mod:`ledger.review`)."""
+    count = _integer(1, review_bodies.POLICY_MAX)
+    return {
+        "SubmissionBody": _object(
+            ["image", "name", "version", "description", "source"],
+            {
+                "image": _string(
+                    IMAGE_PATTERN.removesuffix("?"),
+                    max_len=REFERENCE_MAX_LENGTH,
+                    description="the image pinned by digest (name[:tag]@sha256:<64 hex>), "
+                    "parsed strictly like a task's image",
+                ),
+                "name": _line(200, "the algorithm's name"),
+                "version": _line(64, "its version"),
+                "description": _string(max_len=2000),
+                "source": _string(
+                    review_bodies.SOURCE, max_len=512, description="http(s) URL of its source"
+                ),
+                "config_schema": {
+                    "type": "object",
+                    "description": "the JSON Schema its task configurations are expected to follow",
+                },
+            },
+        ),
+        "ReviewBody": _object(
+            ["submission", "decision", "note"],
+            {
+                "submission": {**HEX64, "description": "the submission's event id"},
+                "decision": _enum(Decision),
+                "note": _string(max_len=2000),
+            },
+        ),
+        "ReviewPolicyBody": _object(
+            ["approvals", "organizations"],
+            {"approvals": count, "organizations": count},
+            description="organizations is at most approvals",
+        ),
+    }
+
+
 BODY_SCHEMA_NAMES: dict[EventKind, str] = {
     EventKind.CONSORTIUM: "ConsortiumBody",
     EventKind.MEMBER: "MemberBody",
@@ -231,6 +295,9 @@ BODY_SCHEMA_NAMES: dict[EventKind, str] = {
     EventKind.STATUS: "StatusBody",
     EventKind.RESULT: "ResultBody",
     EventKind.TRANSFER: "TransferBody",
+    EventKind.SUBMISSION: "SubmissionBody",
+    EventKind.REVIEW: "ReviewBody",
+    EventKind.REVIEW_POLICY: "ReviewPolicyBody",
 }
 
 

@@ -1,9 +1,13 @@
 """Executing one task at this site: policy, pull, run, collect, upload -> a ``result`` body.
 
-The policy is decided first and nothing is pulled for a refused image. Every way a task can end
-(refused, pull failed, digest mismatch, timeout, out of memory, cancelled, outputs over the
-limits) becomes a ``result`` with a state and a reason the researcher can read. Only a failure of
-the site itself (engine or registry unreachable) raises, so that the agent retries later.
+The policy is decided first and nothing is pulled for a refused image: the allowlist, then, at a
+site with ``require_review``, the review rule (:mod:`siteclient.policy.review`) against the
+latest verified view when the run starts, so a revocation that arrived after the task was posted
+refuses it. A pinned pull that yields another digest is refused too (by the review rule's name
+at such a site). Every way a task can end (refused, pull failed, digest mismatch, timeout, out of
+memory, cancelled, outputs over the limits) becomes a ``result`` with a state and a reason the
+researcher can read. Only a failure of the site itself (engine or registry unreachable) raises,
+so that the agent retries later.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from crypto.age import AgeIdentity, AgeRecipient, decrypt_file, encrypt_bytes, i
 from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
 from ledger.canonical import canonical_bytes
 from ledger.events import utc_now
+from ledger.view import View
 from siteclient.config import SiteConfig
 from siteclient.errors import (
     DigestMismatchError,
@@ -31,6 +36,7 @@ from siteclient.errors import (
 )
 from siteclient.fileservice.inbox import received_files
 from siteclient.policy.allowlist import Allowlist
+from siteclient.policy.review import decide_review
 from siteclient.run.agent import Job
 from siteclient.run.delivery import FileServiceClient
 from siteclient.run.outputs import collect_outputs
@@ -63,8 +69,12 @@ class TaskExecutor:
         key: SigningKey,
         identity: AgeIdentity | None = None,
         clock: Callable[[], str] = utc_now,
+        view: Callable[[], View | None] = lambda: None,
     ) -> None:
+        """``view`` gives the latest verified view of the ledger (the follower's); a site with
+        ``require_review`` decides from it when each run starts."""
         self._config = config
+        self._view = view
         self._key = key
         self._identity = identity
         self._client = client
@@ -79,6 +89,11 @@ class TaskExecutor:
             log.info("task %s: refused %r: %s", job.task_id[:12], task.image, decision.reason)
             return Result(task=job.task_id, state=ResultState.REJECTED, reason=decision.reason)
         ref = decision.ref
+        if self._config.require_review:
+            review = decide_review(self._view(), job.task_id, ref, site=self._config.site)
+            if not review.allowed:
+                log.info("task %s: refused %r: %s", job.task_id[:12], task.image, review.reason)
+                return Result(task=job.task_id, state=ResultState.REJECTED, reason=review.reason)
         try:
             config = self._config_bytes(job)
             if job.encrypt_for is not None:
@@ -95,7 +110,12 @@ class TaskExecutor:
             pulled = self._runtime.pull(ref.repository, tag=ref.tag, digest=ref.digest)
         except EngineUnavailableError:
             raise
-        except (PolicyError, DigestMismatchError) as exc:
+        except DigestMismatchError as exc:
+            reason = str(exc)
+            if self._config.require_review:
+                reason = f"review: the pull did not yield the approved digest {ref.digest}: {exc}"
+            return Result(task=job.task_id, state=ResultState.REJECTED, reason=reason)
+        except PolicyError as exc:
             return Result(task=job.task_id, state=ResultState.REJECTED, reason=str(exc))
         except PullError as exc:
             return Result(task=job.task_id, state=ResultState.FAILED, reason=str(exc))

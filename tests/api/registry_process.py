@@ -24,13 +24,14 @@ def init_registry(tmp: Path, world: World) -> Path:
     for name, signing_key in world.keys.items():
         signing_key.save(keys / f"{name}.key")
         if name != "admin":
-            members.append(
-                {
-                    "name": name,
-                    "role": world.roles[name].value,
-                    "public_key": signing_key.public.b64(),
-                }
-            )
+            member = {
+                "name": name,
+                "role": world.roles[name].value,
+                "public_key": signing_key.public.b64(),
+            }
+            if name in world.orgs:
+                member["org"] = world.orgs[name]
+            members.append(member)
     (tmp / "members.json").write_text(json.dumps(members))
     data = tmp / "data"
     code = pht(

@@ -16,6 +16,7 @@ from ledger.bodies import (
     Body,
     Cancel,
     Consortium,
+    Decision,
     EventId,
     Limits,
     Member,
@@ -24,9 +25,12 @@ from ledger.bodies import (
     Output,
     Result,
     ResultState,
+    Review,
+    ReviewPolicy,
     Role,
     Status,
     StatusState,
+    Submission,
     Task,
     Transfer,
 )
@@ -54,6 +58,44 @@ ENTRY = validator("Entry")
 
 EXAMPLES: list[tuple[str, str, Body]] = [
     ("consortium", "admin", World().genesis_body()),
+    ("consortium_with_organizations", "admin", World(reviewers=True).genesis_body()),
+    (
+        "member_add_reviewer_with_org",
+        "admin",
+        Member(
+            action=MemberAction.ADD,
+            name="rhea",
+            role=Role.REVIEWER,
+            public_key=key("rhea").public.b64(),
+            org="umc-x",
+        ),
+    ),
+    (
+        "submission",
+        "alice",
+        Submission(
+            image="127.0.0.1:5000/pht/avg:2@sha256:" + SHA,
+            name="Average",
+            version="2.0.1",
+            description="Mean of a column.\nNo free text leaves the site.",
+            source="https://git.example.org/pht/avg/-/tree/v2.0.1?x=1#top",
+        ),
+    ),
+    (
+        "submission_with_config_schema",
+        "alice",
+        Submission(
+            image="myconsortium/avg@sha256:" + SHA,
+            name="Average",
+            version="3",
+            description="",
+            source="http://git.example/avg",
+            config_schema={"type": "object", "required": ["column"]},
+        ),
+    ),
+    ("review_approve", "rob", Review(submission=TASK, decision=Decision.APPROVE, note="ok")),
+    ("review_revoke", "ray", Review(submission=TASK, decision=Decision.REVOKE, note="")),
+    ("review_policy", "admin", ReviewPolicy(approvals=3, organizations=2)),
     (
         "consortium_member_with_contact",
         "admin",
@@ -143,7 +185,7 @@ EXAMPLES: list[tuple[str, str, Body]] = [
     ("author", "body"), [e[1:] for e in EXAMPLES], ids=[e[0] for e in EXAMPLES]
 )
 def test_each_kinds_example_validates_against_the_document(author: str, body: Body) -> None:
-    world = World()
+    world = World(reviewers=True)
     signed = world.sign(author, body)
     SIGNED_EVENT.validate(signed.to_dict())
     ENTRY.validate(world.push(signed).to_dict())
@@ -196,6 +238,49 @@ REFUSED: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
 ]
 
 
+def _review_event(kind: str, body: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return lambda signed: signed["event"].update(kind=kind, body=body)
+
+
+_SUBMISSION = {
+    "image": "myconsortium/avg@sha256:" + SHA,
+    "name": "Average",
+    "version": "1",
+    "description": "d",
+    "source": "https://git.example/avg",
+}
+REFUSED += [
+    (
+        "submission_of_an_unpinned_tag",
+        _review_event("submission", {**_SUBMISSION, "image": "a/b:1"}),
+    ),
+    ("submission_with_an_empty_name", _review_event("submission", {**_SUBMISSION, "name": " "})),
+    ("submission_source_not_a_url", _review_event("submission", {**_SUBMISSION, "source": "x"})),
+    (
+        "submission_schema_not_an_object",
+        _review_event("submission", {**_SUBMISSION, "config_schema": []}),
+    ),
+    (
+        "review_unknown_decision",
+        _review_event("review", {"submission": SHA, "decision": "veto", "note": ""}),
+    ),
+    ("policy_zero_approvals", _review_event("review_policy", {"approvals": 0, "organizations": 0})),
+    (
+        "org_on_a_revoke",
+        _review_event(
+            "member",
+            {
+                "action": "revoke",
+                "name": "bob",
+                "role": "researcher",
+                "public_key": key("bob").public.b64(),
+                "org": "x",
+            },
+        ),
+    ),
+]
+
+
 @pytest.mark.parametrize("mutate", [r[1] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_schema_refuses_what_the_parser_refuses(mutate: Callable[[dict[str, Any]], None]) -> None:
     world = World()
@@ -212,7 +297,7 @@ def test_each_kind_has_its_own_body_schema() -> None:
     schemas = DOC["components"]["schemas"]
     branches = schemas["Event"]["oneOf"]
     kinds = {b["properties"]["kind"]["const"]: b["properties"]["body"]["$ref"] for b in branches}
-    assert len(kinds) == 7
+    assert len(kinds) == 10
     for ref in kinds.values():
         body = schemas[ref.rsplit("/", 1)[1]]
         assert body["additionalProperties"] is False and body["type"] == "object"

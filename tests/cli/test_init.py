@@ -85,6 +85,29 @@ def test_init_writes_log_key_and_genesis(
         ledger.close()
 
 
+def test_init_carries_each_members_organization(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reviewer = SigningKey.generate().public.b64()
+    members = json.loads(setup["members"].read_text())
+    members[0]["org"] = "umc-a"
+    members.append({"name": "rhea", "role": "reviewer", "public_key": reviewer, "org": "umc-b"})
+    setup["members"].write_text(json.dumps(members))
+    assert init(setup) == 0
+    ledger = Ledger.open(setup["data"], log_key=SigningKey.load(setup["data"] / "log.key"))
+    try:
+        body = ledger.entry(0).event.event.body
+        assert isinstance(body, Consortium)
+        assert [(m.name, m.role.value, m.org) for m in body.members] == [
+            ("admin", "admin", None),  # no org: its own organization
+            ("alice", "researcher", "umc-a"),
+            ("site-a", "site", None),
+            ("rhea", "reviewer", "umc-b"),
+        ]
+    finally:
+        ledger.close()
+
+
 def test_init_refuses_to_overwrite_a_ledger(
     setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,8 +142,19 @@ def test_init_refuses_admin_listed_with_another_role(
         ('[{"name": "x", "role": "pilot", "public_key": "%s"}]', "role"),
         ('[{"name": "Bad Name", "role": "site", "public_key": "%s"}]', "name"),
         ('[{"name": "x", "role": "site", "public_key": "bm90IGEga2V5"}]', "32 raw"),
+        ('[{"name": "x", "role": "reviewer", "public_key": "%s", "org": "Not Org"}]', "org"),
+        ('[{"name": "x", "role": "reviewer", "public_key": "%s", "team": "a"}]', "optionally org"),
     ],
-    ids=["broken-json", "not-array", "no-key", "bad-role", "bad-name", "short-key"],
+    ids=[
+        "broken-json",
+        "not-array",
+        "no-key",
+        "bad-role",
+        "bad-name",
+        "short-key",
+        "bad-org",
+        "extra",
+    ],
 )
 def test_init_refuses_malformed_members(
     setup: dict[str, Path], capsys: pytest.CaptureFixture[str], members: str, reason: str

@@ -22,4 +22,7 @@ def test_federated_fit_equals_pooled_fit_with_refusal_and_audit(
         assert verdict.startswith("rejected: ") and "matches no allowed pattern" in verdict
     assert "all hashes, signatures, rules and proofs verified" in outcome.audit
     assert "untrusted/exfiltrate:1" in outcome.audit  # the refusal is on the record
-    assert outcome.audit.count("completed") == 3 * outcome.iterations
+    tasks, review = outcome.audit.split("algorithm review", 1)
+    assert tasks.count("completed") == 3 * outcome.iterations
+    # The demo's consortium reviews nothing: every run is on the record as not approved.
+    assert review.count("not approved as of the task's entry") == 3 * outcome.iterations

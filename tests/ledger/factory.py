@@ -25,12 +25,25 @@ def key(name: str) -> SigningKey:
 SESSION_START = datetime.now(UTC).replace(microsecond=0)
 
 
+# With ``reviewers=True``: researchers and reviewers of named organizations (ray has none, so
+# he is his own organization).
+REVIEW_MEMBERS = [
+    ("bella", Role.RESEARCHER, "org-b"),
+    ("rita", Role.REVIEWER, "org-a"),
+    ("rob", Role.REVIEWER, "org-b"),
+    ("ruth", Role.REVIEWER, "org-c"),
+    ("rick", Role.REVIEWER, "org-c"),
+    ("ray", Role.REVIEWER, None),
+]
+
+
 @dataclass
 class World:
     """A consortium with admin, researcher, auditor and three sites; builds chained entries.
 
     Its clock starts at ``start`` (by default :data:`SESSION_START`) and advances a millisecond
-    per value drawn; pass ``start`` for other times.
+    per value drawn; pass ``start`` for other times. ``reviewers=True`` adds the members of
+    :data:`REVIEW_MEMBERS` and puts alice in organization ``org-a``.
     """
 
     origin: str = ORIGIN
@@ -39,6 +52,8 @@ class World:
     keys: dict[str, SigningKey] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
+    reviewers: bool = False
+    orgs: dict[str, str] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -52,6 +67,13 @@ class World:
         ]:
             self.keys[name] = key(name)
             self.roles[name] = role
+        if self.reviewers:
+            self.orgs["alice"] = "org-a"
+            for name, role, org in REVIEW_MEMBERS:
+                self.keys[name] = key(name)
+                self.roles[name] = role
+                if org is not None:
+                    self.orgs[name] = org
 
     def clock(self) -> str:
         return format_time(self.start + timedelta(milliseconds=next(self._counter)))
@@ -65,7 +87,12 @@ class World:
             origin=self.origin,
             log_key=verifier_key(self.origin, self.log_key.public),
             members=tuple(
-                MemberSpec(name=n, role=self.roles[n], public_key=self.keys[n].public.b64())
+                MemberSpec(
+                    name=n,
+                    role=self.roles[n],
+                    public_key=self.keys[n].public.b64(),
+                    org=self.orgs.get(n),
+                )
                 for n in self.keys
             ),
         )

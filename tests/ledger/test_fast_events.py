@@ -19,15 +19,19 @@ from hypothesis import strategies as st
 from ledger._fast_events import read_entry, read_posted
 from ledger.bodies import (
     Cancel,
+    Decision,
     EventKind,
     Member,
     MemberAction,
     Output,
     Result,
     ResultState,
+    Review,
+    ReviewPolicy,
     Role,
     Status,
     StatusState,
+    Submission,
     Task,
     Transfer,
 )
@@ -39,7 +43,7 @@ from tests.ledger.factory import World, key
 
 def _entries() -> list[Entry]:
     """One entry of every kind, and one whose body needs JSON escapes (the general path's)."""
-    world = World()
+    world = World(reviewers=True)
     world.push(world.sign("admin", world.genesis_body()))
     member = Member(
         action=MemberAction.ADD,
@@ -68,6 +72,19 @@ def _entries() -> list[Entry]:
             ),
         ),
         ("alice", Cancel(task=task_id, reason="not needed")),
+        ("admin", ReviewPolicy(approvals=3, organizations=2)),
+        (
+            "alice",
+            Submission(
+                image="a/b@sha256:" + "ef" * 32,
+                name="Average",
+                version="1.0",
+                description="the mean of a column",
+                source="https://git.example/avg?ref=v1#readme",
+                config_schema={"type": "object"},
+            ),
+        ),
+        ("rob", Review(submission=task_id, decision=Decision.APPROVE, note="read it")),
         ("site-b", Result(task=task_id, state=ResultState.FAILED, reason='é "quoted" \\ \n')),
     ]:
         world.push(world.sign(author, body))

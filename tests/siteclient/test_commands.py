@@ -21,24 +21,34 @@ def env(tmp_path: Path) -> Iterator[SiteEnv]:
 
 
 @pytest.mark.parametrize(
-    ("image", "code", "verdict"),
+    ("image", "code", "verdict", "review"),
     [
-        ("127.0.0.1:5000/pht-test/rt-hello:1", 0, "allowed: "),
-        ("127.0.0.1:5000/pht-test/rt-hello:1@sha256:" + "ab" * 32, 0, "allowed: "),
-        ("evil.example/127.0.0.1:5000/pht-test/rt-hello:1", 1, "refused: "),
-        ("127.0.0.1:5000/pht-test/rt-hello:1\n", 1, "refused: "),
-        ("127.0.0.1:5000/pht-test/rt-hello:1; rm -rf /", 1, "refused: "),
-        ("myconsortium/avg:1", 1, "refused: "),
+        ("127.0.0.1:5000/pht-test/rt-hello:1", 0, "allowed: ", None),
+        (
+            "127.0.0.1:5000/pht-test/rt-hello:1@sha256:" + "ab" * 32,
+            0,
+            "allowed: ",
+            "review (not required here): unknown: this site has not verified the ledger yet",
+        ),
+        ("evil.example/127.0.0.1:5000/pht-test/rt-hello:1", 1, "refused: ", None),
+        ("127.0.0.1:5000/pht-test/rt-hello:1\n", 1, "refused: ", None),
+        ("127.0.0.1:5000/pht-test/rt-hello:1; rm -rf /", 1, "refused: ", None),
+        ("myconsortium/avg:1", 1, "refused: ", None),
     ],
 )
 def test_check_image_says_whether_and_why(
-    env: SiteEnv, capsys: pytest.CaptureFixture[str], image: str, code: int, verdict: str
+    env: SiteEnv,
+    capsys: pytest.CaptureFixture[str],
+    image: str,
+    code: int,
+    verdict: str,
+    review: str | None,
 ) -> None:
     config = env.write_config()
     assert siteclient(["check-image", image, "--config", str(config)]) == code
-    out = capsys.readouterr().out
-    assert out.startswith(verdict)
-    assert len(out.strip().splitlines()) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(verdict)
+    assert lines[1:] == ([review] if review else [])  # a pinned digest's review state
 
 
 def test_status_shows_cursor_checkpoint_and_pending_tasks(
