@@ -1,16 +1,9 @@
 """The follower: the I/O shell that feeds the registry's bytes to the trust core.
 
-Each ``sync``, in order (every decision is :class:`ledger.trust.TrustedLog`'s):
-
-1. long-poll for entries after the last verified size and stage them (chain, signature, rules);
-   a registry that holds fewer entries than were verified here refuses that page (416
-   ``range-not-satisfiable``): nothing is staged, and step 2 proves the rollback;
-2. fetch the checkpoint and verify its signature with the pinned log key;
-3. fetch and stage entries until the checkpoint's size is reached;
-4. fetch the consistency proof from the last trusted checkpoint, and commit: the entries hash to
-   the checkpoint's root and the history extends the trusted one; a new immutable view is
-   published;
-5. hand the view to ``act`` and persist the new cursor, checkpoint and state together.
+Each ``sync`` runs the one fetch loop every replaying reader shares
+(:func:`api.client.ledgerview.catch_up`: long-poll, verify the checkpoint, stage up to it, prove
+consistency, commit; every decision is :class:`ledger.trust.TrustedLog`'s), then hands the new
+immutable view to ``act`` and persists the cursor, checkpoint and state together.
 
 Every way a registry can lie (:class:`ledger.errors.UntrustedLogError`) ends the same way: both
 checkpoints (and an entry served in two versions) are kept as evidence in the state directory and
@@ -27,8 +20,8 @@ import logging
 from collections.abc import Callable
 from typing import NoReturn
 
+from api.client.ledgerview import catch_up
 from api.client.registry import Client
-from api.errors import InvalidRequestError
 from ledger.errors import (
     CorruptStoreError,
     HistoryRewrittenError,
@@ -90,29 +83,10 @@ class Follower:
         """
         trusted_log = self._log
         start = trusted_log.size
-        note = b""
         try:
-            waited = self._entries(start, PAGE, wait=wait)  # the long poll: wakes on appends
-            if start == 0 and waited:  # the genesis names the log key the checkpoint is signed by
-                trusted_log.stage(waited[:1])
-                waited = waited[1:]
-            note = self._client.checkpoint()
-            checkpoint = trusted_log.verify_note(note)
-            # Entries the checkpoint does not cover yet prove nothing either way (the registry
-            # may not have signed them yet): they wait for the next round.
-            trusted_log.stage(waited[: max(0, checkpoint.size - trusted_log.staged_size)])
-            while trusted_log.staged_size < checkpoint.size:
-                page = self._entries(
-                    trusted_log.staged_size, min(PAGE, checkpoint.size - trusted_log.staged_size)
-                )
-                if not page:
-                    break  # withheld: commit says so
-                trusted_log.stage(page)
-            span = trusted_log.consistency_span(checkpoint)
-            proof = self._client.consistency_proof(*span) if span is not None else None
-            view = trusted_log.commit(note, proof)
+            view = catch_up(trusted_log, self._client, wait=wait)
         except UntrustedLogError as exc:
-            self._caught(exc, note)
+            self._caught(exc, b"")
         except BaseException:
             # A transient failure (the network, a timeout) before the commit: what was staged
             # goes with this log, and the next sync starts again from the saved state.
@@ -125,16 +99,6 @@ class Follower:
             if view.fresh or start == 0:
                 self._store.save(trusted_log.trusted)
         return view
-
-    def _entries(self, start: int, limit: int, *, wait: int = 0) -> tuple[Entry, ...]:
-        """The entries from ``start``; none when the registry answers that it holds fewer than
-        ``start`` (a rollback or withheld entries: the checkpoint, verified next, says which)."""
-        try:
-            return self._client.entries(start, limit, wait=wait).entries
-        except InvalidRequestError as exc:
-            if exc.slug != "range-not-satisfiable":
-                raise
-            return ()
 
     def entry(self, index: int) -> Entry:
         """Entry ``index`` (below the verified size) as the registry serves it now, checked
