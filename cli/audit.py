@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.client.evidence import keep_evidence
 from api.client.registry import Client
 from api.errors import InvalidRequestError
 from cli.errors import CliError
@@ -284,23 +285,7 @@ def _check_blobs(data: Path, records: list[bytes]) -> int:
 
 
 def _untrusted(exc: UntrustedLogError, memory: Path) -> int:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    (memory / "evidence").mkdir(parents=True, exist_ok=True, mode=0o700)
-    for n in range(1, 1000):
-        suffix = "" if n == 1 else f"-{n}"
-        folder = memory / "evidence" / f"{type(exc).__name__}-{stamp}{suffix}"
-        try:
-            folder.mkdir(mode=0o700)
-            break
-        except FileExistsError:
-            continue
-    write_atomic(folder / "reason.txt", str(exc).encode() + b"\n")
-    for name, note in (
-        ("trusted-checkpoint.txt", exc.trusted),
-        ("served-checkpoint.txt", exc.served),
-    ):
-        if note:
-            write_atomic(folder / name, note)
+    folder = keep_evidence(memory / "evidence", exc)
     print(
         f"pht audit: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}; "
         f"evidence kept in {folder}",

@@ -121,11 +121,7 @@ class Follower:
             except Exception:  # evidence is best effort; the lie is already established
                 log.warning("could not fetch the registry's checkpoint for the evidence")
         folder = self._store.keep_evidence(
-            f"{type(exc).__name__}-at-{self._log.size}",
-            reason=str(exc),
-            trusted=exc.trusted,
-            served=exc.served,
-            entry=entry,
+            exc, name=f"{type(exc).__name__}-at-{self._log.size}", entry=entry
         )
         raise ForkDetectedError(
             f"the registry cannot be trusted ({type(exc).__name__}): {exc}; evidence kept in "

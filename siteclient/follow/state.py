@@ -22,9 +22,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from api.client.evidence import keep_evidence
+from ledger.errors import UntrustedLogError
 from ledger.merkle import MerkleTree
 from ledger.state import State
-from ledger.store.durable import fsync_dir, write_atomic
+from ledger.store.durable import write_atomic
 from ledger.trust import Trusted
 from siteclient.errors import StateError
 
@@ -110,35 +112,10 @@ class TrustStore:
             raise StateError(f"cannot save the site's trusted state: {exc.strerror}") from exc
         self._saved_leaves = trusted.tree.size
 
-    def keep_evidence(
-        self, name: str, *, reason: str, trusted: bytes, served: bytes, entry: bytes = b""
-    ) -> Path:
-        """Keep what proves a registry lied, in a new folder under ``evidence/`` (never over an
-        earlier one); return the folder. Files: ``reason.txt``, ``trusted-checkpoint.txt`` (the
-        last checkpoint verified here), ``served-checkpoint.txt`` (the one that contradicts it),
-        ``entry.json`` (an entry served in another version); empty ones are left out."""
-        base = self.dir / "evidence"
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for n in range(1, 1000):
-            folder = base / (name if n == 1 else f"{name}-{n}")
-            try:
-                folder.mkdir(mode=0o700)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise StateError(f"too many evidence folders named {name} in {base}")
-        files = {
-            "reason.txt": reason.encode() + b"\n",
-            "trusted-checkpoint.txt": trusted,
-            "served-checkpoint.txt": served,
-            "entry.json": entry,
-        }
+    def keep_evidence(self, lie: UntrustedLogError, *, name: str, entry: bytes = b"") -> Path:
+        """Keep what proves a registry lied in a new folder under ``evidence/``
+        (:func:`api.client.evidence.keep_evidence`); return the folder."""
         try:
-            for file, data in files.items():
-                if data:
-                    write_atomic(folder / file, data)
-            fsync_dir(base)
+            return keep_evidence(self.dir / "evidence", lie, name=name, entry=entry)
         except OSError as exc:
-            raise StateError(f"cannot keep the evidence in {folder}: {exc.strerror}") from exc
-        return folder
+            raise StateError(f"cannot keep the evidence in {self.dir}: {exc}") from exc
