@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from cli.errors import CliError
+from cli.member import orgless_reviewer
 from crypto import PublicKey, SigningKey
 from ledger.bodies import Consortium
 from ledger.canonical import parse_json
@@ -137,4 +139,6 @@ def _member(item: object, n: int, path: Path) -> dict[str, Any]:
     member = {"name": item["name"], "role": item["role"], "public_key": key.b64()}
     if "org" in item:
         member["org"] = item["org"]
+    elif item["role"] == "reviewer":
+        print(f"{where}: warning: {orgless_reviewer(str(item['name']))}", file=sys.stderr)
     return member

@@ -15,6 +15,7 @@ name both, so an admin cannot revoke someone else by mistake).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,19 @@ def _post(args: argparse.Namespace, body: Member) -> int:
     return 0
 
 
+def orgless_reviewer(name: str) -> str:
+    """The warning for a reviewer added without an organization: approvals count by distinct
+    organizations, and an org cannot be given later, so say so up front."""
+    return (
+        f"reviewer {name!r} has no org, so it counts as an organization of its own: two such "
+        "reviewers from one hospital would meet a policy of two organizations"
+    )
+
+
 def _add(args: argparse.Namespace) -> int:
     key = _public_key(args.public_key)
+    if args.role == Role.REVIEWER.value and args.org is None:
+        print(f"pht: warning: {orgless_reviewer(args.name)} (give --org)", file=sys.stderr)
     body = Member(
         action=MemberAction.ADD,
         name=args.name,

@@ -42,6 +42,6 @@ def render_review(report: AuditReport) -> list[str]:
     for u in report.unreviewed:
         lines.append(
             f"  {u.task[:12]} entry {u.index} at {u.site} (result entry {u.result}, {u.state}): "
-            f"{u.image} ran {u.ran}: {u.why}"
+            f"{u.image} ran {u.ran or 'an unnamed digest'}: {u.why}"
         )
     return lines

@@ -252,7 +252,7 @@ def build_report(
         (t.event_id, t.index, t.image, site, run.index, run.state, run.image_digest)
         for t in tasks.values()
         for site, run in t.sites.items()
-        if run.index is not None and run.image_digest is not None
+        if run.index is not None and run.state not in ("pending", "accepted", "started")
     )
     return AuditReport(
         origin=state.origin,

@@ -60,7 +60,7 @@ class UnreviewedRun:
     result: int  # the site's result entry
     state: str
     image: str
-    ran: str  # the digest the site ran
+    ran: str | None  # the digest the site says it ran (None: it named none)
     why: str
 
 
@@ -121,9 +121,9 @@ class ReviewAccount:
         those of an image not approved at the time."""
         out = []
         for task, index, image, site, result, state, ran in runs:
-            if ran is None or state == "rejected":
-                continue  # nothing ran
-            why = self._why(EventId(task), image, result)
+            if state == "rejected" or (state == "cancelled" and ran is None):
+                continue  # no container ran (a task cancelled before it started names no digest)
+            why = self._why(EventId(task), image, result, ran)
             if why is not None:
                 out.append(
                     UnreviewedRun(
@@ -139,11 +139,15 @@ class ReviewAccount:
                 )
         return out
 
-    def _why(self, task: EventId, image: str, result: int) -> str | None:
+    def _why(self, task: EventId, image: str, result: int, ran: str | None) -> str | None:
         record = self._state.tasks[task]
         _, at, digest = image.partition("@")
+        if ran is None:
+            return "the site's result names no image digest: what ran cannot be told"
         if not at:
             return "not pinned by digest"
+        if ran != digest:
+            return f"the site ran {ran}, not the pinned {digest}"
         if not record.approved_at_post:
             return f"not approved as of the task's entry {record.index}"
         review = self._state.reviews[digest]

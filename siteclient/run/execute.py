@@ -24,6 +24,7 @@ from crypto.age import AgeIdentity, AgeRecipient, decrypt_file, encrypt_bytes, i
 from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
 from ledger.canonical import canonical_bytes
 from ledger.events import utc_now
+from ledger.reference import ImageRef
 from ledger.view import View
 from siteclient.config import SiteConfig
 from siteclient.errors import (
@@ -89,11 +90,9 @@ class TaskExecutor:
             log.info("task %s: refused %r: %s", job.task_id[:12], task.image, decision.reason)
             return Result(task=job.task_id, state=ResultState.REJECTED, reason=decision.reason)
         ref = decision.ref
-        if self._config.require_review:
-            review = decide_review(self._view(), job.task_id, ref, site=self._config.site)
-            if not review.allowed:
-                log.info("task %s: refused %r: %s", job.task_id[:12], task.image, review.reason)
-                return Result(task=job.task_id, state=ResultState.REJECTED, reason=review.reason)
+        refused = self._refused_by_review(job, ref)
+        if refused is not None:
+            return refused
         try:
             config = self._config_bytes(job)
             if job.encrypt_for is not None:
@@ -119,6 +118,11 @@ class TaskExecutor:
             return Result(task=job.task_id, state=ResultState.REJECTED, reason=str(exc))
         except PullError as exc:
             return Result(task=job.task_id, state=ResultState.FAILED, reason=str(exc))
+        # Again at the last moment: a revocation may have come in while the image was pulled
+        # (minutes, for a large image), and DESIGN 11 refuses it "before the run starts".
+        refused = self._refused_by_review(job, ref, pulled.digest)
+        if refused is not None:
+            return refused
         try:
             inputs = self._inputs(job, folder)
         except InputError as exc:
@@ -168,6 +172,21 @@ class TaskExecutor:
             finished=outcome.finished,
             log=log_ref,
             reason=(reason or None) and reason[:2000],
+        )
+
+    def _refused_by_review(
+        self, job: Job, ref: ImageRef, pulled: str | None = None
+    ) -> Result | None:
+        """The signed refusal of a task whose image the site's review rule does not admit now
+        (``require_review``), or None."""
+        if not self._config.require_review:
+            return None
+        review = decide_review(self._view(), job.task_id, ref, site=self._config.site)
+        if review.allowed:
+            return None
+        log.info("task %s: refused %r: %s", job.task_id[:12], job.body.image, review.reason)
+        return Result(
+            task=job.task_id, state=ResultState.REJECTED, reason=review.reason, image_digest=pulled
         )
 
     def _inputs(self, job: Job, folder: Path) -> Path | None:

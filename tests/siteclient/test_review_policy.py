@@ -30,6 +30,7 @@ from siteclient.errors import DigestMismatchError
 from siteclient.policy.review import decide_review
 from siteclient.run.agent import Job
 from siteclient.run.execute import TaskExecutor
+from siteclient.runtime.spec import PulledImage
 from tests.ledger.factory import World
 from tests.siteclient.test_execute import DIGEST, IMAGE_ID, SITE_LIMITS, FakeBlobs, FakeRuntime
 from tests.siteclient.test_planner import publish
@@ -186,7 +187,10 @@ def test_incremental_views_agree_with_a_view_of_the_whole_state() -> None:
 
 
 def _executor(
-    tmp_path: Path, consortium: Consortium, runtime: FakeRuntime
+    tmp_path: Path,
+    consortium: Consortium,
+    runtime: FakeRuntime,
+    views: list[View] | None = None,
 ) -> tuple[TaskExecutor, View]:
     config = SiteConfig.from_dict(
         {
@@ -204,7 +208,7 @@ def _executor(
         },
         base_dir=tmp_path,
     )
-    views: list[View] = []
+    views = [] if views is None else views  # the site's published views, newest last
     executor = TaskExecutor(
         config,
         client=cast(Client, FakeBlobs()),
@@ -261,3 +265,29 @@ def test_executor_names_the_review_rule_when_the_pull_yields_another_digest(
         f"review: the pull did not yield the approved digest {DIGEST}"
     )
     assert liar.runs == []
+
+
+class RevokedWhilePulling(FakeRuntime):
+    """A pull during which a reviewer revokes the digest and the follower publishes that."""
+
+    def __init__(self, consortium: Consortium, views: list[View]) -> None:
+        super().__init__()
+        self._consortium, self._views = consortium, views
+
+    def pull(self, repository: str, *, tag: str | None, digest: str | None) -> PulledImage:
+        self._consortium.review("ray", Decision.REVOKE)
+        self._views.append(self._consortium.view())
+        return super().pull(repository, tag=tag, digest=digest)
+
+
+def test_executor_refuses_a_digest_revoked_while_it_was_pulled(tmp_path: Path) -> None:
+    consortium = Consortium()
+    consortium.approve()
+    task = consortium.task()
+    views: list[View] = []
+    runtime = RevokedWhilePulling(consortium, views)
+    executor, view = _executor(tmp_path, consortium, runtime, views)
+    result = _run(executor, view, task, tmp_path)
+    assert result.state.value == "rejected" and result.image_digest == DIGEST
+    assert (result.reason or "").startswith("review:") and "revoked" in (result.reason or "")
+    assert runtime.pulls and runtime.runs == []  # pulled, never run
