@@ -116,16 +116,21 @@ def review(state: State, facts: Facts, author: MemberRecord, where: str) -> None
                 f"{earlier.entry}; one approval per reviewer"
             )
         record.approve(verdict)
+        if record.approved_at is None and standing(digest, record, state.policy).approved:
+            record.approved_at = facts.position
         return
     now = standing(digest, record, state.policy)
+    # Judged by whether the digest ever stood approved (a policy raised since does not undo
+    # that: tasks were posted under the approval), or stands approved now.
+    ever = record.approved_at is not None or now.approved
     if body.decision is Decision.REJECT:
-        if now.approved:
+        if ever:
             raise RuleViolation(
-                f"{where}: digest {digest} is approved ({now.counts}); revoke it instead"
+                f"{where}: digest {digest} was approved ({now.counts}); revoke it instead"
             )
         record.rejected = verdict
         return
-    if not now.approved:
+    if not ever:
         raise RuleViolation(
             f"{where}: only an approved digest may be revoked; {digest} is not ({now.counts})"
         )

@@ -102,6 +102,9 @@ class DigestReview:
     revoked: Verdict | None = None
     # The organizations of the approvals (derived, so that a verdict counts them in O(1)).
     orgs: set[str] = field(default_factory=set)
+    # The entry at which the digest first stood approved: from then on a reviewer revokes it,
+    # never rejects it, whatever the policy in force later says.
+    approved_at: int | None = None
 
     def approve(self, verdict: Verdict) -> None:
         self.approvals[verdict.reviewer] = verdict
@@ -119,6 +122,7 @@ class DigestReview:
             "approvals": [v.to_list() for v in self.approvals.values()],
             "rejected": None if self.rejected is None else self.rejected.to_list(),
             "revoked": None if self.revoked is None else self.revoked.to_list(),
+            "approved_at": self.approved_at,
         }
 
     @classmethod
@@ -137,6 +141,7 @@ class DigestReview:
             orgs={v.org for v in approvals},
             rejected=None if d["rejected"] is None else Verdict.from_list(d["rejected"]),
             revoked=None if d["revoked"] is None else Verdict.from_list(d["revoked"]),
+            approved_at=d.get("approved_at"),
         )
 
 

@@ -296,6 +296,16 @@ def test_policy_applies_to_tasks_appended_after_it() -> None:
     assert ledger.state.policy.index == ledger.world.entries[-2].index
 
 
+def test_a_digest_once_approved_is_revoked_not_rejected_after_the_policy_is_raised() -> None:
+    ledger = Ledger()
+    _approved(ledger)
+    ledger.post("admin", ReviewPolicy(approvals=3, organizations=2))  # no longer approved now
+    with pytest.raises(RuleViolation, match="revoke it instead"):
+        ledger.attempt("rick", review(ledger.submission, Decision.REJECT))
+    ledger.post("rick", review(ledger.submission, Decision.REVOKE))
+    assert ledger.state.reviews[DIGEST].revoked is not None
+
+
 def test_tag_without_digest_is_never_approved_at_post() -> None:
     ledger = Ledger()
     _approved(ledger)
