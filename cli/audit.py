@@ -33,7 +33,7 @@ from api.client.evidence import keep_evidence
 from api.client.registry import Client
 from api.errors import InvalidRequestError
 from cli.errors import CliError
-from cli.profile import connect
+from cli.profile import connect, state_home
 from cli.review_report import render_review
 from ledger.audit import AuditReport, audit
 from ledger.bodies import Consortium
@@ -116,12 +116,7 @@ def _state_dir(args: argparse.Namespace, source: str) -> Path:
     """Where this auditor remembers what it verified of ``source`` (a registry URL or a data
     directory): keyed by the source, not by what it serves, so a registry that swaps its whole
     history (another genesis) is compared with what it served before."""
-    base = (
-        args.state
-        or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-        / "pht"
-        / "audit"
-    )
+    base = args.state or state_home() / "audit"
     return Path(base) / hashlib.sha256(source.encode()).hexdigest()[:16]
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
 
 from api.client.evidence import keep_evidence
 from api.errors import ApiError
 from cli import audit, image, init, keys, member, profile, serve, task
 from cli.errors import CliError
+from cli.profile import state_home
 from crypto import CryptoError
 from ledger.errors import LedgerError, UntrustedLogError
 
@@ -48,11 +47,6 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 EXIT_UNTRUSTED = 3  # as `siteclient follow` and `pht audit`: the registry was caught lying
 
 
-def _state_home() -> Path:
-    """Where pht keeps what it must remember (``$XDG_STATE_HOME/pht``)."""
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pht"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -68,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except UntrustedLogError as exc:
         print(f"pht: THE REGISTRY CANNOT BE TRUSTED ({type(exc).__name__}): {exc}", file=sys.stderr)
         try:
-            folder = keep_evidence(_state_home() / "evidence", exc)
+            folder = keep_evidence(state_home() / "evidence", exc)
             print(f"pht: evidence kept in {folder}", file=sys.stderr)
         except OSError as error:
             print(f"pht: the evidence could not be kept: {error}", file=sys.stderr)

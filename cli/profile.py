@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from api.client.analyst import Analyst
+from api.client.ledgerview import Replay
 from api.client.registry import Client
 from cli.errors import CliError
+from cli.replay import replay_for
 from crypto import SigningKey
 from crypto.age import AgeIdentity, load_identity
 from ledger.canonical import parse_json
@@ -36,6 +38,12 @@ def profile_path() -> Path:
         return Path(explicit)
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "pht" / "profile.json"
+
+
+def state_home() -> Path:
+    """Where pht keeps what it must remember between commands (``$XDG_STATE_HOME/pht``): the
+    auditor's checkpoints, saved replays, evidence of lies."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pht"
 
 
 def read_profile(path: Path | None = None) -> dict[str, str]:
@@ -67,7 +75,12 @@ class Connection:
         return None if self.identity_file is None else load_identity(self.identity_file)
 
     def analyst(self) -> Analyst:
-        return Analyst(self.client, self.key, genesis=self.genesis)
+        """The Analyst over this connection, its verified replay saved between commands."""
+
+        def replay(log_key: str, genesis: str) -> Replay:
+            return replay_for(self.client, state_home(), log_key=log_key, genesis=genesis)
+
+        return Analyst(self.client, self.key, genesis=self.genesis, replay=replay)
 
 
 def connect(args: argparse.Namespace, *, need_key: bool = True) -> Connection:

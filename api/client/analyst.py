@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.client.answers import TaskView
-from api.client.ledgerview import LedgerReader
+from api.client.ledgerview import LedgerReader, Replay
 from api.client.registry import Client
 from api.errors import AnalysisError
 from crypto import CryptoError, SigningKey
@@ -117,7 +117,11 @@ class Analyst:
         genesis: str | None = None,
         identity: AgeIdentity | None = None,
         clock: Callable[[], float] = time.monotonic,
+        replay: Callable[[str, str], Replay] | None = None,
     ) -> None:
+        """``replay(log_key, genesis)`` makes the analyst's verified replay of the ledger
+        (default: in memory, for this analyst's life; the CLI passes one saved between
+        commands)."""
         self.client = client
         self._key = key
         self._identity = identity
@@ -128,7 +132,11 @@ class Analyst:
         self._log_key = state.log_key
         self._trusted: Checkpoint | None = None  # the newest checkpoint verified so far
         self._trusted_note = b""
-        self._reader = LedgerReader(client, log_key=self._log_key, genesis=self.genesis)
+        self._reader: Replay = (
+            replay(self._log_key, self.genesis)
+            if replay is not None
+            else LedgerReader(client, log_key=self._log_key, genesis=self.genesis)
+        )
 
     def open(self, data: bytes, what: str) -> bytes:
         """``data`` decrypted when it is an age file, else as is."""

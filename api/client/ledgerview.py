@@ -15,6 +15,8 @@ as in every other reader; the reader is then spent.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from api.client.registry import Client
 from api.errors import InvalidRequestError
 from ledger.errors import UntrustedLogError
@@ -70,6 +72,14 @@ def _entries(client: Client, start: int, limit: int, *, wait: int = 0) -> tuple[
         if exc.slug != "range-not-satisfiable":
             raise
         return ()
+
+
+class Replay(Protocol):
+    """A verified replay of the ledger that can be brought up to the registry's checkpoint."""
+
+    def sync(self) -> View:
+        """Verify what is new; return the view. Raises the lie's UntrustedLogError."""
+        ...
 
 
 class LedgerReader:
