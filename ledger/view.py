@@ -36,8 +36,6 @@ from ledger.merkle import MerkleTree
 from ledger.review_state import DEFAULT_POLICY, Policy, ReviewSnapshot, Standing, org_key, standing
 from ledger.state import MemberRecord, State, TaskRecord
 
-_EMPTY: Mapping[str, object] = MappingProxyType({})
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemberSnapshot:
