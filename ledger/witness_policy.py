@@ -106,8 +106,8 @@ def require_quorum(note: bytes, checkpoint: Checkpoint, policy: WitnessPolicy) -
         return names
     have, need = policy.progress(names)
     raise QuorumError(
-        f"the checkpoint of size {checkpoint.size} is cosigned by {have} of the {need} "
-        f"witnesses its policy requires ({', '.join(sorted(names)) or 'none'})",
+        f"{have} of {need} witnesses required have cosigned the checkpoint of size "
+        f"{checkpoint.size} ({', '.join(sorted(names)) or 'none'})",
         have=have,
         need=need,
         size=checkpoint.size,

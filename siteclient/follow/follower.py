@@ -122,7 +122,9 @@ class Follower:
                 return view
             except QuorumError as exc:
                 self._log = self._open()  # nothing staged is kept
-                self._cosigned = True
+                if not self._cosigned:  # the policy just came into force: read the cosigned one
+                    self._cosigned = True
+                    continue
                 self._report(exc)
                 if self._clock() >= deadline:
                     if self._log.view is None:
