@@ -12,12 +12,12 @@ import logging
 import sys
 
 from api.errors import ApiError
-from cli import audit, image, init, keys, member, profile, serve, task
+from cli import audit, image, init, keys, member, profile, serve, task, witness
 from cli.errors import CliError
 from crypto import CryptoError
 from ledger.errors import LedgerError, UntrustedLogError
 
-COMMANDS = (keys, init, serve, member, task, image, audit, profile)
+COMMANDS = (keys, init, serve, member, task, image, audit, profile, witness)
 
 
 def build_parser() -> argparse.ArgumentParser:
