@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crypto import BadSignatureError, KeyFormatError, PublicKey, SigningKey
@@ -37,6 +38,7 @@ __all__ = [
     "Cosignature",
     "WitnessKey",
     "cosign",
+    "cosigned_by",
     "note_signature_lines",
     "parse_witness_key",
     "signed_message",
@@ -202,6 +204,29 @@ def note_signature_lines(note: bytes) -> list[str]:
     if split < 0 or not text.endswith("\n"):
         raise CosignatureError("signed note has no signature block")
     return text[split + 2 : -1].split("\n")
+
+
+def cosigned_by(
+    note: bytes, checkpoint: Checkpoint, witnesses: Mapping[str, WitnessKey]
+) -> frozenset[str]:
+    """The names in ``witnesses`` with a verifying cosignature on ``checkpoint`` in ``note``.
+    Lines by other keys are ignored (as the signed-note spec requires), and so is a line by one
+    of ``witnesses`` that does not verify: it simply does not count."""
+    by_key = {(w.name, w.key_hash): name for name, w in witnesses.items()}
+    found: set[str] = set()
+    try:
+        lines = note_signature_lines(note)
+    except CheckpointError:
+        return frozenset()
+    for line in lines:
+        try:
+            name = by_key.get(line_key(line))
+            if name is not None:
+                verify_cosignature(line, checkpoint, witnesses[name])
+                found.add(name)
+        except CheckpointError:
+            continue
+    return frozenset(found)
 
 
 def with_cosignatures(note: bytes, lines: list[str]) -> bytes:

@@ -25,13 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ledger.checkpoint import Checkpoint, parse_verifier_key
-from ledger.cosignature import (
-    WitnessKey,
-    line_key,
-    note_signature_lines,
-    parse_witness_key,
-    verify_cosignature,
-)
+from ledger.cosignature import WitnessKey, cosigned_by, parse_witness_key
 from ledger.errors import CheckpointError, QuorumError, WitnessPolicyError
 
 MAX_POLICY_SIZE = 16 * 1024
@@ -78,24 +72,8 @@ class WitnessPolicy:
 
 
 def cosigners(note: bytes, checkpoint: Checkpoint, policy: WitnessPolicy) -> frozenset[str]:
-    """The policy's witnesses (by name) with a verifying cosignature on ``checkpoint`` in
-    ``note``. Lines by other keys are ignored (as the signed-note spec requires), and so is a
-    line by a policy witness that does not verify: it simply does not count."""
-    by_key = {(w.name, w.key_hash): name for name, w in policy.witnesses.items()}
-    found: set[str] = set()
-    try:
-        lines = note_signature_lines(note)
-    except CheckpointError:
-        return frozenset()
-    for line in lines:
-        try:
-            name = by_key.get(line_key(line))
-            if name is not None:
-                verify_cosignature(line, checkpoint, policy.witnesses[name])
-                found.add(name)
-        except CheckpointError:
-            continue
-    return frozenset(found)
+    """The policy's witnesses (by name) with a verifying cosignature on ``checkpoint``."""
+    return cosigned_by(note, checkpoint, policy.witnesses)
 
 
 def require_quorum(note: bytes, checkpoint: Checkpoint, policy: WitnessPolicy) -> frozenset[str]:

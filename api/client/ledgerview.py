@@ -9,6 +9,10 @@ replay in memory and extends it on each :meth:`LedgerReader.sync`, so an iterati
 for the whole ledger once; a one-shot command pays for it every time (the cost of replaying the
 ledger, as ``pht audit`` does, without writing anything).
 
+With a witness policy in the ledger (DESIGN 12) the reader verifies the registry's *cosigned*
+checkpoint and the trust core demands its quorum: short of it, :class:`ledger.errors.QuorumError`
+says how many witnesses cosigned, and nothing of that checkpoint is read.
+
 A registry caught lying raises the :class:`ledger.errors.UntrustedLogError` that names the lie,
 as in every other reader; the reader is then spent.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from api.client.registry import Client
 from api.errors import InvalidRequestError
+from ledger.errors import QuorumError
 from ledger.events import Entry
 from ledger.trust import Pins, Trusted, TrustedLog
 from ledger.view import View
@@ -29,15 +34,42 @@ class LedgerReader:
 
     def __init__(self, client: Client, *, log_key: str, genesis: str) -> None:
         self._client = client
-        self._log = TrustedLog(Trusted(), pins=Pins(log_key=log_key, genesis=genesis))
+        self._pins = Pins(log_key=log_key, genesis=genesis)
+        self._log = TrustedLog(Trusted(), pins=self._pins)
+        self._cosigned = False  # a witness policy is in force: read the cosigned checkpoint
+
+    @property
+    def view(self) -> View | None:
+        return self._log.view
 
     def sync(self) -> View:
-        """Verify everything up to the registry's current checkpoint; return the new view."""
+        """Verify everything up to the registry's current (with a witness policy: cosigned)
+        checkpoint; return the new view."""
+        try:
+            return self._sync()
+        except QuorumError:
+            # Nothing staged is kept: the reader starts again (from the cosigned checkpoint, when
+            # the policy came into force in what was staged).
+            self._log = TrustedLog(Trusted(), pins=self._pins)
+            if self._cosigned:
+                raise
+            self._cosigned = True
+            return self._sync()
+
+    def _sync(self) -> View:
         trusted_log = self._log
-        note = self._client.checkpoint()
+        if trusted_log.view is not None and trusted_log.view.witness_policy is not None:
+            self._cosigned = True
+        cosigned = self._cosigned
+        note = self._client.cosigned_checkpoint() if cosigned else self._client.checkpoint()
         if trusted_log.staged_size == 0:
             trusted_log.stage(self._entries(0, 1))  # the genesis names the log key to verify with
         checkpoint = trusted_log.verify_note(note)
+        if cosigned and checkpoint.size < trusted_log.size:
+            raise QuorumError(
+                f"no checkpoint newer than size {trusted_log.size} has been cosigned",
+                size=checkpoint.size,
+            )
         while trusted_log.staged_size < checkpoint.size:
             start = trusted_log.staged_size
             page = self._entries(start, min(PAGE, checkpoint.size - start))

@@ -160,7 +160,7 @@ class Follower:
             self._witness_round(trusted_log)
             note = self._note(trusted_log)
             checkpoint = trusted_log.verify_note(note)
-            if checkpoint.size < trusted_log.size:  # no newer cosigned checkpoint yet
+            if self._cosigned and checkpoint.size < trusted_log.size:  # none newer cosigned yet
                 raise QuorumError(
                     f"the newest cosigned checkpoint (size {checkpoint.size}) is older than the "
                     f"one trusted here (size {trusted_log.size})",
