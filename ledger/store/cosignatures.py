@@ -13,7 +13,8 @@ size. :meth:`CosignatureBook.add` accepts it only when:
   refused; the same line again is accepted once, idempotently).
 
 Accepted lines are appended to ``cosignatures.log`` (one JSON object a line, fsync'd before the
-answer; a torn last line is ignored on open) and held in memory by size. :meth:`cosigned_note`
+answer, one fsync shared by the lines of concurrent witnesses; a torn last line is ignored on
+open) and held in memory by size. :meth:`cosigned_note`
 serves the log's signed note for the newest size whose cosignatures meet the witness policy's
 quorum (or, before any size does, the newest size with any cosignature; with none at all, the
 latest checkpoint), with every cosignature line held for it appended: one C2SP signed note.
@@ -62,6 +63,8 @@ class CosignatureBook:
         self._path = Path(data_dir) / COSIGNATURES_FILE
         self._origin, self._root, self._log_key, self._policy = origin, root, log_key, policy
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = self._synced = 0  # lines appended, lines known durable
         self._signed: OrderedDict[int, None] = OrderedDict()
         self._lines: dict[int, dict[str, str]] = {}  # size -> witness name -> line
         self._newest: dict[str, int] = {}  # witness name -> newest size it cosigned
@@ -130,11 +133,27 @@ class CosignatureBook:
             try:
                 self._file.write(json.dumps(record, sort_keys=True).encode() + b"\n")
                 self._file.flush()
-                os.fsync(self._file.fileno())
             except OSError as exc:
                 raise StoreError(f"cannot append to {self._path.name}: {exc.strerror}") from exc
             self._hold(size, member.name, line)
-            return True
+            self._written += 1
+            mine = self._written
+        self._sync(mine)
+        return True
+
+    def _sync(self, mine: int) -> None:
+        """Group commit: one fsync covers every line written before it (concurrent witnesses
+        share it); a line is answered only once an fsync after its write has returned."""
+        with self._sync_lock:
+            if self._synced >= mine:
+                return
+            with self._lock:
+                target = self._written
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise StoreError(f"cannot sync {self._path.name}: {exc.strerror}") from exc
+            self._synced = target
 
     def cosigned_note(self, latest: bytes, latest_size: int) -> bytes:
         """The newest cosigned checkpoint with all its cosignature lines (see the module)."""
