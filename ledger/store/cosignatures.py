@@ -65,7 +65,7 @@ class CosignatureBook:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._written = self._synced = 0  # lines appended, lines known durable
-        self._signed: OrderedDict[int, None] = OrderedDict()
+        self._signed: OrderedDict[int, bytes] = OrderedDict()  # recent size -> root signed
         self._lines: dict[int, dict[str, str]] = {}  # size -> witness name -> line
         self._newest: dict[str, int] = {}  # witness name -> newest size it cosigned
         self._load()
@@ -90,15 +90,20 @@ class CosignatureBook:
         self._lines.setdefault(size, {})[witness] = line
         self._newest[witness] = max(size, self._newest.get(witness, 0))
 
-    def signed(self, size: int) -> None:
-        """The registry signed a checkpoint of ``size`` (called by the ledger at each signing)."""
+    def signed(self, checkpoint: Checkpoint) -> None:
+        """The registry signed ``checkpoint`` (called by the ledger at each signing); its root is
+        kept, so that checking a cosignature never recomputes a root under the ledger's lock."""
         with self._lock:
-            self._signed[size] = None
+            self._signed[checkpoint.size] = checkpoint.root
             while len(self._signed) > RECENT_SIZES:
                 self._signed.popitem(last=False)
 
     def checkpoint(self, size: int) -> Checkpoint:
-        return Checkpoint(origin=self._origin(), size=size, root=self._root(size))
+        with self._lock:
+            root = self._signed.get(size)
+        if root is None:  # held from before a restart: the tree's root at that size
+            root = self._root(size)
+        return Checkpoint(origin=self._origin(), size=size, root=root)
 
     def add(self, member: MemberRecord, size: int, line: str) -> bool:
         """Accept ``line`` from ``member`` for the checkpoint of ``size``; True when new."""

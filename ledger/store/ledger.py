@@ -307,7 +307,7 @@ class Ledger(LedgerReads):
     def _sign_checkpoint(self) -> None:
         cp = Checkpoint(origin=self._state.origin, size=self._tree.size, root=self._tree.root())
         self._checkpoint = sign_checkpoint(cp, self._log_key)
-        self.cosignatures.signed(cp.size)
+        self.cosignatures.signed(cp)
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""

@@ -114,9 +114,12 @@ class World:
     def witness_key_text(self, name: str) -> str:
         return witness_key(name, self.witness_signer(name).public)
 
-    def witness_policy(self, names: tuple[str, ...], quorum: int | str) -> str:
-        """tlog-policy text: these members as witnesses, ``quorum`` of them required."""
-        lines = [f"log {self.log_key_text}"]
+    def witness_policy(
+        self, names: tuple[str, ...], quorum: int | str, *, log_key: str | None = None
+    ) -> str:
+        """tlog-policy text: these members as witnesses, ``quorum`` of them required (``log_key``:
+        the registry's, when ``pht init`` made it rather than this world)."""
+        lines = [f"log {log_key or self.log_key_text}"]
         lines += [f"witness {n} {self.witness_key_text(n)}" for n in names]
         lines += [f"group sites {quorum} {' '.join(names)}", "quorum sites"]
         return "\n".join(lines) + "\n"
