@@ -126,11 +126,15 @@ def _cosigners(url: str, world: World, names: list[str], stop: threading.Event) 
     clients = {n: Client(url, world.keys[n]) for n in names}
     reader = Client(url)
     pool = ThreadPoolExecutor(max_workers=10)
+    last = [0]
 
     def one_second() -> None:
         note = reader.checkpoint()
         checkpoint = Checkpoint.parse_body(note.split(b"\n\n")[0] + b"\n")
         size = checkpoint.size
+        if size == last[0]:
+            return  # nothing new to cosign (a witness cosigns a checkpoint once)
+        last[0] = size
 
         def send(name: str) -> None:
             line = cosign(checkpoint, World.witness_signer(name), name=name, time=int(time.time()))

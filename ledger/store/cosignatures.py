@@ -12,10 +12,13 @@ size. :meth:`CosignatureBook.add` accepts it only when:
 - the size is not below the newest one this witness cosigned (a replayed older cosignature is
   refused; the same line again is accepted once, idempotently).
 
-Accepted lines are appended to ``cosignatures.log`` (one JSON object a line, fsync'd before the
-answer, one fsync shared by the lines of concurrent witnesses; a torn last line is ignored on
-open) and held in memory by size. :meth:`cosigned_note`
-serves the log's signed note for the newest size whose cosignatures meet the witness policy's
+Accepted lines are appended to ``cosignatures.log`` (one JSON object a line; a torn last line is
+ignored on open), written before the answer and fsync'd within :data:`SYNC_INTERVAL` s (and on
+close). One fsync per cosignature costs the append path a third of its throughput (they share
+the disk; ``bench/witness_bench.py``); losing the last fraction of a second of cosignatures in a
+crash is harmless: nothing is trusted on them (each is verified again by every reader), each
+witness keeps its own record, and the witnesses cosign the next checkpoint as it comes). They
+are held in memory by size. :meth:`cosigned_note` serves the log's signed note for the newest size whose cosignatures meet the witness policy's
 quorum (or, before any size does, the newest size with any cosignature; with none at all, the
 latest checkpoint), with every cosignature line held for it appended: one C2SP signed note.
 Ed25519 signing is deterministic, so re-signing a checkpoint gives the note signed before.
@@ -46,6 +49,7 @@ from ledger.witness_policy import WitnessPolicy, cosigners
 
 COSIGNATURES_FILE = "cosignatures.log"
 RECENT_SIZES = 4096
+SYNC_INTERVAL = 0.25
 
 
 class CosignatureBook:
@@ -59,17 +63,23 @@ class CosignatureBook:
         root: Callable[[int], bytes],
         log_key: SigningKey,
         policy: Callable[[], WitnessPolicy | None],
+        sync_interval: float = SYNC_INTERVAL,
     ) -> None:
         self._path = Path(data_dir) / COSIGNATURES_FILE
         self._origin, self._root, self._log_key, self._policy = origin, root, log_key, policy
         self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._written = self._synced = 0  # lines appended, lines known durable
+        self._dirty = False
+        self._sync_interval = sync_interval
+        self._closing = threading.Event()
         self._signed: OrderedDict[int, bytes] = OrderedDict()  # recent size -> root signed
         self._lines: dict[int, dict[str, str]] = {}  # size -> witness name -> line
         self._newest: dict[str, int] = {}  # witness name -> newest size it cosigned
         self._load()
         self._file = open(self._path, "ab")  # noqa: SIM115 (held open: appended to for life)
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="cosignature-sync", daemon=True
+        )
+        self._flusher.start()
 
     def _load(self) -> None:
         try:
@@ -141,24 +151,24 @@ class CosignatureBook:
             except OSError as exc:
                 raise StoreError(f"cannot append to {self._path.name}: {exc.strerror}") from exc
             self._hold(size, member.name, line)
-            self._written += 1
-            mine = self._written
-        self._sync(mine)
+            self._dirty = True
         return True
 
-    def _sync(self, mine: int) -> None:
-        """Group commit: one fsync covers every line written before it (concurrent witnesses
-        share it); a line is answered only once an fsync after its write has returned."""
-        with self._sync_lock:
-            if self._synced >= mine:
+    def _flush_loop(self) -> None:
+        while not self._closing.wait(self._sync_interval):
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync what was appended (the flusher calls it every ``sync_interval`` s)."""
+        with self._lock:
+            if not self._dirty or self._file.closed:
                 return
-            with self._lock:
-                target = self._written
+            self._dirty = False
+            fd = self._file.fileno()
             try:
-                os.fsync(self._file.fileno())
+                os.fsync(fd)
             except OSError as exc:
                 raise StoreError(f"cannot sync {self._path.name}: {exc.strerror}") from exc
-            self._synced = target
 
     def cosigned_note(self, latest: bytes, latest_size: int) -> bytes:
         """The newest cosigned checkpoint with all its cosignature lines (see the module)."""
@@ -186,4 +196,8 @@ class CosignatureBook:
             return sorted(self._lines.get(size, {}))
 
     def close(self) -> None:
-        self._file.close()
+        self._closing.set()
+        self._flusher.join()
+        self.sync()
+        with self._lock:
+            self._file.close()
