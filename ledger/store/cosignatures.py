@@ -19,8 +19,9 @@ the disk; ``bench/witness_bench.py``); losing the last fraction of a second of c
 crash is harmless: nothing is trusted on them (each is verified again by every reader), each
 witness keeps its own record, and the witnesses cosign the next checkpoint as it comes). They
 are held in memory by size. :meth:`cosigned_note` serves the log's signed note for the newest
-size whose cosignatures meet the witness policy's quorum (or, before any size does, the newest size with any cosignature; with none at all, the
-latest checkpoint), with every cosignature line held for it appended: one C2SP signed note.
+size whose cosignatures meet the witness policy's quorum (or, before any size does, the newest
+size with any cosignature; with none at all, the latest checkpoint), with every cosignature line
+held for it appended: one C2SP signed note.
 Ed25519 signing is deterministic, so re-signing a checkpoint gives the note signed before.
 
 Refusals raise :class:`CosignatureError` (the API answers 422 ``bad-cosignature``).
