@@ -32,8 +32,8 @@ def test_three_witnessing_sites_and_a_quorum_of_two_over_http(tmp_path: Path) ->
     try:
         time.sleep(1.1)  # the registry refuses requests signed in its first second
         keys = tmp_path / "keys"
-        with Client(registry.url) as public:
-            log_key = public.entry(0).event.event.body.log_key  # type: ignore[union-attr]
+        with Client(registry.url, world.keys["audrey"]) as reader:
+            log_key = reader.entry(0).event.event.body.log_key  # type: ignore[union-attr]
         policy = tmp_path / "policy.txt"
         policy.write_text(world.witness_policy(SITES, 2, log_key=log_key))
         base = ["-q", "witness", "policy", str(policy), "--registry", registry.url]
