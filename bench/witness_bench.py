@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -30,6 +31,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -120,7 +122,7 @@ def _append_rate(url: str, key_: SigningKey, origin: str, seconds: float) -> flo
     return sum(counts) / seconds
 
 
-def _cosigners(url: str, world: World, names: list[str], stop: threading.Event) -> list[int]:
+def _cosigners(url: str, world: World, names: list[str], stop: Any) -> list[int]:
     """Each simulated witness cosigns the newest checkpoint once a second; returns counts."""
     sent = [0, 0]  # accepted, refused
     clients = {n: Client(url, world.keys[n]) for n in names}
@@ -159,6 +161,10 @@ def _cosigners(url: str, world: World, names: list[str], stop: threading.Event) 
     return sent
 
 
+def _cosigners_to(out: Any, url: str, world: World, names: list[str], stop: Any) -> None:
+    out.put(_cosigners(url, world, names, stop))
+
+
 def registry_figures(tmp: Path, seconds: float, witnesses: int) -> tuple[float, float, list[int]]:
     world = World(witnesses=True)
     names = [f"w{i:02d}" for i in range(witnesses)]
@@ -175,18 +181,20 @@ def registry_figures(tmp: Path, seconds: float, witnesses: int) -> tuple[float, 
         bases, loads, counts = [], [], [0, 0]
         for _ in range(ROUNDS):  # alternated, so that drift hits both alike
             bases.append(_append_rate(registry.url, world.keys["alice"], world.origin, seconds))
-            stop = threading.Event()
-            result: list[list[int]] = []
-            thread = threading.Thread(
-                target=lambda stop=stop, result=result: result.append(
-                    _cosigners(registry.url, world, names, stop)
-                )
+            # The witnesses run in a process of their own, so that their client work does not
+            # take the append workers' interpreter lock (it is not the registry's cost).
+            context = multiprocessing.get_context("fork")
+            stop = context.Event()
+            out = context.Queue()
+            proc = context.Process(
+                target=_cosigners_to, args=(out, registry.url, world, names, stop)
             )
-            thread.start()
+            proc.start()
             time.sleep(1.0)
             loads.append(_append_rate(registry.url, world.keys["alice"], world.origin, seconds))
             stop.set()
-            thread.join()
+            result = [out.get(timeout=60)]
+            proc.join(30)
             counts = [counts[0] + result[0][0], counts[1] + result[0][1]]
         return statistics.median(bases), statistics.median(loads), counts
     finally:
