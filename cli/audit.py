@@ -14,6 +14,10 @@ directory, as a site does. Progress goes to stderr.
 With ``--data`` it also hashes every blob the ledger names for the registry (a task's config_blob,
 a result's outputs and log; not outputs delivered to a site's FileService, which the registry
 never holds) and exits 2 naming, on stderr, each missing or damaged one by entry, field and sha256.
+
+Witnesses (DESIGN 12): from a registry it audits the newest checkpoint witnesses cosigned, when
+there is one; with a witness policy in force, a checkpoint short of its quorum fails the audit
+(exit 2). The report says, for each checkpoint verified, which witnesses cosigned it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from cli.review_report import render_review
 from ledger.audit import AuditReport, audit
 from ledger.bodies import Consortium
 from ledger.checkpoint import unverified_size
+from ledger.cosignature import note_signature_lines
 from ledger.errors import (
     ForbiddenEntryError,
     LedgerError,
@@ -120,6 +125,21 @@ def _state_dir(args: argparse.Namespace, source: str) -> Path:
     return Path(base) / hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+def _checkpoint(client: Client, seen: Path) -> bytes:
+    """The checkpoint to audit: the newest one witnesses cosigned, when the registry serves one
+    (and it is not older than what this auditor verified before), else the newest checkpoint.
+    With a witness policy in force, the audit then demands its quorum (:mod:`ledger.audit`)."""
+    cosigned = client.cosigned_checkpoint()
+    try:
+        witnessed = len(note_signature_lines(cosigned)) > 1
+        remembered = unverified_size(seen.read_bytes()) if seen.exists() else 0
+        if witnessed and unverified_size(cosigned) >= remembered:
+            return cosigned
+    except LedgerError:
+        pass  # judged below, on the newest checkpoint
+    return client.checkpoint()
+
+
 def _signed_size(note: bytes, genesis: bytes) -> int:
     """The size of the checkpoint ``note``, verified with the log key the genesis names (so
     that an unsigned claim never sets how much is fetched)."""
@@ -159,7 +179,7 @@ def _open_source(args: argparse.Namespace) -> _Source:
         )
     conn = connect(args)
     client = conn.client
-    served = client.checkpoint()
+    served = _checkpoint(client, _state_dir(args, client.base_url) / "checkpoint")
     first, _ = client.entry_records(0, 1)
     genesis = first[0] if first else b""
     source = _Source(
@@ -313,4 +333,17 @@ def render(report: AuditReport) -> str:
             digest = run.image_digest or "-"
             reason = f" ({run.reason[:80]})" if run.reason else ""
             lines.append(f"      {site:<14} {run.state:<10} {digest}{reason}")
-    return "\n".join([*lines, *render_review(report)])
+    return "\n".join([*lines, *render_review(report), *render_witnesses(report)])
+
+
+def render_witnesses(report: AuditReport) -> list[str]:
+    """For each checkpoint verified, the witnesses that cosigned it (DESIGN 12)."""
+    if not report.witnessed and report.witness_policy is None:
+        return []
+    lines = ["", "witnesses:"]
+    if report.witness_policy is not None:
+        quorum = [line for line in report.witness_policy.splitlines() if line.startswith("quorum")]
+        lines.append(f"  policy in force ({', '.join(quorum) or 'no quorum line'})")
+    for size, names in report.witnessed:
+        lines.append(f"  checkpoint of size {size}: cosigned by {', '.join(names) or 'nobody'}")
+    return lines

@@ -12,7 +12,8 @@
   admin signing the genesis must be listed with role ``admin``, or is added as ``--admin-name``.
   A member may carry ``"org"``, its organization (algorithm review counts approvals by distinct
   organizations and refuses a reviewer of the submitter's own); a member without one is its own
-  organization.
+  organization. A member may carry ``"witness_key"``, its C2SP cosignature/v1 verifier key
+  (``pht witness vkey NAME KEYFILE`` prints it; a key of its own, never its signing key).
 - The genesis is checked against the rules before anything is written, then the ledger is created.
 - Refuses a directory that already holds a ledger or a log key.
 
@@ -124,11 +125,11 @@ def _member(item: object, n: int, path: Path) -> dict[str, Any]:
     where = f"{path}: member {n}"
     if not isinstance(item, dict):
         raise CliError(f"{where}: expected an object, found {type(item).__name__}")
-    fields = set(item) - {"org"}
+    fields = set(item) - {"org", "witness_key"}
     if fields not in ({"name", "role", "public_key"}, {"name", "role", "public_key_file"}):
         raise CliError(
             f"{where}: expected fields name, role and public_key (or public_key_file), and "
-            f"optionally org, found {', '.join(sorted(item))}"
+            f"optionally org and witness_key, found {', '.join(sorted(item))}"
         )
     if "public_key_file" in item:
         key = PublicKey.load(path.parent / str(item["public_key_file"]))
@@ -141,4 +142,6 @@ def _member(item: object, n: int, path: Path) -> dict[str, Any]:
         member["org"] = item["org"]
     elif item["role"] == "reviewer":
         print(f"{where}: warning: {orgless_reviewer(str(item['name']))}", file=sys.stderr)
+    if "witness_key" in item:
+        member["witness_key"] = item["witness_key"]
     return member

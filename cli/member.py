@@ -3,7 +3,12 @@
     pht member add NAME --role ROLE --public-key KEY [--org ORG] [--encryption-key age1...]
                    [--file-service URL]
     pht member revoke NAME
-    pht member rekey NAME (--encryption-key age1... | --identity FILE.age) [--file-service URL]
+    pht member rekey NAME (--encryption-key age1... | --identity FILE.age | --witness-key VKEY)
+                     [--file-service URL]
+
+``--witness-key`` (on ``add`` and ``rekey``) publishes the member's witness key: a C2SP
+cosignature/v1 verifier key ``<name>+<hash>+<base64>`` of a key of its own, never its signing key
+(``pht witness vkey`` prints it for a key file). The witness policy is ``pht witness policy``.
 
 ``rekey`` publishes or rotates a member's age encryption key (a member may rekey itself; an
 admin may rekey anyone); tasks posted afterwards are encrypted for the new key.
@@ -37,6 +42,7 @@ def add_parser(commands: Any) -> None:
     add.add_argument("--org", help="the member's organization (default: its own)")
     add.add_argument("--encryption-key", help="the member's age recipient (age1...)")
     add.add_argument("--file-service", help="a site's FileService URL")
+    add.add_argument("--witness-key", help="the member's cosignature/v1 verifier key")
     add_connection_arguments(add)
     add.set_defaults(run=_add)
     revoke = sub.add_parser("revoke", help="revoke a member: their key signs nothing after this")
@@ -48,6 +54,7 @@ def add_parser(commands: Any) -> None:
     source = rekey.add_mutually_exclusive_group(required=True)
     source.add_argument("--encryption-key", help="the new age recipient (age1...)")
     source.add_argument("--identity", type=Path, help="an age identity file to take it from")
+    source.add_argument("--witness-key", help="publish or rotate the member's witness key")
     rekey.add_argument("--file-service", help="a site's FileService URL")
     add_connection_arguments(rekey)
     rekey.set_defaults(run=_rekey)
@@ -90,6 +97,7 @@ def _add(args: argparse.Namespace) -> int:
         encryption_key=args.encryption_key,
         file_service=args.file_service,
         org=args.org,
+        witness_key=args.witness_key,
     )
     return _post(args, body)
 
@@ -135,9 +143,10 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def _rekey(args: argparse.Namespace) -> int:
     found = _find(args)
+    encryption_key: str | None = None
     if args.identity is not None:
         encryption_key = load_identity(args.identity).recipient.to_string()
-    else:
+    elif args.encryption_key is not None:
         encryption_key = AgeRecipient.from_string(args.encryption_key).to_string()
     body = Member(
         action=MemberAction.REKEY,
@@ -146,5 +155,6 @@ def _rekey(args: argparse.Namespace) -> int:
         public_key=found.public_key,
         encryption_key=encryption_key,
         file_service=args.file_service,
+        witness_key=args.witness_key,
     )
     return _post(args, body)

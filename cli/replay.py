@@ -38,8 +38,17 @@ class SavedReplay:
         self._directory = directory
         self._pins = pins
         self._memory: LedgerReader | None = None
+        self._view: View | None = None
+
+    @property
+    def view(self) -> View | None:
+        return self._view
 
     def sync(self) -> View:
+        self._view = self._sync()
+        return self._view
+
+    def _sync(self) -> View:
         if self._memory is not None:
             return self._memory.sync()
         try:

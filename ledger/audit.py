@@ -15,6 +15,7 @@ Reading a data directory's log for it is the store's business
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -24,8 +25,10 @@ from typing import Any
 from crypto import PublicKey
 from ledger.bodies import EventId
 from ledger.checkpoint import Checkpoint
+from ledger.cosignature import cosigned_by, parse_witness_key
 from ledger.errors import (
     GenesisMismatchError,
+    QuorumError,
     UntrustedLogError,
     VerificationError,
 )
@@ -33,6 +36,8 @@ from ledger.events import Entry
 from ledger.review_audit import ReviewAccount, SubmissionReport, UnreviewedRun
 from ledger.trust import check_checkpoint, verify_note
 from ledger.verify import Progress, VerifiedLedger, verify_chunks
+from ledger.witness_policy import require_quorum
+from ledger.witness_rules import policy_of
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,10 @@ class AuditReport:
     policy: tuple[int, int] = (2, 2)  # the review policy in force: approvals, organizations
     submissions: list[SubmissionReport] = field(default_factory=list)
     unreviewed: list[UnreviewedRun] = field(default_factory=list)
+    # For each checkpoint verified (the one served, the one remembered): its size and the
+    # members whose witness cosignature on it verified (DESIGN 12).
+    witnessed: list[tuple[int, list[str]]] = field(default_factory=list)
+    witness_policy: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (built by hand: ``dataclasses.asdict`` deep-copies
@@ -100,6 +109,8 @@ class AuditReport:
             "review_policy": {"approvals": self.policy[0], "organizations": self.policy[1]},
             "submissions": [s.to_dict() for s in self.submissions],
             "unreviewed_runs": [_fields(u) for u in self.unreviewed],
+            "witness_policy": self.witness_policy,
+            "witnessed": [{"size": n, "cosigned_by": names} for n, names in self.witnessed],
         }
 
 
@@ -149,7 +160,40 @@ def audit(
     except UntrustedLogError as exc:
         exc.with_notes(trusted=trusted or b"", served=checkpoint or b"")
         raise
-    return verified, build_report(records, verified, served or remembered)
+    report = build_report(records, verified, served or remembered)
+    witnessed = _witnessed(verified, [(checkpoint, served), (trusted, remembered)])
+    return verified, dataclasses.replace(
+        report, witnessed=witnessed, witness_policy=verified.state.witness_policy
+    )
+
+
+def _witnessed(
+    verified: VerifiedLedger, notes: list[tuple[bytes | None, Checkpoint | None]]
+) -> list[tuple[int, list[str]]]:
+    """Who cosigned each checkpoint; the served one must meet the witness policy's quorum.
+
+    Raises :class:`VerificationError` when a policy is in force and the served checkpoint is
+    not cosigned by its quorum (the auditor acts only on checkpoints that meet it)."""
+    state = verified.state
+    keys = {
+        name: parse_witness_key(m.witness_key)
+        for name, m in state.members.items()
+        if m.witness_key is not None
+    }
+    out: list[tuple[int, list[str]]] = []
+    for note, checkpoint in notes:
+        if note is not None and checkpoint is not None:
+            out.append((checkpoint.size, sorted(cosigned_by(note, checkpoint, keys))))
+    policy = policy_of(state)
+    served_note, served = notes[0]
+    if policy is not None and served_note is not None and served is not None:
+        try:
+            require_quorum(served_note, served, policy)
+        except QuorumError as exc:
+            raise VerificationError(
+                None, f"the checkpoint is not cosigned by the witness policy's quorum: {exc}"
+            ) from exc
+    return out
 
 
 def _hold(

@@ -35,6 +35,7 @@ from ledger.membership import (
     Consortium,
     Member,
     MemberSpec,
+    WitnessPolicySet,
 )
 from ledger.review import Review, ReviewPolicy, Submission
 from ledger.tasks import (
@@ -79,6 +80,7 @@ __all__ = [
     "Submission",
     "Task",
     "Transfer",
+    "WitnessPolicySet",
     "registry_blobs",
 ]
 
@@ -93,6 +95,7 @@ Body = (
     | Submission
     | Review
     | ReviewPolicy
+    | WitnessPolicySet
 )
 
 BODY_TYPES: dict[EventKind, type[Body]] = {
@@ -106,6 +109,7 @@ BODY_TYPES: dict[EventKind, type[Body]] = {
     EventKind.SUBMISSION: Submission,
     EventKind.REVIEW: Review,
     EventKind.REVIEW_POLICY: ReviewPolicy,
+    EventKind.WITNESS_POLICY: WitnessPolicySet,
 }
 
 

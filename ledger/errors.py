@@ -14,6 +14,9 @@
     ├── ChainError             an entry whose index or prev hash does not continue the chain
     ├── ProofError             a Merkle inclusion or consistency proof that does not verify
     ├── CheckpointError        a checkpoint note that is malformed, unsigned or for another log
+    │   └── CosignatureError   a cosignature line that is malformed, by another key or invalid
+    ├── WitnessPolicyError     a witness policy (C2SP tlog-policy text) that cannot be parsed
+    ├── QuorumError            a verified checkpoint its witness policy's quorum has not cosigned
     ├── StoreError             the data directory cannot be read or written
     │   └── CorruptStoreError  the data directory holds bytes that cannot be recovered
     │       └── DamagedError   stored bytes that no longer hash to what the ledger signed
@@ -107,6 +110,28 @@ class ProofError(LedgerError):
 
 class CheckpointError(LedgerError):
     """A checkpoint note is malformed, unsigned, or for another origin or key."""
+
+
+class CosignatureError(CheckpointError):
+    """A C2SP cosignature/v1 line that is malformed, from an unknown key, or does not verify."""
+
+
+class WitnessPolicyError(LedgerError):
+    """Witness policy text (C2SP tlog-policy) that is malformed or names unknown witnesses."""
+
+
+class QuorumError(LedgerError):
+    """A checkpoint that verified, but is not (yet) cosigned by the witness policy's quorum.
+
+    Not a lie: the witnesses may simply not have cosigned yet. ``have`` and ``need`` count the
+    top-level quorum's parts (``waiting for witnesses: have of need``).
+    """
+
+    def __init__(self, message: str, *, have: int = 0, need: int = 0, size: int = 0) -> None:
+        super().__init__(message)
+        self.have = have
+        self.need = need
+        self.size = size
 
 
 class StoreError(LedgerError):

@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     SUBMISSION = "submission"
     REVIEW = "review"
     REVIEW_POLICY = "review_policy"
+    WITNESS_POLICY = "witness_policy"
 
 
 class Role(StrEnum):

@@ -33,8 +33,9 @@ from functools import partial
 from typing import NamedTuple
 
 from crypto import BadSignatureError, KeyId, PublicKey
-from ledger import review_rules
+from ledger import review_rules, witness_rules
 from ledger.bodies import (
+    Body,
     Cancel,
     Consortium,
     EventId,
@@ -43,11 +44,8 @@ from ledger.bodies import (
     MemberAction,
     Result,
     ResultState,
-    Review,
-    ReviewPolicy,
     Role,
     Status,
-    Submission,
     Task,
     Transfer,
 )
@@ -79,7 +77,7 @@ class Facts(NamedTuple):
     deliver: bool = False
     inputs: tuple[EventId, ...] = ()
     digest: str | None = None
-    body: Consortium | Member | Transfer | Submission | Review | ReviewPolicy | None = None
+    body: Body | None = None
 
 
 SignatureCheck = Callable[[PublicKey], None]
@@ -200,6 +198,7 @@ def _genesis(state: State, facts: Facts, check: SignatureCheck | None) -> None:
             encryption_key=spec.encryption_key,
             file_service=spec.file_service,
             org=spec.org,
+            witness_key=spec.witness_key,
         )
         keys[key.key_id] = spec.name
     founder = members.get(keys.get(facts.author, ""))
@@ -243,6 +242,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
             encryption_key=body.encryption_key,
             file_service=body.file_service,
             org=body.org,
+            witness_key=body.witness_key,
         )
         state.keys[key.key_id] = body.name
         return
@@ -268,7 +268,10 @@ def _rekey(state: State, body: Member, author: MemberRecord, where: str) -> None
         raise RuleViolation(f"{where}: {body.name!r} is not an active member")
     if target.role is not body.role or target.public_key.b64() != body.public_key:
         raise RuleViolation(f"{where}: rekey names {body.name!r} with another role or key")
-    target.encryption_key = body.encryption_key
+    if body.encryption_key is not None:
+        target.encryption_key = body.encryption_key
+    if body.witness_key is not None:
+        target.witness_key = body.witness_key
     if body.file_service is not None:
         target.file_service = body.file_service
 
@@ -389,4 +392,5 @@ _RULES = {
     EventKind.SUBMISSION: review_rules.submission,
     EventKind.REVIEW: review_rules.review,
     EventKind.REVIEW_POLICY: review_rules.review_policy,
+    EventKind.WITNESS_POLICY: witness_rules.witness_policy,
 }

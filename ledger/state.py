@@ -32,6 +32,7 @@ class MemberRecord:
     encryption_key: str | None = None  # age X25519 recipient
     file_service: str | None = None
     org: str | None = None  # None: the member is its own organization
+    witness_key: str | None = None  # its C2SP cosignature/v1 verifier key (DESIGN 12)
 
     @property
     def active(self) -> bool:
@@ -56,6 +57,8 @@ class MemberRecord:
         }
         if self.org is not None:
             out["org"] = self.org
+        if self.witness_key is not None:
+            out["witness_key"] = self.witness_key
         return out
 
     @classmethod
@@ -69,6 +72,7 @@ class MemberRecord:
             encryption_key=d.get("encryption_key"),
             file_service=d.get("file_service"),
             org=d.get("org"),
+            witness_key=d.get("witness_key"),
         )
 
 
@@ -150,6 +154,7 @@ class State:
     policy: Policy = DEFAULT_POLICY
     submissions: dict[EventId, str] = field(default_factory=dict)  # submission id -> digest
     reviews: dict[str, DigestReview] = field(default_factory=dict)  # by digest
+    witness_policy: str | None = None  # C2SP tlog-policy text set by the admin (DESIGN 12)
 
     def member_by_key(self, key_id: KeyId) -> MemberRecord | None:
         name = self.keys.get(key_id)
@@ -166,6 +171,7 @@ class State:
             "tasks": {event_id: t.to_dict() for event_id, t in self.tasks.items()},
             "policy": self.policy.to_list(),
             "reviews": {digest: r.to_dict() for digest, r in self.reviews.items()},
+            **({"witness_policy": self.witness_policy} if self.witness_policy else {}),
         }
 
     @classmethod
@@ -185,6 +191,7 @@ class State:
             policy=DEFAULT_POLICY if policy is None else Policy.from_list(policy),
             submissions={r.submission: digest for digest, r in reviews.items()},
             reviews=reviews,
+            witness_policy=d.get("witness_policy"),
         )
 
 

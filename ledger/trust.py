@@ -16,7 +16,11 @@ Three checks, each a function:
 :class:`TrustedLog` is a follower's state machine over them, in the order a careful follower
 takes (python-tuf's trusted set is the model): ``stage(entries)`` folds entries into the working
 state with the rules; ``commit(note, proof)`` verifies the checkpoint that covers them and only
-then publishes a new immutable :class:`~ledger.view.View`. Readers only ever see views. A
+then publishes a new immutable :class:`~ledger.view.View`. With a witness policy in force (the
+one in the state as staged, so the checkpoint that first covers a policy already needs its
+quorum; DESIGN 12), ``commit`` also demands that the note carry cosignatures meeting the quorum,
+else it raises :class:`~ledger.errors.QuorumError` (not a lie: the reader waits for witnesses,
+reopens and tries again). With no policy, behaviour is as before. Readers only ever see views. A
 TrustedLog that raised is spent: whatever it had staged is thrown away with it, and its owner
 reopens one from the last saved :class:`Trusted`.
 """
@@ -42,6 +46,7 @@ from ledger.errors import (
     LargerForkError,
     LedgerError,
     ProofError,
+    QuorumError,
     RollbackError,
     SameSizeForkError,
     TrustAnchorError,
@@ -54,6 +59,8 @@ from ledger.merkle import MerkleTree, verify_consistency
 from ledger.rules import apply
 from ledger.state import State
 from ledger.view import View
+from ledger.witness_policy import cosigners, require_quorum
+from ledger.witness_rules import policy_of
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +202,7 @@ class TrustedLog:
         self._trusted = trusted
         self._pins = pins
         self._fresh: list[Entry] = []
-        self._spent: UntrustedLogError | None = None
+        self._spent: LedgerError | None = None
         self._checkpoint: Checkpoint | None = None
         self._view: View | None = None
         if trusted.checkpoint and trusted.log_key:
@@ -218,7 +225,12 @@ class TrustedLog:
                 genesis=trusted.genesis or "",
                 note=trusted.checkpoint,
                 checkpoint=self._checkpoint,
+                cosigners=self._cosigners(trusted.checkpoint, self._checkpoint),
             )
+
+    def _cosigners(self, note: bytes, checkpoint: Checkpoint) -> frozenset[str]:
+        policy = policy_of(self._trusted.state)
+        return frozenset() if policy is None else cosigners(note, checkpoint, policy)
 
     @property
     def trusted(self) -> Trusted:
@@ -295,6 +307,14 @@ class TrustedLog:
             check_checkpoint(checkpoint, trusted.tree, trusted=previous, proof=proof)
         except UntrustedLogError as exc:
             self._spend(exc.with_notes(trusted=trusted.checkpoint, served=note))
+        names: frozenset[str] = frozenset()
+        policy = policy_of(trusted.state)
+        if policy is not None:
+            try:
+                names = require_quorum(note, checkpoint, policy)
+            except QuorumError as exc:
+                self._spent = exc  # what was staged waits for a cosigned checkpoint
+                raise
         fresh = tuple(self._fresh)
         trusted.checkpoint = note
         self._checkpoint = checkpoint
@@ -307,10 +327,16 @@ class TrustedLog:
                 note=note,
                 checkpoint=checkpoint,
                 fresh=fresh,
+                cosigners=names,
             )
         else:
             view = self._view.advanced(
-                trusted.state, trusted.tree, note=note, checkpoint=checkpoint, fresh=fresh
+                trusted.state,
+                trusted.tree,
+                note=note,
+                checkpoint=checkpoint,
+                fresh=fresh,
+                cosigners=names,
             )
         self._view = view
         return view
@@ -359,7 +385,7 @@ class TrustedLog:
                 "last saved state"
             )
 
-    def _spend(self, exc: UntrustedLogError) -> NoReturn:
+    def _spend(self, exc: UntrustedLogError) -> NoReturn:  # a lie: evidence attached
         exc.with_notes(trusted=self._trusted.checkpoint, served=b"")
         self._spent = exc
         raise exc

@@ -47,6 +47,7 @@ class MemberSnapshot:
     encryption_key: str | None
     file_service: str | None
     org: str | None = None
+    witness_key: str | None = None
 
     @property
     def active(self) -> bool:
@@ -67,6 +68,7 @@ class MemberSnapshot:
             encryption_key=record.encryption_key,
             file_service=record.file_service,
             org=record.org,
+            witness_key=record.witness_key,
         )
 
 
@@ -135,6 +137,8 @@ class View:
     policy: Policy = DEFAULT_POLICY
     reviews: Mapping[str, ReviewSnapshot] = field(default_factory=lambda: MappingProxyType({}))
     fresh: tuple[Entry, ...] = ()
+    witness_policy: str | None = None  # tlog-policy text in force (None: no witnesses needed)
+    cosigners: frozenset[str] = frozenset()  # the policy's witnesses that cosigned ``note``
     _tree: MerkleTree = field(repr=False, compare=False)
 
     @classmethod
@@ -147,6 +151,7 @@ class View:
         note: bytes,
         checkpoint: Checkpoint,
         fresh: tuple[Entry, ...] = (),
+        cosigners: frozenset[str] = frozenset(),
     ) -> View:
         """A view of all of ``state`` (the first view after loading)."""
         return cls(
@@ -163,6 +168,8 @@ class View:
             policy=state.policy,
             reviews=MappingProxyType({d: ReviewSnapshot.of(r) for d, r in state.reviews.items()}),
             fresh=fresh,
+            witness_policy=state.witness_policy,
+            cosigners=cosigners,
             _tree=tree,
         )
 
@@ -174,6 +181,7 @@ class View:
         note: bytes,
         checkpoint: Checkpoint,
         fresh: tuple[Entry, ...],
+        cosigners: frozenset[str] = frozenset(),
     ) -> View:
         """The view of ``state`` after ``fresh``: only what those entries touched is copied."""
         touched = set(_tasks_touched(fresh))
@@ -211,6 +219,8 @@ class View:
             policy=state.policy,
             reviews=reviews,
             fresh=fresh,
+            witness_policy=state.witness_policy,
+            cosigners=cosigners,
             _tree=tree,
         )
 

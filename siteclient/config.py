@@ -47,6 +47,10 @@ Decisions:
   (:mod:`siteclient.policy.review`); the allowlist still applies on top.
 - ``identity_file`` (optional) is the site's age identity (``pht keys new`` writes one, 0600):
   it decrypts files other sites delivered to this site's FileService for a task's ``inputs``.
+- ``witness_key_file`` (optional): the site's witness key (a key of its own, published as its
+  member ``witness_key``; ``pht witness vkey SITE FILE`` prints it). With it the site cosigns
+  each checkpoint it verified (:mod:`siteclient.follow.witness`); it only sends, so a site with
+  no inbound port witnesses too.
 - ``load`` also checks the file system: the key file exists, is a regular file and is not readable
   by group or others. Directories are created later, by the state module.
 """
@@ -96,6 +100,7 @@ _OPTIONAL = (
     "poll_wait_s",
     "file_service",
     "identity_file",
+    "witness_key_file",
 )
 _NETWORK_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -121,6 +126,7 @@ class SiteConfig:
     poll_wait_s: int = 25
     file_service: FileServiceConfig | None = None
     identity_file: Path | None = None
+    witness_key_file: Path | None = None  # the site's own witness key (DESIGN 12), if it witnesses
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SiteConfig:
@@ -253,6 +259,11 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     poll_wait_s = read.integer("poll_wait_s", 25, 0, MAX_POLL_WAIT_S)
     file_service = read_file_service(read, base_dir)
     identity_file = read.path("identity_file", base_dir) if "identity_file" in data else None
+    witness_key_file = (
+        read.path("witness_key_file", base_dir) if "witness_key_file" in data else None
+    )
+    if witness_key_file is not None and witness_key_file == key_file:
+        read.problem("witness_key_file", "must be a key of its own, not the site's key_file")
 
     problems.extend(_overlaps(key_file=key_file, state_dir=state_dir, work_dir=work_dir))
     if identity_file is not None and work_dir is not None and _inside(identity_file, work_dir):
@@ -285,6 +296,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
         poll_wait_s=poll_wait_s,
         file_service=file_service,
         identity_file=identity_file,
+        witness_key_file=witness_key_file,
     )
     return config, problems
 

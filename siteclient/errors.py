@@ -13,6 +13,7 @@
     ├── InputError              the files a task names as inputs cannot be given to it
     ├── FeedError               the registry's feed cannot be trusted (bad proof, fork, bad entry)
     │   └── ForkDetectedError       two checkpoints that are not consistent (evidence kept)
+    ├── WitnessWaitError        no checkpoint has met the witness quorum yet (not fatal: retried)
     ├── StateError              the site's own state directory cannot be read or written
     │   └── RaceError               a received file vanished while its upload was recorded
     ├── WorkerCrashedError      a task worker hit a bug (not a registry or engine failure)
@@ -94,3 +95,8 @@ class DeliveryError(SiteClientError):
         super().__init__(message)
         self.status = status
         self.slug = slug
+
+
+class WitnessWaitError(SiteClientError):
+    """No checkpoint has reached the witness policy's quorum yet: nothing is acted on. Not a lie
+    and not fatal: the site waits and tries again."""

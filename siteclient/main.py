@@ -33,6 +33,7 @@ from siteclient.errors import ForkDetectedError, SiteClientError, StateError
 from siteclient.fileservice.serve import serve_files
 from siteclient.follow.follower import Follower
 from siteclient.follow.state import TrustStore
+from siteclient.follow.witness import Witness
 from siteclient.run import planner
 from siteclient.run.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.run.execute import TaskExecutor
@@ -101,7 +102,13 @@ def _run_agent(
     client: Client,
     store: TrustStore,
 ) -> int:
-    follower = Follower(client, store, log_key=config.log_key, genesis=config.genesis)
+    witness = None
+    if config.witness_key_file is not None:  # the site cosigns what it verified (DESIGN 12)
+        witness_key = SigningKey.load(config.witness_key_file)
+        witness = Witness(client, witness_key, name=config.site, store=store)
+    follower = Follower(
+        client, store, log_key=config.log_key, genesis=config.genesis, witness=witness
+    )
     runtime = DockerRuntime.from_env()
     runtime.ping()
     if config.network is not None:

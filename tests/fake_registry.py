@@ -18,6 +18,7 @@ from api.errors import PROBLEM_BASE, problem_error
 from crypto import SigningKey
 from ledger.bodies import Result, ResultState, Task
 from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.cosignature import with_cosignatures
 from ledger.events import Entry
 from ledger.merkle import MerkleTree
 from tests.ledger.factory import World, key
@@ -78,6 +79,10 @@ class FakeRegistry:
     proof: list[bytes] | None = None
     consistency_requests: list[tuple[int, int]] = field(default_factory=list)
     base_url: str = "http://registry.invalid"
+    # Cosignature lines sent to it (share one list between fakes to model one registry showing
+    # several views): a lying registry appends every line it holds to every cosigned note.
+    pool: list[str] = field(default_factory=list)
+    posted: list[tuple[int, str]] = field(default_factory=list)
 
     def serve(
         self, entries: Sequence[Entry], note: bytes, *, proof: list[bytes] | None = None
@@ -98,6 +103,16 @@ class FakeRegistry:
 
     def checkpoint(self) -> bytes:
         return self.note
+
+    def cosigned_checkpoint(self) -> bytes:
+        return with_cosignatures(self.note, list(self.pool))
+
+    def post_cosignature(self, size: int, line: str) -> bool:
+        self.posted.append((size, line))
+        if line in self.pool:
+            return False
+        self.pool.append(line)
+        return True
 
     def entries(self, start: int = 0, limit: int = 100, *, wait: int = 0) -> Page:
         if start > len(self.served):  # as the registry answers a page from beyond its size

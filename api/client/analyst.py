@@ -65,6 +65,7 @@ from ledger.rules import apply
 from ledger.state import State
 from ledger.trust import check_consistency, verify_note
 from ledger.view import View
+from ledger.witness_policy import parsed_policy, require_quorum
 
 Progress = Callable[[TaskView], None]
 INLINE_CONFIG_MAX = 16 * 1024  # larger configurations are uploaded as a blob
@@ -251,11 +252,16 @@ class Analyst:
 
     def checkpoint(self) -> Checkpoint:
         """The registry's checkpoint, verified and proven consistent with every one this analyst
-        verified before; raises the :class:`UntrustedLogError` naming the lie."""
-        note = self.client.checkpoint()
+        verified before; raises the :class:`UntrustedLogError` naming the lie. With a witness
+        policy in the ledger it is the cosigned checkpoint, and short of its quorum
+        :class:`ledger.errors.QuorumError` is raised."""
+        policy = self._witness_policy()
+        note = self.client.cosigned_checkpoint() if policy else self.client.checkpoint()
         trusted = self._trusted
         try:
             checkpoint = verify_note(note, log_key=self._log_key, origin=self.origin)
+            if policy is not None:  # DESIGN 12: only a checkpoint its witnesses cosigned
+                require_quorum(note, checkpoint, parsed_policy(policy))
             if trusted is not None:
                 proof = None
                 if 0 < trusted.size < checkpoint.size:
@@ -266,6 +272,11 @@ class Analyst:
             raise
         self._trusted, self._trusted_note = checkpoint, note
         return checkpoint
+
+    def _witness_policy(self) -> str | None:
+        """The witness policy in force, from the analyst's verified replay (made once)."""
+        view = self._reader.view or self._reader.sync()
+        return view.witness_policy
 
     def results(self, view: TaskView) -> dict[str, SiteResult]:
         """Each finished site's result, as the analyst's own verified replay of the ledger says

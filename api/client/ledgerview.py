@@ -9,17 +9,22 @@ replay in memory and extends it on each :meth:`LedgerReader.sync`, so an iterati
 for the whole ledger once; a one-shot command pays for it every time (the cost of replaying the
 ledger, as ``pht audit`` does, without writing anything).
 
+With a witness policy in the ledger (DESIGN 12) the reader verifies the registry's *cosigned*
+checkpoint and the trust core demands its quorum: short of it, :class:`ledger.errors.QuorumError`
+says how many witnesses cosigned, and nothing of that checkpoint is read.
+
 A registry caught lying raises the :class:`ledger.errors.UntrustedLogError` that names the lie,
 as in every other reader; the reader is then spent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from api.client.registry import Client
 from api.errors import InvalidRequestError
-from ledger.errors import UntrustedLogError
+from ledger.errors import QuorumError, UntrustedLogError
 from ledger.events import Entry
 from ledger.trust import Pins, Trusted, TrustedLog
 from ledger.view import View
@@ -27,29 +32,48 @@ from ledger.view import View
 PAGE = 1000
 
 
-def catch_up(trusted_log: TrustedLog, client: Client, *, wait: int = 0) -> View:
+def catch_up(
+    trusted_log: TrustedLog,
+    client: Client,
+    *,
+    wait: int = 0,
+    cosigned: bool = False,
+    before_checkpoint: Callable[[TrustedLog], None] | None = None,
+) -> View:
     """Bring ``trusted_log`` up to the registry's checkpoint and return the view it publishes.
 
     The one fetch loop of every reader that replays the log (the site's follower, the Analyst):
 
     1. long-poll for entries after the verified size (``wait`` seconds at most);
-    2. fetch the checkpoint and verify it (the genesis, staged first on a new log, names the
-       log key); entries beyond it prove nothing yet and wait for the next round;
+    2. fetch the checkpoint (``cosigned``: the newest one with its witnesses' cosignatures, when
+       a witness policy is in force) and verify it (the genesis, staged first on a new log,
+       names the log key); entries beyond it prove nothing yet and wait for the next round;
     3. fetch and stage entries up to its size; a registry that answers 416 or an empty page
        below it has withheld them, which the commit names;
     4. fetch the consistency proof from the last trusted checkpoint and commit.
 
+    ``before_checkpoint`` runs just before step 2 (a site's witness cosigns there).
+
     Raises the :class:`ledger.errors.UntrustedLogError` naming a lie (the log is then spent),
-    or the client's errors for a transport failure (what was staged must then be thrown away
-    with the log: the caller reopens it).
+    :class:`ledger.errors.QuorumError` when the checkpoint lacks its witnesses' quorum, or the
+    client's errors for a transport failure (in the last two cases what was staged must be
+    thrown away with the log: the caller reopens it).
     """
     start = trusted_log.size
     waited = _entries(client, start, PAGE, wait=wait)
     if trusted_log.staged_size == 0 and waited:
         trusted_log.stage(waited[:1])  # the genesis names the log key the checkpoint is signed by
         waited = waited[1:]
-    note = client.checkpoint()
+    if before_checkpoint is not None:
+        before_checkpoint(trusted_log)
+    note = client.cosigned_checkpoint() if cosigned else client.checkpoint()
     checkpoint = trusted_log.verify_note(note)
+    if cosigned and checkpoint.size < trusted_log.size:  # none newer cosigned yet
+        raise QuorumError(
+            f"the newest cosigned checkpoint (size {checkpoint.size}) is older than the one "
+            f"trusted here (size {trusted_log.size})",
+            size=checkpoint.size,
+        )
     trusted_log.stage(waited[: max(0, checkpoint.size - trusted_log.staged_size)])
     while trusted_log.staged_size < checkpoint.size:
         page = _entries(
@@ -77,6 +101,11 @@ def _entries(client: Client, start: int, limit: int, *, wait: int = 0) -> tuple[
 class Replay(Protocol):
     """A verified replay of the ledger that can be brought up to the registry's checkpoint."""
 
+    @property
+    def view(self) -> View | None:
+        """The last view verified (None before the first sync)."""
+        ...
+
     def sync(self) -> View:
         """Verify what is new; return the view. Raises the lie's UntrustedLogError."""
         ...
@@ -89,12 +118,33 @@ class LedgerReader:
         self._client = client
         self._pins = Pins(log_key=log_key, genesis=genesis)
         self._log = TrustedLog(Trusted(), pins=self._pins)
+        self._cosigned = False  # a witness policy is in force: read the cosigned checkpoint
+
+    @property
+    def view(self) -> View | None:
+        return self._log.view
 
     def sync(self) -> View:
-        """Verify everything up to the registry's current checkpoint; return the new view."""
+        """Verify everything up to the registry's current (with a witness policy: cosigned)
+        checkpoint; return the new view."""
         try:
-            return catch_up(self._log, self._client)
-        except UntrustedLogError:
+            return self._sync()
+        except QuorumError:
+            # Nothing staged is kept: the reader starts again (from the cosigned checkpoint, when
+            # the policy came into force in what was staged).
+            self._log = TrustedLog(Trusted(), pins=self._pins)
+            if self._cosigned:
+                raise
+            self._cosigned = True
+            return self._sync()
+
+    def _sync(self) -> View:
+        view = self._log.view
+        if view is not None and view.witness_policy is not None:
+            self._cosigned = True
+        try:
+            return catch_up(self._log, self._client, cosigned=self._cosigned)
+        except (UntrustedLogError, QuorumError):
             raise
         except BaseException:
             self._log = TrustedLog(Trusted(), pins=self._pins)  # staged work is not verified

@@ -41,6 +41,7 @@ from api.client.transport import RetryPolicy, SignedTransport, retry_after
 from api.errors import ProtocolError, TransportError
 from api.wire.pages import page_records
 from crypto import SigningKey
+from ledger.canonical import canonical_bytes as json_canonical
 from ledger.events import Entry, SignedEvent
 
 CHUNK = 1024 * 1024
@@ -95,6 +96,19 @@ class Client:
     def checkpoint(self) -> bytes:
         """The latest signed checkpoint note (verify it with ``ledger.checkpoint``)."""
         return self._http.request("GET", "/v1/checkpoint").content
+
+    def cosigned_checkpoint(self) -> bytes:
+        """The newest checkpoint witnesses cosigned, with every cosignature line (DESIGN 12)."""
+        return self._http.request("GET", "/v1/checkpoint/cosigned").content
+
+    def post_cosignature(self, size: int, line: str) -> bool:
+        """Send a cosignature/v1 line for the checkpoint of ``size``; True when it is new to the
+        registry (a retry of one it holds answers False)."""
+        body = json_canonical({"size": size, "cosignature": line})
+        resp = self._http.request(
+            "POST", "/v1/cosignatures", body=body, content_type="application/json"
+        )
+        return resp.status_code == 201
 
     def openapi(self) -> dict[str, Any]:
         value = self._get_json("/openapi.json")

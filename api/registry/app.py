@@ -29,6 +29,7 @@ from api.registry.resources import (
     OpenApi,
     TaskResource,
 )
+from api.registry.witness import Cosignatures, CosignedCheckpoint
 from api.wire import problems
 from api.wire.accesslog import AccessLog
 from api.wire.httpsig import DEFAULT_SKEW, DEFAULT_WINDOW, ReplayCache, RequestVerifier
@@ -93,6 +94,8 @@ def create_app(
     app.add_route("/healthz", Health(ledger))
     app.add_route("/openapi.json", OpenApi(json.dumps(spec, separators=(",", ":")).encode()))
     app.add_route("/v1/checkpoint", CheckpointResource(ledger))
+    app.add_route("/v1/checkpoint/cosigned", CosignedCheckpoint(ledger))
+    app.add_route("/v1/cosignatures", Cosignatures(ledger))
     app.add_route(
         "/v1/events",
         Events(ledger, gate, body_limit=max_body, max_limit=max_limit, max_wait=max_wait),

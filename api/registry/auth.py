@@ -37,7 +37,9 @@ from api.wire.problems import Problem
 from crypto import KeyId, PublicKey
 from ledger.store.ledger import Ledger
 
-PUBLIC_ROUTES = frozenset({"/healthz", "/openapi.json", "/v1/checkpoint"})
+PUBLIC_ROUTES = frozenset(
+    {"/healthz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"}
+)
 
 
 class Authenticator:

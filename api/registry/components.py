@@ -75,6 +75,25 @@ def components(time_window: TimeWindow | None) -> dict[str, Any]:
 def _answer_schemas() -> dict[str, Any]:
     """What the registry answers with, other than events and entries."""
     return {
+        "CosignatureRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["size", "cosignature"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                "cosignature": {
+                    "type": "string",
+                    "maxLength": 1024,
+                    "description": "one C2SP cosignature/v1 line, '— <key name> <base64>'",
+                },
+            },
+        },
+        "CosignatureRecorded": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["size", "witness"],
+            "properties": {"size": {"type": "integer"}, "witness": {"type": "string"}},
+        },
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status"],

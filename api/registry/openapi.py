@@ -86,6 +86,49 @@ def document(
                 },
             }
         },
+        "/v1/checkpoint/cosigned": {
+            "get": {
+                "operationId": "cosignedCheckpoint",
+                "summary": "The newest checkpoint witnesses cosigned, with every cosignature",
+                "description": (
+                    "One C2SP signed note: the log's signature line, then each witness's "
+                    "cosignature/v1 line (C2SP tlog-cosignature) held for that size. The newest "
+                    "size meeting the ledger's witness policy is served; before any does, the "
+                    "newest size with any cosignature; with none, the latest checkpoint."
+                ),
+                "security": public,
+                "responses": {
+                    "200": {
+                        "description": "Signed note with cosignatures",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **problems(400, 405, 500),
+                },
+            }
+        },
+        "/v1/cosignatures": {
+            "post": {
+                "operationId": "postCosignature",
+                "summary": "A witness's cosignature/v1 line for the checkpoint of `size`",
+                "description": (
+                    "By a member that published a witness_key; refused (422 bad-cosignature) "
+                    "when the line is malformed, by another key, for a size the registry did "
+                    "not sign recently, does not verify over that checkpoint, or is older than "
+                    "one this witness already sent. The same line again answers 200."
+                ),
+                "security": signed,
+                "requestBody": {
+                    "required": True,
+                    "description": "at most 4096 bytes",
+                    "content": {"application/json": {"schema": ref("CosignatureRequest")}},
+                },
+                "responses": {
+                    "201": _json(ref("CosignatureRecorded"), "Recorded"),
+                    "200": _json(ref("CosignatureRecorded"), "Recorded before"),
+                    **problems(*_AUTH, 403, 413, 415, 422),
+                },
+            }
+        },
         "/v1/events": {
             "get": {
                 "operationId": "listEvents",

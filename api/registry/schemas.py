@@ -118,6 +118,10 @@ def body_schemas() -> dict[str, dict[str, Any]]:
         "public_key": PUBLIC_KEY,
         **contact,
         "org": org,
+        "witness_key": _string(
+            max_len=300,
+            description="the member's C2SP cosignature/v1 verifier key <name>+<hash>+<base64>",
+        ),
     }
     blob_ref = _object(["sha256", "size"], {"sha256": HEX64, "size": _integer()})
     return {
@@ -140,7 +144,9 @@ def body_schemas() -> dict[str, dict[str, Any]]:
             allOf=[
                 {
                     "if": {"properties": {"action": {"const": MemberAction.REKEY.value}}},
-                    "then": {"required": ["encryption_key"]},
+                    "then": {
+                        "anyOf": [{"required": ["encryption_key"]}, {"required": ["witness_key"]}]
+                    },
                 },
                 {
                     "if": {"required": ["org"]},
@@ -284,6 +290,15 @@ def review_schemas() -> dict[str, dict[str, Any]]:
             {"approvals": count, "organizations": count},
             description="organizations is at most approvals",
         ),
+        "WitnessPolicyBody": _object(
+            ["policy"],
+            {
+                "policy": _string(
+                    max_len=16 * 1024,
+                    description="C2SP tlog-policy text: log, witness, group and quorum lines",
+                )
+            },
+        ),
     }
 
 
@@ -298,6 +313,7 @@ BODY_SCHEMA_NAMES: dict[EventKind, str] = {
     EventKind.SUBMISSION: "SubmissionBody",
     EventKind.REVIEW: "ReviewBody",
     EventKind.REVIEW_POLICY: "ReviewPolicyBody",
+    EventKind.WITNESS_POLICY: "WitnessPolicyBody",
 }
 
 

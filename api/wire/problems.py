@@ -18,6 +18,7 @@ raised                                  status type
 ledger EncodingError, FormatError       400    malformed-event
   (InvalidReferenceError: a task's image no site can parse)
 ledger SignatureError                   422    bad-signature
+ledger CosignatureError                 422    bad-cosignature
 ledger DuplicateResultError            409    result-exists
 ledger RuleViolation                    403    rule-violation
 ledger EventTimeError                   422    event-time-out-of-window
@@ -63,6 +64,7 @@ from api.errors import PROBLEM_BASE, RequestAuthError
 from api.wire.httpsig import accept_signature
 from ledger.errors import (
     BlobError,
+    CosignatureError,
     DamagedError,
     DuplicateResultError,
     EncodingError,
@@ -117,6 +119,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("unsupported-media-type", 415, "Unsupported media type"),
         ProblemType("range-not-satisfiable", 416, "Range beyond the ledger's size"),
         ProblemType("bad-signature", 422, "Event signature does not verify"),
+        ProblemType("bad-cosignature", 422, "Cosignature refused"),
         ProblemType("blob-mismatch", 422, "Blob does not match its hash"),
         ProblemType("event-time-out-of-window", 422, "Event time outside the registry's window"),
         ProblemType("headers-too-large", 431, "Request header fields too large"),
@@ -226,7 +229,9 @@ def _challenge() -> dict[str, str]:
 def _ledger_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     detail: str | None = str(ex)
     headers: dict[str, str] = {}
-    if isinstance(ex, EncodingError | FormatError):
+    if isinstance(ex, CosignatureError):
+        slug = "bad-cosignature"
+    elif isinstance(ex, EncodingError | FormatError):
         slug = "malformed-event"
     elif isinstance(ex, SignatureError):
         slug = "bad-signature"

@@ -25,6 +25,7 @@ from ledger.rules import apply, check_event_signature
 from ledger.state import State
 from ledger.store import Store
 from ledger.store.blobs import BlobStore
+from ledger.store.cosignatures import CosignatureBook
 from ledger.store.durable import write_atomic
 from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
@@ -33,6 +34,7 @@ from ledger.store.reads import LedgerReads
 from ledger.store.recovery import CHECKPOINT_FILE, recover
 from ledger.store.snapshot import write_snapshot
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
+from ledger.witness_rules import policy_of
 
 SNAPSHOT_EVERY = 50_000
 
@@ -96,6 +98,13 @@ class Ledger(LedgerReads):
         self._ids = IdIndex()
         self._snapshot_size = 0
         self._checkpoint = b""
+        self.cosignatures = CosignatureBook(
+            data_dir,
+            origin=lambda: self._state.origin,
+            root=self.root,
+            log_key=log_key,
+            policy=lambda: policy_of(self._state),
+        )
         replayed = not self._recover()
         self._committer: GroupCommitter[SignedEvent, AppendResult | LedgerError] = GroupCommitter(
             self._commit
@@ -298,6 +307,7 @@ class Ledger(LedgerReads):
     def _sign_checkpoint(self) -> None:
         cp = Checkpoint(origin=self._state.origin, size=self._tree.size, root=self._tree.root())
         self._checkpoint = sign_checkpoint(cp, self._log_key)
+        self.cosignatures.signed(cp)
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
@@ -317,7 +327,14 @@ class Ledger(LedgerReads):
             )
             self._snapshot_size = self._state.size
 
+    def cosigned_checkpoint(self) -> bytes:
+        """The newest cosigned checkpoint, every cosignature appended (DESIGN 12)."""
+        with self._lock:
+            latest, size = self._checkpoint, self._tree.size
+        return self.cosignatures.cosigned_note(latest, size)
+
     def close(self) -> None:
+        self.cosignatures.close()
         self._committer.close()
         if self._state.size:
             self.snapshot()

@@ -17,7 +17,9 @@ from tests.ledger.factory import World
 
 
 def init_registry(tmp: Path, world: World) -> Path:
-    """Write every member's key file and the members file; run ``pht init``; return the data dir."""
+    """Write every member's key file and the members file; run ``pht init``; return the data dir.
+    With ``world.witnesses`` the sites' witness keys go to ``keys/<site>.witness.key`` and their
+    verifier keys into the members file."""
     keys = tmp / "keys"
     keys.mkdir()
     members = []
@@ -31,6 +33,9 @@ def init_registry(tmp: Path, world: World) -> Path:
             }
             if name in world.orgs:
                 member["org"] = world.orgs[name]
+            if world.witnesses and world.roles[name].value == "site":
+                world.witness_signer(name).save(keys / f"{name}.witness.key")
+                member["witness_key"] = world.witness_key_text(name)
             members.append(member)
     (tmp / "members.json").write_text(json.dumps(members))
     data = tmp / "data"

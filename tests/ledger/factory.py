@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from crypto import SigningKey
 from ledger.bodies import Body, Consortium, MemberSpec, Role
 from ledger.checkpoint import verifier_key
+from ledger.cosignature import witness_key
 from ledger.events import ZERO_HASH, Entry, EntryHash, SignedEvent, format_time, new_event
 
 ORIGIN = "pht.example/test"
@@ -53,6 +54,7 @@ class World:
     roles: dict[str, Role] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     reviewers: bool = False
+    witnesses: bool = False  # the three sites publish witness keys in the genesis
     orgs: dict[str, str] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -92,10 +94,35 @@ class World:
                     role=self.roles[n],
                     public_key=self.keys[n].public.b64(),
                     org=self.orgs.get(n),
+                    witness_key=self.witness_key_text(n)
+                    if self.witnesses and self.roles[n] is Role.SITE
+                    else None,
                 )
                 for n in self.keys
             ),
         )
+
+    @property
+    def log_key_text(self) -> str:
+        return verifier_key(self.origin, self.log_key.public)
+
+    @staticmethod
+    def witness_signer(name: str) -> SigningKey:
+        """The witness key of member ``name`` (never its signing key)."""
+        return key(name + "/witness")
+
+    def witness_key_text(self, name: str) -> str:
+        return witness_key(name, self.witness_signer(name).public)
+
+    def witness_policy(
+        self, names: tuple[str, ...], quorum: int | str, *, log_key: str | None = None
+    ) -> str:
+        """tlog-policy text: these members as witnesses, ``quorum`` of them required (``log_key``:
+        the registry's, when ``pht init`` made it rather than this world)."""
+        lines = [f"log {log_key or self.log_key_text}"]
+        lines += [f"witness {n} {self.witness_key_text(n)}" for n in names]
+        lines += [f"group sites {quorum} {' '.join(names)}", "quorum sites"]
+        return "\n".join(lines) + "\n"
 
     def sign(self, author: str, body: Body, *, ledger: str | None = None) -> SignedEvent:
         signer = self.keys[author] if author in self.keys else key(author)

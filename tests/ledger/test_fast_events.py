@@ -34,6 +34,7 @@ from ledger.bodies import (
     Submission,
     Task,
     Transfer,
+    WitnessPolicySet,
 )
 from ledger.canonical import canonical_bytes, parse_json
 from ledger.errors import LedgerError
@@ -73,6 +74,7 @@ def _entries() -> list[Entry]:
         ),
         ("alice", Cancel(task=task_id, reason="not needed")),
         ("admin", ReviewPolicy(approvals=3, organizations=2)),
+        ("admin", WitnessPolicySet(policy=f"log {world.log_key_text}\nquorum none\n")),
         (
             "alice",
             Submission(
