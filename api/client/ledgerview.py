@@ -6,8 +6,8 @@ Which images passed review, and how each stands, is a fact of the replayed ledge
 its signed checkpoint by the same trust core (:class:`ledger.trust.TrustedLog`) as a site's
 follower does, never taken from a read model the registry could shade. The reader keeps its
 replay in memory and extends it on each :meth:`LedgerReader.sync`, so an iterative analysis pays
-for the whole ledger once; a one-shot command pays for it every time (the cost of replaying the
-ledger, as ``pht audit`` does, without writing anything).
+for the whole ledger once; the CLI keeps its replay on disk between commands
+(:mod:`cli.replay`), so each command pays only for what is new.
 
 With a witness policy in the ledger (DESIGN 12) the reader verifies the registry's *cosigned*
 checkpoint and the trust core demands its quorum: short of it, :class:`ledger.errors.QuorumError`
