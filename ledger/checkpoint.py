@@ -83,14 +83,17 @@ def _check_name(name: object, what: str) -> str:
     return name
 
 
-def _b64decode_strict(text: str, what: str) -> bytes:
-    """Standard base64 with padding, in the one canonical spelling only."""
+def _b64decode_strict(
+    text: str, what: str, error: type[CheckpointError] = CheckpointError
+) -> bytes:
+    """Standard base64 with padding, in the one canonical spelling only; ``error`` otherwise
+    (the cosignature module raises its own kind of CheckpointError)."""
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise CheckpointError(f"{what} is not valid base64: {text[:80]!r}") from exc
+        raise error(f"{what} is not valid base64: {text[:80]!r}") from exc
     if base64.b64encode(raw).decode("ascii") != text:
-        raise CheckpointError(f"{what} is not canonical base64: {text[:80]!r}")
+        raise error(f"{what} is not canonical base64: {text[:80]!r}")
     return raw
 
 

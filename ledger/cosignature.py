@@ -16,8 +16,6 @@ functions are pure and fail closed with :class:`CosignatureError`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -28,6 +26,8 @@ from ledger.checkpoint import (
     _SIGNATURE_PREFIX,
     KEY_HASH_SIZE,
     Checkpoint,
+    _b64,
+    _b64decode_strict,
     _check_name,
     _check_note_text,
 )
@@ -58,13 +58,7 @@ def _key_hash(name: str, public_key: PublicKey) -> bytes:
 
 
 def _b64decode(text: str, what: str) -> bytes:
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise CosignatureError(f"{what} is not valid base64: {text[:80]!r}") from exc
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise CosignatureError(f"{what} is not canonical base64: {text[:80]!r}")
-    return raw
+    return _b64decode_strict(text, what, CosignatureError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +79,7 @@ def witness_key(name: str, public_key: PublicKey) -> str:
         _check_name(name, "witness key name")
     except CheckpointError as exc:
         raise CosignatureError(str(exc)) from exc
-    encoded = base64.b64encode(bytes([COSIGNATURE_TYPE]) + public_key.raw).decode("ascii")
+    encoded = _b64(bytes([COSIGNATURE_TYPE]) + public_key.raw)
     return f"{name}+{_key_hash(name, public_key).hex()}+{encoded}"
 
 
@@ -139,7 +133,7 @@ def cosign(checkpoint: Checkpoint, key: SigningKey, *, name: str, time: int) -> 
         raise CosignatureError(f"cosignature time must be in [0, 2**63), found {time}")
     signature = key.sign(signed_message(checkpoint, time))
     raw = _key_hash(name, key.public) + struct.pack(">Q", time) + signature
-    return f"{_SIGNATURE_PREFIX}{name} {base64.b64encode(raw).decode('ascii')}"
+    return f"{_SIGNATURE_PREFIX}{name} {_b64(raw)}"
 
 
 def _split_line(line: object) -> tuple[str, bytes]:
