@@ -21,6 +21,7 @@ import waitress
 
 from api.errors import ApiError
 from api.registry.app import MAX_BLOB, MAX_BODY, create_app
+from api.registry.tlog_witness import WitnessCaller
 from api.wire.accesslog import buffer_access_log
 from api.wire.serving import answer_parse_errors_as_problems, stopped_by_signals
 from ledger.store.ledger import Ledger
@@ -79,6 +80,7 @@ def serve(
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     restore_access_log = buffer_access_log()
+    witnesses = WitnessCaller(ledger).start()
     try:
         with stopped_by_signals(stop):
             url = f"http://{_host_for_url(server.effective_host)}:{server.effective_port}"
@@ -89,6 +91,7 @@ def serve(
     finally:
         stop.set()
         try:
+            witnesses.stop()
             server.close()
         finally:
             restore_access_log()

@@ -217,6 +217,11 @@ class CosignatureBook:
     def _note(self, checkpoint: Checkpoint, lines: list[str]) -> bytes:
         return with_cosignatures(sign_checkpoint(checkpoint, self._log_key), lines)
 
+    def newest(self, witness: str) -> int:
+        """The newest size ``witness`` cosigned (0 for none)."""
+        with self._lock:
+            return self._newest.get(witness, 0)
+
     def witnesses_of(self, size: int) -> list[str]:
         with self._lock:
             return sorted(self._lines.get(size, {}))

@@ -18,6 +18,8 @@ from ledger.merkle import MerkleTree
 from ledger.state import MemberRecord, State, TaskRecord
 from ledger.store import Store
 from ledger.store.integrity import check_leaves
+from ledger.witness_policy import WitnessPolicy
+from ledger.witness_rules import policy_of
 
 
 class LedgerReads:
@@ -105,6 +107,15 @@ class LedgerReads:
     def member_for_key(self, key_id: str) -> MemberRecord | None:
         member = self._state.member_by_key(KeyId(key_id))
         return member if member is not None and member.active else None
+
+    def member(self, name: str) -> MemberRecord | None:
+        """The current member called ``name`` (None when there is none, or it was revoked)."""
+        member = self._state.members.get(name)
+        return member if member is not None and member.active else None
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The witness policy in force (None: no witnesses required)."""
+        return policy_of(self._state)
 
     def task(self, event_id: str) -> TaskRecord:
         with self._lock:
