@@ -9,15 +9,19 @@ it, and is not served. Nothing here writes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
+
 
 from crypto import KeyId
 from ledger.errors import ProofError, StoreError, UnknownTaskError
 from ledger.events import Entry
+from ledger.listing import MemberLine, TaskPage, TaskQuery, list_members, list_tasks
 from ledger.merkle import MerkleTree
 from ledger.state import MemberRecord, State, TaskRecord
 from ledger.store import Store
 from ledger.store.integrity import check_leaves
+from ledger.view import TaskSnapshot
 
 
 class LedgerReads:
@@ -142,6 +146,54 @@ class LedgerReads:
             "sites": sites,
             "cancelled": cancelled,
         }
+
+
+    def task_list(self, query: TaskQuery) -> TaskPage:
+        """The page of tasks ``query`` selects, newest first (:func:`ledger.listing.list_tasks`).
+
+        Tasks are copied from the state in chunks, each only once every entry the state holds is
+        committed (as :meth:`task_view` waits), so every index listed is below ``size``; entries
+        are read outside the lock."""
+        sizes: list[int] = []
+
+        def newest_first() -> Iterator[TaskSnapshot]:
+            before = query.after
+            while True:
+                with self._grown:
+                    if not self._grown.wait_for(self._committed, timeout=10.0):
+                        raise StoreError("the ledger's write path is stalled; try again")
+                    sizes.append(self._tree.size)
+                    chunk = self._chunk(query, before, query.limit + 1)
+                yield from chunk
+                if len(chunk) <= query.limit:
+                    return
+                before = chunk[-1].index
+
+        tasks = list_tasks(newest_first(), self.entry, query, size=self.size)
+        return TaskPage(size=max(sizes, default=self.size), tasks=tasks.tasks, next=tasks.next)
+
+    def _committed(self) -> bool:
+        return self._state.size <= self._tree.size
+
+    def _chunk(self, query: TaskQuery, before: int | None, count: int) -> list[TaskSnapshot]:
+        """Up to ``count`` tasks older than ``before`` that pass the cheap filters (under the
+        lock). The state holds tasks in the order they were appended."""
+        found: list[TaskSnapshot] = []
+        for record in reversed(self._state.tasks.values()):
+            if before is not None and record.index >= before:
+                continue
+            if query.cheap_match(record):
+                found.append(TaskSnapshot.of(record))
+                if len(found) == count:
+                    break
+        return found
+
+    def member_list(self) -> tuple[int, tuple[MemberLine, ...]]:
+        """Every member and the ledger size the list reflects (committed entries only)."""
+        with self._grown:
+            if not self._grown.wait_for(self._committed, timeout=10.0):
+                raise StoreError("the ledger's write path is stalled; try again")
+            return self._tree.size, list_members(self._state.members.values())
 
 
 def _newest_index(record: TaskRecord) -> int:
