@@ -259,9 +259,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     target.revoked = facts.position
 
 
-def _rekey(
-    state: State, body: Member, author: MemberRecord, where: str, position: int
-) -> None:
+def _rekey(state: State, body: Member, author: MemberRecord, where: str, position: int) -> None:
     """A member publishes or rotates its own encryption key (or an admin does it for them)."""
     if author.name != body.name and author.role is not Role.ADMIN:
         raise RuleViolation(f"{where}: only {body.name!r} itself or an admin may rekey it")

@@ -40,8 +40,8 @@ from api.client.answers import (
     task_view,
 )
 from api.client.transport import RetryPolicy, SignedTransport, retry_after
-from api.wire.heartbeat import Heartbeat
 from api.errors import ProtocolError, TransportError
+from api.wire.heartbeat import Heartbeat
 from api.wire.pages import page_records
 from crypto import SigningKey
 from ledger.canonical import canonical_bytes as json_canonical

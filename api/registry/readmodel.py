@@ -60,9 +60,7 @@ class Tasks:
         resp.content_type = JSON
 
 
-def _optional(
-    req: falcon.Request, name: str, read: Callable[[object, str], str]
-) -> str | None:
+def _optional(req: falcon.Request, name: str, read: Callable[[object, str], str]) -> str | None:
     value = req.get_param(name)
     return None if value is None else read(value, name)
 

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-
 from crypto import KeyId
 from ledger.errors import ProofError, StoreError, UnknownTaskError
 from ledger.events import Entry
@@ -146,7 +145,6 @@ class LedgerReads:
             "sites": sites,
             "cancelled": cancelled,
         }
-
 
     def task_list(self, query: TaskQuery) -> TaskPage:
         """The page of tasks ``query`` selects, newest first (:func:`ledger.listing.list_tasks`).
