@@ -24,6 +24,7 @@ Decisions:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +101,9 @@ class TaskQuery:
     since: str | None = None  # RFC 3339 UTC: tasks the registry received at or after it
     after: int | None = None
     limit: int = DEFAULT_LIMIT
+    # A regular expression searched in the image reference. Only the CLI sets it, over its own
+    # replay: the registry takes no regular expressions from requests.
+    image: re.Pattern[str] | None = None
 
     def __post_init__(self) -> None:
         if self.state is not None and self.state not in STATES:
@@ -243,6 +247,8 @@ def list_tasks(
         if since is not None and _moment(entry.received, "received") < since:
             break
         if query.label is not None and body.label != query.label:
+            continue
+        if query.image is not None and not query.image.search(body.image):
             continue
         lines.append(_line(task, entry, body, entry_at))
     return TaskPage(size=size, tasks=tuple(lines), next=None)
