@@ -243,9 +243,8 @@ def test_refuses_heartbeat_from_the_future(registry: RegistryProcess, world: Wor
     ids=["not_json", "empty", "missing", "negative", "not_bool", "bad_time", "unknown_field"],
 )
 def test_refuses_malformed_heartbeat(registry: RegistryProcess, world: World, body: bytes) -> None:
-    with client(registry, world.keys["site-a"]) as site:
-        with pytest.raises(InvalidRequestError) as no:
-            site._http.request("POST", "/v1/heartbeats", body=body, content_type="application/json")
+    with client(registry, world.keys["site-a"]) as site, pytest.raises(InvalidRequestError) as no:
+        site._http.request("POST", "/v1/heartbeats", body=body, content_type="application/json")
     assert no.value.slug == "malformed-heartbeat"
 
 
