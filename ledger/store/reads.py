@@ -149,19 +149,16 @@ class LedgerReads:
     def task_list(self, query: TaskQuery) -> TaskPage:
         """The page of tasks ``query`` selects, newest first (:func:`ledger.listing.list_tasks`).
 
-        Tasks are copied from the state in chunks, each only once every entry the state holds is
-        committed (as :meth:`task_view` waits), so every index listed is below ``size``; entries
-        are read outside the lock."""
+        Tasks are copied from the state in chunks under the lock, each once every entry it names
+        is committed (as :meth:`task_view` waits; a task whose own entry is not yet committed is
+        left for the next listing), so every index listed is below ``size``; entries are read
+        outside the lock."""
         sizes: list[int] = []
 
         def newest_first() -> Iterator[TaskSnapshot]:
             before = query.after
             while True:
-                with self._grown:
-                    if not self._grown.wait_for(self._committed, timeout=10.0):
-                        raise StoreError("the ledger's write path is stalled; try again")
-                    sizes.append(self._tree.size)
-                    chunk = self._chunk(query, before, query.limit + 1)
+                chunk = self._committed_chunk(query, before, query.limit + 1, sizes)
                 yield from chunk
                 if len(chunk) <= query.limit:
                     return
@@ -170,15 +167,29 @@ class LedgerReads:
         tasks = list_tasks(newest_first(), self.entry, query, size=self.size)
         return TaskPage(size=max(sizes, default=self.size), tasks=tasks.tasks, next=tasks.next)
 
-    def _committed(self) -> bool:
-        return self._state.size <= self._tree.size
+    def _committed_chunk(
+        self, query: TaskQuery, before: int | None, count: int, sizes: list[int]
+    ) -> list[TaskSnapshot]:
+        chunk: list[TaskSnapshot] = []
+
+        def committed() -> bool:
+            nonlocal chunk
+            chunk = self._chunk(query, before, count)
+            return all(_newest_index(task) < self._tree.size for task in chunk)
+
+        with self._grown:
+            if not self._grown.wait_for(committed, timeout=10.0):
+                raise StoreError("the ledger's write path is stalled; try again")
+            sizes.append(self._tree.size)
+        return chunk
 
     def _chunk(self, query: TaskQuery, before: int | None, count: int) -> list[TaskSnapshot]:
-        """Up to ``count`` tasks older than ``before`` that pass the cheap filters (under the
-        lock). The state holds tasks in the order they were appended."""
+        """Up to ``count`` committed tasks older than ``before`` that pass the cheap filters
+        (under the lock). The state holds tasks in the order they were appended."""
         found: list[TaskSnapshot] = []
+        size = self._tree.size
         for record in reversed(self._state.tasks.values()):
-            if before is not None and record.index >= before:
+            if record.index >= size or (before is not None and record.index >= before):
                 continue
             if query.cheap_match(record):
                 found.append(TaskSnapshot.of(record))
@@ -187,14 +198,23 @@ class LedgerReads:
         return found
 
     def member_list(self) -> tuple[int, tuple[MemberLine, ...]]:
-        """Every member and the ledger size the list reflects (committed entries only)."""
+        """Every member and the ledger size the list reflects (once every entry about a member
+        is committed; a member added by an uncommitted entry is left for the next listing)."""
+        lines: tuple[MemberLine, ...] = ()
+
+        def committed() -> bool:
+            nonlocal lines
+            size = self._tree.size
+            lines = list_members(m for m in self._state.members.values() if m.added < size)
+            return all(line.index < size for line in lines)
+
         with self._grown:
-            if not self._grown.wait_for(self._committed, timeout=10.0):
+            if not self._grown.wait_for(committed, timeout=10.0):
                 raise StoreError("the ledger's write path is stalled; try again")
-            return self._tree.size, list_members(self._state.members.values())
+            return self._tree.size, lines
 
 
-def _newest_index(record: TaskRecord) -> int:
+def _newest_index(record: TaskRecord | TaskSnapshot) -> int:
     """The index of the newest entry a task's read model names."""
     indexes = [p.index for p in record.sites.values() if p.index is not None]
     return max([record.index, record.cancelled or 0, *indexes])
