@@ -4,7 +4,10 @@ stop of ``since``, reasons, and the member index that follows rekeys and revocat
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,7 @@ from ledger.events import Entry, format_time
 from ledger.listing import TaskQuery, list_members, list_tasks
 from ledger.rules import apply
 from ledger.state import State
+from ledger.store.ledger import Ledger
 from ledger.view import TaskSnapshot
 from tests.ledger.factory import World
 
@@ -194,3 +198,57 @@ def test_since_compares_times_not_text() -> None:
     assert scene.listed(since=moment) == [5, 4, 3, 2, 1, 0]
     later = format_time(datetime.fromisoformat(first.received) + timedelta(days=1))
     assert scene.listed(since=later) == []
+
+
+def test_registry_listing_during_appends_names_only_committed_entries(tmp_path: Path) -> None:
+    """Listings taken while appends and statuses pour in never name an entry beyond their
+    ``size`` (every index they give can be proven against a checkpoint of that size)."""
+    world = World()
+    ledger = Ledger.create(
+        tmp_path / "data", genesis=world.sign("admin", world.genesis_body()), log_key=world.log_key
+    )
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def append() -> None:
+        n = 0
+        while not stop.is_set():
+            task = world.sign("alice", Task(image="a/b:1", sites=("site-a",), config={"n": n}))
+            ledger.append(task)
+            ledger.append(
+                world.sign("site-a", Status(task=task.event.id, state=StatusState.ACCEPTED))
+            )
+            n += 1
+
+    def listing() -> None:
+        try:
+            list_while_appending()
+        except Exception as exc:  # a listing that fails is a failure of the test
+            problems.append(repr(exc))
+
+    def list_while_appending() -> None:
+        while not stop.is_set():
+            page = ledger.task_list(TaskQuery(limit=20))
+            named = [line.index for line in page.tasks]
+            named += [s.index for line in page.tasks for s in line.sites.values() if s.index]
+            if any(index >= page.size for index in named):
+                problems.append(f"size {page.size}, named {max(named)}")
+            size, members = ledger.member_list()
+            if any(m.index >= size for m in members):
+                problems.append(f"members at size {size}")
+
+    threads = [threading.Thread(target=append) for _ in range(3)]
+    threads.append(threading.Thread(target=listing))
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not problems:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        ledger.close()
+    assert problems == []
+    assert ledger.size > 10  # appends did run meanwhile
