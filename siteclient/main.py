@@ -146,7 +146,9 @@ def _run_agent(
         running=lambda: agent.running,
         ping_docker=runtime.ping,
         interval=args.heartbeat_interval,
-    ).start()
+    )
+    if not args.once:
+        beats.start()
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

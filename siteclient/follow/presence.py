@@ -10,7 +10,8 @@ reported as not answering, and checked again once the hung check returns). A hea
 not get through is logged once and retried at the next beat; nothing is queued.
 
 The registry keeps only the latest heartbeat per site, in memory (:mod:`api.registry.presence`);
-heartbeats are not ledger history. :meth:`Heartbeats.stop` returns within a second.
+heartbeats are not ledger history. :meth:`Heartbeats.stop` returns within a fraction of a second (a beat in flight is
+abandoned). ``follow --once`` sends none.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ class Heartbeats:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(1.0)  # a beat in flight is abandoned (daemon thread)
+            self._thread.join(0.2)  # a beat in flight is abandoned (daemon thread)
         self._close()
 
     def beat(self) -> Heartbeat:
@@ -217,6 +218,8 @@ class Heartbeats:
                     log.info("heartbeats reach the registry again")
                 self._failing = False
             except (ApiError, SiteClientError) as exc:
+                if self._stop.is_set():
+                    return  # stopped mid-beat: the client was closed under it
                 if not self._failing:
                     log.warning(
                         "heartbeat not delivered (retried every %g s): %s", self._interval, exc
