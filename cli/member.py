@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli import member_list
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
 from crypto import PublicKey
@@ -58,6 +59,7 @@ def add_parser(commands: Any) -> None:
     rekey.add_argument("--file-service", help="a site's FileService URL")
     add_connection_arguments(rekey)
     rekey.set_defaults(run=_rekey)
+    member_list.add_parser(sub)
 
 
 def _public_key(text: str) -> PublicKey:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from api.registry.app import MAX_BLOB, MAX_BODY
+from api.registry.presence import INTERVAL_S
 from api.registry.server import serve
 from cli.errors import CliError
 from cli.init import LOG_KEY
@@ -36,6 +37,13 @@ def add_parser(commands: Any) -> None:
         help="the URL clients use (scheme://host[:port]); pins the signed target URI's origin "
         "instead of trusting the Host header (set it behind a reverse proxy)",
     )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=INTERVAL_S,
+        help=f"the sites' heartbeat period, seconds (default {INTERVAL_S:g}); a site is offline "
+        "after 3 missed",
+    )
     parser.set_defaults(run=run)
 
 
@@ -44,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--threads must be at least 3 (found {args.threads})")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535 (found {args.port})")
+    if not 0.1 <= args.heartbeat_interval <= 3600:
+        raise CliError(f"--heartbeat-interval must be in 0.1..3600 s ({args.heartbeat_interval})")
     if args.max_body < 1024 or args.max_blob < 1:
         raise CliError("--max-body must be at least 1024 and --max-blob at least 1")
     data: Path = args.data
@@ -57,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         max_blob=args.max_blob,
         public_url=args.public_url,
+        heartbeat_interval=args.heartbeat_interval,
         on_ready=lambda url: print(f"listening on {url}", flush=True),
     )
     return 0

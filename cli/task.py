@@ -30,6 +30,7 @@ from docker.errors import DockerException
 
 from api.client.analyst import Analyst
 from api.client.answers import TaskView
+from cli import task_list
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
 from crypto.age import decrypt_file, is_age_file
@@ -82,6 +83,7 @@ def add_parser(commands: Any) -> None:
     cancel.add_argument("--reason")
     add_connection_arguments(cancel)
     cancel.set_defaults(run=_cancel)
+    task_list.add_parser(sub)
 
 
 def _config(path: Path) -> Any:

@@ -225,7 +225,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     body = facts.body
     assert isinstance(body, Member)
     if body.action is MemberAction.REKEY:
-        _rekey(state, body, author, where)
+        _rekey(state, body, author, where, facts.position)
         return
     _require_role(author, (Role.ADMIN,), where)
     if body.action is MemberAction.ADD:
@@ -259,7 +259,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     target.revoked = facts.position
 
 
-def _rekey(state: State, body: Member, author: MemberRecord, where: str) -> None:
+def _rekey(state: State, body: Member, author: MemberRecord, where: str, position: int) -> None:
     """A member publishes or rotates its own encryption key (or an admin does it for them)."""
     if author.name != body.name and author.role is not Role.ADMIN:
         raise RuleViolation(f"{where}: only {body.name!r} itself or an admin may rekey it")
@@ -274,6 +274,7 @@ def _rekey(state: State, body: Member, author: MemberRecord, where: str) -> None
         target.witness_key = body.witness_key
     if body.file_service is not None:
         target.file_service = body.file_service
+    target.changed = position
 
 
 def _task(state: State, facts: Facts, author: MemberRecord, where: str) -> None:

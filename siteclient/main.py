@@ -32,6 +32,7 @@ from siteclient.config import SiteConfig
 from siteclient.errors import ForkDetectedError, SiteClientError, StateError
 from siteclient.fileservice.serve import serve_files
 from siteclient.follow.follower import Follower
+from siteclient.follow.presence import Heartbeats
 from siteclient.follow.state import TrustStore
 from siteclient.follow.witness import Witness
 from siteclient.run import planner
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument(
         "--once", action="store_true", help="catch up, run what is pending, then exit"
     )
+    follow.add_argument("--heartbeat-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     follow.set_defaults(run=_follow)
 
     check = commands.add_parser("check-image", help="say whether an image may run here, and why")
@@ -135,6 +137,18 @@ def _run_agent(
         work_dir=config.work_dir,
         parallelism=config.parallelism,
     )
+    beats = Heartbeats.for_site(
+        site=config.site,
+        registry=config.registry,
+        key=key,
+        sparql_endpoint=config.sparql_endpoint,
+        verified_size=lambda: follower.size,
+        running=lambda: agent.running,
+        ping_docker=runtime.ping,
+        interval=args.heartbeat_interval,
+    )
+    if not args.once:
+        beats.start()
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -159,6 +173,7 @@ def _run_agent(
         else:
             agent.run(stop, wait=config.poll_wait_s)
     finally:
+        beats.stop()
         agent.close(cancel=True)
         runtime.close()
     return 0

@@ -140,6 +140,12 @@ class Agent:
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
+    @property
+    def running(self) -> int:
+        """Tasks queued or running here now."""
+        with self._lock:
+            return len(self._futures)
+
     def idle(self) -> bool:
         with self._lock:
             return not self._futures
