@@ -415,7 +415,9 @@ def test_site_without_sparql_store_writes_null(tmp_path: Path) -> None:
     assert config.sparql_endpoint is None
     with pytest.raises(ConfigError) as error:
         SiteConfig.load(_write(tmp_path, {**_minimal(), "sparql_endpoint": ""}))
-    assert _problems(error) == ["sparql_endpoint: expected a non-empty string or null, found the string ''"]
+    assert _problems(error) == [
+        "sparql_endpoint: expected a non-empty string or null, found the string ''"
+    ]
     missing = {k: v for k, v in _minimal().items() if k != "sparql_endpoint"}
     with pytest.raises(ConfigError) as error:
         SiteConfig.load(_write(tmp_path, missing))
