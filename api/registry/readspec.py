@@ -200,7 +200,7 @@ def read_schemas() -> dict[str, Any]:
                 "verified_size": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
                 "running": {"type": "integer", "minimum": 0, "maximum": 100_000},
                 "docker": {"type": "boolean"},
-                "sparql": {"type": "boolean"},
+                "sparql": _nullable({"type": "boolean"}),
                 "sent_at": TIME,
             }
         ),

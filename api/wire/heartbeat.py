@@ -35,7 +35,7 @@ class Heartbeat:
     verified_size: int  # entries the site has verified under a checkpoint
     running: int  # task containers running now
     docker: bool  # the Docker engine answered
-    sparql: bool  # the SPARQL endpoint answered
+    sparql: bool | None  # the SPARQL endpoint answered (None: the site has none)
     sent_at: str  # RFC 3339 UTC, the site's clock
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,6 +55,6 @@ class Heartbeat:
             verified_size=f.integer(d["verified_size"], "heartbeat.verified_size"),
             running=f.integer(d["running"], "heartbeat.running", high=100_000),
             docker=_bool(d["docker"], "heartbeat.docker"),
-            sparql=_bool(d["sparql"], "heartbeat.sparql"),
+            sparql=None if d["sparql"] is None else _bool(d["sparql"], "heartbeat.sparql"),
             sent_at=f.timestamp(d["sent_at"], "heartbeat.sent_at"),
         )

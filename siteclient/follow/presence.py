@@ -10,8 +10,8 @@ reported as not answering, and checked again once the hung check returns). A hea
 not get through is logged once and retried at the next beat; nothing is queued.
 
 The registry keeps only the latest heartbeat per site, in memory (:mod:`api.registry.presence`);
-heartbeats are not ledger history. :meth:`Heartbeats.stop` returns within a fraction of a second (a beat in flight is
-abandoned). ``follow --once`` sends none.
+heartbeats are not ledger history. :meth:`Heartbeats.stop` returns within a fraction of a second
+(a beat in flight is abandoned). ``follow --once`` sends none.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class Heartbeats:
         verified_size: Callable[[], int],
         running: Callable[[], int],
         docker: Callable[[], bool],
-        sparql: Callable[[], bool],
+        sparql: Callable[[], bool | None],
         interval: float = INTERVAL_S,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         close: Callable[[], None] = lambda: None,
@@ -151,7 +151,7 @@ class Heartbeats:
         site: str,
         registry: str,
         key: SigningKey,
-        sparql_endpoint: str,
+        sparql_endpoint: str | None,
         verified_size: Callable[[], int],
         running: Callable[[], int],
         ping_docker: Callable[[], object],
@@ -177,7 +177,11 @@ class Heartbeats:
             verified_size=verified_size,
             running=running,
             docker=CachedCheck(ping).value,
-            sparql=CachedCheck(lambda: sparql_answers(sparql_endpoint)).value,
+            sparql=(
+                (lambda: None)
+                if sparql_endpoint is None
+                else CachedCheck(lambda: sparql_answers(sparql_endpoint)).value
+            ),
             interval=interval,
             close=client.close,
         )

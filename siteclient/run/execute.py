@@ -83,6 +83,11 @@ class TaskExecutor:
         self._allowlist = allowlist
         self._clock = clock
 
+    def reload(self, config: SiteConfig) -> None:
+        """Run later tasks under ``config`` (the site's SIGHUP: a new allowlist or limits)."""
+        self._allowlist = config.allowlist()
+        self._config = config
+
     def __call__(self, job: Job, folder: Path, report: Report) -> Result:
         task = job.body
         decision = self._allowlist.decide(task.image, require_digest=self._config.require_digest)
