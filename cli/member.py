@@ -21,6 +21,7 @@ name both, so an admin cannot revoke someone else by mistake).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,12 @@ def add_parser(commands: Any) -> None:
     )
     add.add_argument("--file-service", help="a site's FileService URL")
     add.add_argument("--witness-key", help="the member's cosignature/v1 verifier key")
+    add.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(add)
     add.set_defaults(run=_add)
     revoke = sub.add_parser("revoke", help="revoke a member: their key signs nothing after this")
     revoke.add_argument("name")
+    revoke.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(revoke)
     revoke.set_defaults(run=_revoke)
     rekey = sub.add_parser("rekey", help="publish or rotate a member's encryption key")
@@ -66,6 +69,7 @@ def add_parser(commands: Any) -> None:
     source.add_argument("--identity", type=Path, help="an age identity file to take it from")
     source.add_argument("--witness-key", help="publish or rotate the member's witness key")
     rekey.add_argument("--file-service", help="a site's FileService URL")
+    rekey.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(rekey)
     rekey.set_defaults(run=_rekey)
 
@@ -82,7 +86,11 @@ def _post(args: argparse.Namespace, body: Member) -> int:
     origin = conn.client.entry(0).event.event.ledger
     event = new_event(body, ledger=origin, author=conn.key.key_id)
     appended = conn.client.post_event(SignedEvent.sign(event, conn.key))
-    print(f"{body.action.value} {body.name} ({body.role.value}): entry {appended.index}")
+    if args.json:
+        report = {"action": body.action.value, "name": body.name, "role": body.role.value}
+        print(json.dumps({**report, "index": appended.index}))
+    else:
+        print(f"{body.action.value} {body.name} ({body.role.value}): entry {appended.index}")
     return 0
 
 

@@ -131,6 +131,7 @@ def add_parser(commands: Any) -> None:
         type=Path,
         help="your age identity for encrypted results (default: NAME.age beside NAME.key)",
     )
+    put.add_argument("--json", action="store_true", help="print the outcome as JSON")
     put.set_defaults(run=_set)
 
 
@@ -156,5 +157,8 @@ def _set(args: argparse.Namespace) -> int:
         profile["identity"] = str(args.identity.resolve())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(path, json.dumps(profile, indent=2).encode() + b"\n")
-    print(f"profile written to {path}")
+    if args.json:
+        print(json.dumps({"path": str(path), **profile}))
+    else:
+        print(f"profile written to {path}")
     return 0
