@@ -36,7 +36,9 @@ from ledger.events import SignedEvent, new_event
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("member", help="add or revoke a consortium member (admins)")
+    parser = commands.add_parser(
+        "member", help="add, revoke or rekey a consortium member (admins; rekey: also itself)"
+    )
     sub = parser.add_subparsers(dest="member_command", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="add a member")
     add.add_argument("name")

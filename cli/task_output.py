@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from api.client.analyst import Analyst
+from api.client.answers import TaskView
 from api.client.run import SiteResult
 from api.errors import AnalysisError
 from cli.errors import CliError
 from cli.profile import Connection, add_connection_arguments, connect
 from cli.taskid import resolve_task
 from crypto.age import AgeIdentity, decrypt_file, is_age, is_age_file
-from ledger.bodies import Result
+from ledger.bodies import Output, Result
 from ledger.tasks import LOG_TRUNCATED
 
 EXIT_LEFT_ENCRYPTED = 5
@@ -77,7 +78,7 @@ def describe_cancel(cancelled: dict[str, Any]) -> str:
     return f"cancelled at entry {cancelled['index']}" + (f": {reason}" if reason else "")
 
 
-def _finished(conn: Connection, task: str) -> tuple[Analyst, str, dict[str, SiteResult], Any]:
+def _finished(conn: Connection, task: str) -> tuple[Analyst, str, dict[str, SiteResult], TaskView]:
     analyst = conn.analyst()
     task_id = resolve_task(analyst, task)
     view = conn.client.task(task_id)
@@ -138,7 +139,7 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _save_output(
-    conn: Connection, output: Any, folder: Path, identity: AgeIdentity | None, left: list[Path]
+    conn: Connection, output: Output, folder: Path, identity: AgeIdentity | None, left: list[Path]
 ) -> dict[str, Any]:
     if output.delivered_to is not None:
         return {"name": output.name, "delivered_to": output.delivered_to}
