@@ -7,6 +7,7 @@ readers only guarantee well-formed values, and raise :class:`ProtocolError` for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,32 @@ class TaskView:
     task: Entry
     sites: dict[str, SiteState]
     cancelled: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskProgress:
+    """What :meth:`Analyst.wait` reports on each change: the task id, each site's state and the
+    cancellation entry, if any. Its ``repr`` is one short line (``progress=print`` is readable)."""
+
+    task_id: str
+    sites: Mapping[str, SiteState]
+    cancelled: int | None
+
+    @classmethod
+    def of(cls, view: TaskView) -> TaskProgress:
+        return cls(
+            task_id=view.task.event.event.id, sites=dict(view.sites), cancelled=view.cancelled
+        )
+
+    def states(self) -> dict[str, str]:
+        return {site: s.state for site, s in sorted(self.sites.items())}
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{site} {state}" for site, state in self.states().items())
+        cancelled = "" if self.cancelled is None else f" (cancelled at entry {self.cancelled})"
+        return f"<task {self.task_id[:12]}: {states}{cancelled}>"
+
+    __str__ = __repr__
 
 
 def json_answer(content: bytes, what: str) -> Any:

@@ -32,7 +32,7 @@ def init_registry(tmp: Path, world: World) -> Path:
                 "public_key": signing_key.public.b64(),
             }
             if name in world.orgs:
-                member["org"] = world.orgs[name]
+                member["organization"] = world.orgs[name]
             if world.witnesses and world.roles[name].value == "site":
                 world.witness_signer(name).save(keys / f"{name}.witness.key")
                 member["witness_key"] = world.witness_key_text(name)
