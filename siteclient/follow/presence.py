@@ -10,8 +10,8 @@ reported as not answering, and checked again once the hung check returns). A hea
 not get through is logged once and retried at the next beat; nothing is queued.
 
 The registry keeps only the latest heartbeat per site, in memory (:mod:`api.registry.presence`);
-heartbeats are not ledger history. :meth:`Heartbeats.stop` returns within a fraction of a second (a beat in flight is
-abandoned). ``follow --once`` sends none.
+heartbeats are not ledger history. :meth:`Heartbeats.stop` returns within a fraction of a second
+(a beat in flight is abandoned). ``follow --once`` sends none.
 """
 
 from __future__ import annotations
