@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from api.errors import HeartbeatRefused
 from api.wire.heartbeat import Heartbeat
@@ -63,6 +64,22 @@ class SitePresence:
     last_seen: str | None  # the registry's time of the latest heartbeat
     behind: int | None
     heartbeat: Heartbeat | None
+
+    def to_dict(self, organization: str | None) -> dict[str, Any]:
+        """The site's row of ``GET /v1/sites``."""
+        beat = self.heartbeat
+        return {
+            "site": self.site,
+            "organization": organization,
+            "presence": self.presence.value,
+            "last_seen": self.last_seen,
+            "verified_size": None if beat is None else beat.verified_size,
+            "behind": self.behind,
+            "running": None if beat is None else beat.running,
+            "docker": None if beat is None else beat.docker,
+            "sparql": None if beat is None else beat.sparql,
+            "version": None if beat is None else beat.version,
+        }
 
 
 def _seconds(text: str) -> float:

@@ -123,26 +123,11 @@ class Sites:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         only_params(req, ())
         size, members = self._ledger.member_list()
-        sites = []
-        for member in members:
-            if member.role != Role.SITE.value or member.revoked is not None:
-                continue
-            seen = self._presence.status(member.name, size)
-            beat = seen.heartbeat
-            sites.append(
-                {
-                    "site": member.name,
-                    "organization": member.organization,
-                    "presence": seen.presence.value,
-                    "last_seen": seen.last_seen,
-                    "verified_size": None if beat is None else beat.verified_size,
-                    "behind": seen.behind,
-                    "running": None if beat is None else beat.running,
-                    "docker": None if beat is None else beat.docker,
-                    "sparql": None if beat is None else beat.sparql,
-                    "version": None if beat is None else beat.version,
-                }
-            )
+        sites = [
+            self._presence.status(m.name, size).to_dict(m.organization)
+            for m in members
+            if m.role == Role.SITE.value and m.revoked is None
+        ]
         interval = self._presence.interval_s
         resp.data = json_bytes(
             {

@@ -34,7 +34,9 @@ falcon HTTPError                        its    by status (not-found, invalid-par
 ======================================  =====  ============================
 
 The resources answer ``range-not-satisfiable`` themselves (416, a page of entries asked from
-beyond the ledger's size).
+beyond the ledger's size), and the heartbeat resource its own three types
+(``malformed-heartbeat`` 400, ``heartbeat-stale`` 409, ``heartbeat-from-the-future`` 422;
+:mod:`api.registry.presence`).
 
 Why these statuses: ``blob-missing`` is 409 because the event conflicts with the registry's
 current state, not with the protocol (upload the blob, then post the *same* signed event again);
