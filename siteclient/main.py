@@ -213,10 +213,11 @@ def _run_agent(
             log.warning("config: %s", warning)
 
     try:
-        if args.once:
+        if args.once:  # what is there now, to the end: a task the last step found runs too
             agent.step(0)
             agent.drain()
             agent.step(0)
+            agent.drain()
         else:
             lifecycle.serve(stop, on_tick=_reload)
     finally:
