@@ -43,6 +43,7 @@ from siteclient.run.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.run.execute import TaskExecutor
 from siteclient.run.lifecycle import Lifecycle
 from siteclient.runtime.docker import DockerRuntime
+from siteclient.setup import checkconfig, init
 
 log = logging.getLogger("siteclient")
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", required=True)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
+
+    init.add_parser(commands)
+    checkconfig.add_parser(commands)
 
     serve = commands.add_parser("serve-files", help="receive files from members (FileService)")
     serve.add_argument("--config", required=True)
