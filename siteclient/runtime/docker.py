@@ -150,7 +150,8 @@ class DockerRuntime:
         with translated(f"run a probe container on network {network!r}"):
             container = self._client.containers.create(
                 image,
-                ["wget", "-q", "-T", str(timeout_s), "-O", "/dev/null", url],
+                # busybox's own `wget -T` crashes in some builds (Debian 12's); `timeout` does not
+                ["timeout", str(timeout_s), "wget", "-q", "-O", "/dev/null", url],
                 network=network,
                 dns_opt=["timeout:1", "attempts:1"],
                 user="65534:65534",

@@ -222,7 +222,9 @@ def _pins(
         check_log_key(facts, args.log_key)
         try:
             fetched = fetch_pins(facts, key)
-        except UnauthenticatedError:
+        except UnauthenticatedError as exc:
+            if exc.slug != "unknown-key":
+                raise
             print(
                 "note: the registry serves its genesis only to members; `siteclient "
                 "check-config` checks the genesis pin once the admin has added this site"
@@ -237,6 +239,8 @@ def _pins(
     try:
         fetched = fetch_pins(facts, key)
     except UnauthenticatedError as exc:
+        if exc.slug != "unknown-key":
+            raise ConfigError(f"cannot read the registry's genesis: {exc}") from exc
         raise ConfigError(
             f"the registry serves its log key and genesis only to members, and key "
             f"{key.key_id[:12]}… is not one yet ({exc}); the config was not written. Send the "
