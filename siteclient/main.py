@@ -169,6 +169,7 @@ def _run_agent(
         key_id=key.key_id,
         registry=config.registry,
         wait=config.poll_wait_s,
+        store=store,
     )
     stop = threading.Event()
     hangup = threading.Event()

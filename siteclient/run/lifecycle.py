@@ -8,7 +8,10 @@
   site stops with :class:`RevokedError` (exit code 5), naming the entry.
 - **A refused key.** A 401 ``unknown-key`` is never retried: the registry no longer knows the
   key. The verified view, else the membership staged in the refused round
-  (:attr:`Follower.refused_state`), says whether and where the site was revoked.
+  (:attr:`Follower.refused_state`), says whether and where the site was revoked; the entry is
+  remembered in the state directory, so a restart that meets the same refusal names it again.
+  (A site that was down when it was revoked never sees the entry: the registry refuses its
+  reads. It stops with exit code 1, saying that it was probably revoked.)
 - **First start.** Before anything was ever verified (an empty state directory), a registry
   that cannot be reached, or that answers but is not a PHT registry, stops the client with
   the fix (:class:`RegistryError`), since that is a wrong ``registry`` in the config far more
@@ -29,9 +32,10 @@ from collections.abc import Callable
 
 from api.errors import ApiError, ProblemError, ProtocolError, TransportError, UnauthenticatedError
 from crypto import KeyId
-from siteclient.errors import MembershipError, RegistryError, SiteClientError
+from siteclient.errors import MembershipError, RegistryError, RevokedError, SiteClientError
 from siteclient.follow.follower import Follower
 from siteclient.follow.membership import check_membership, guard_for
+from siteclient.follow.state import TrustStore
 from siteclient.run.agent import Agent, fatal
 from siteclient.setup.probe import probe_registry
 
@@ -52,6 +56,7 @@ class Lifecycle:
         registry: str,
         wait: int,
         backoff: float = 1.0,
+        store: TrustStore,
         probe: Callable[[str], object] = probe_registry,
     ) -> None:
         self._agent = agent
@@ -62,6 +67,7 @@ class Lifecycle:
         self._wait = wait
         self._backoff = backoff
         self._probe = probe
+        self._store = store
         self.check = guard_for(site, key_id)
         self.error: BaseException | None = None
 
@@ -128,14 +134,26 @@ class Lifecycle:
             self.check(view)
         staged = self._follower.refused_state
         if staged is not None:
-            check_membership(
-                staged.members,
-                staged.keys,
-                site=self._site,
-                key_id=self._key_id,
-                as_of=staged.size,
+            try:
+                check_membership(
+                    staged.members,
+                    staged.keys,
+                    site=self._site,
+                    key_id=self._key_id,
+                    as_of=staged.size,
+                    verified=False,
+                )
+            except RevokedError as revoked:
+                self._store.mark_revoked(revoked.index)
+                raise
+        seen = self._store.revoked_at()
+        if seen is not None:
+            raise RevokedError(
+                f"site {self._site!r} was revoked at entry {seen} (as the registry served it "
+                f"before; it refuses this site's key now: {exc})",
+                index=seen,
                 verified=False,
-            )
+            ) from exc
         short = self._key_id[:12]
         if not reached:
             raise MembershipError(

@@ -133,10 +133,27 @@ def test_revoked_site_exits_5_naming_the_entry(env: SiteEnv) -> None:
     assert "retrying" not in _log(config)
 
 
-def test_restarted_revoked_site_stops_instead_of_retrying(env: SiteEnv) -> None:
+def test_revoked_site_restarted_exits_5_again(env: SiteEnv) -> None:
+    config = env.write_config(poll_wait_s=25)
+    proc = env.spawn(config)
+    try:
+        _until("the site to catch up", _caught_up(env, config))
+        index = _revoke(env, "site-a")
+        assert proc.wait(60) == EXIT_REVOKED, _log(config)
+    finally:
+        _stop(proc)
+    proc = env.spawn(config)  # systemd without RestartPreventExitStatus=5, say
+    try:
+        assert proc.wait(60) == EXIT_REVOKED, _log(config)
+    finally:
+        _stop(proc)
+    assert _log(config).count(f"was revoked at entry {index}") == 2
+
+
+def test_site_revoked_while_down_stops_instead_of_retrying(env: SiteEnv) -> None:
     config = env.write_config()
     assert env.follow_once(config) == 0
-    _revoke(env, "site-a")
+    _revoke(env, "site-a")  # the site never sees the entry: the registry refuses its reads
     proc = env.spawn(config)
     try:
         code = proc.wait(60)
@@ -146,6 +163,7 @@ def test_restarted_revoked_site_stops_instead_of_retrying(env: SiteEnv) -> None:
     text = _log(config)
     assert "the registry refuses this site's key" in text
     assert "it was probably revoked since (ask the admin); stopping" in text
+    assert "retrying" not in text
 
 
 # ---- stopping and reloading (finding 15)
