@@ -209,9 +209,7 @@ def _run_agent(
 
     try:
         if args.once:
-            agent.step(0)
-            agent.drain()
-            agent.step(0)
+            lifecycle.once()
         else:
             lifecycle.serve(stop, on_tick=_reload)
     finally:

@@ -100,6 +100,26 @@ class Lifecycle:
                 log.info("reconnected to %s after %d failed attempt(s)", self._registry, failures)
             reached, delay, failures = True, self._backoff, 0
 
+    def once(self) -> None:
+        """``follow --once``: catch up, run what is pending, catch up again; the same checks
+        and first-start diagnostics as :meth:`run`, but nothing is retried."""
+        saved = self._follower.view
+        if saved is not None:
+            self.check(saved)
+        try:
+            self._agent.step(0)
+            self._agent.drain()
+            self._agent.step(0)  # sees our own results; queues again what failed transiently
+            self._agent.drain()
+        except UnauthenticatedError as exc:
+            if exc.slug != "unknown-key":
+                raise
+            self._refused(exc, saved is not None)
+        except ApiError as exc:
+            if saved is None and self._follower.view is None:
+                self._first_failure(exc)
+            raise
+
     def serve(self, stop: threading.Event, *, on_tick: Callable[[], None] | None = None) -> None:
         """:meth:`run` in a daemon thread until it ends or ``stop`` is set (see the module);
         ``on_tick`` runs in this thread about every 0.2 s (the SIGHUP reload). Re-raises what

@@ -264,3 +264,11 @@ def test_site_logs_reconnected_after_the_registry_comes_back(env: SiteEnv) -> No
         assert proc.poll() is None
     finally:
         _stop(proc)
+
+
+def test_follow_once_names_the_fix_for_a_wrong_registry_url_too(
+    env: SiteEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = env.write_config(registry="http://127.0.0.1:5000")
+    assert env.follow_once(config) == 1
+    assert "http://127.0.0.1:5000 answers but is not a PHT registry" in capsys.readouterr().err
