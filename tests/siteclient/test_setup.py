@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 from api.client.registry import Client
 from crypto import SigningKey
 from examples.sparql.endpoint import start_site_endpoint, stop_site_endpoint
+from ledger.checkpoint import verifier_key
 from siteclient.config import SiteConfig
 from siteclient.main import main as siteclient
 from tests.siteclient.conftest import BASE_IMAGE, ImageFactory
@@ -168,8 +172,6 @@ def test_init_with_a_new_key_prints_the_members_line_and_needs_published_pins(
 
     log_key, genesis = _pins(env)
     other_log_key = SigningKey.generate()
-    from ledger.checkpoint import verifier_key
-
     wrong = verifier_key("pht.example/test", other_log_key.public)
     args = ("--key-file", str(folder / "site-n.key"), "--genesis", genesis)
     assert _init(env, folder, *args, "--log-key", wrong, site="site-n") == 1
@@ -266,3 +268,43 @@ def test_check_config_reaches_the_sparql_endpoint_from_a_container_on_its_networ
         assert _lines(capsys)["sparql (container)"].startswith(f"FAIL: {data['sparql_endpoint']}")
     finally:
         stop_site_endpoint(docker_client, site)
+
+
+def test_init_on_a_terminal_prompts_for_what_is_missing(env: SiteEnv) -> None:
+    """Finding 4: a wizard, as `v6 node new` is; here every answer comes through a real pty."""
+    folder = env.tmp / "prompted"
+    answers = [
+        str(folder),
+        "site-a",
+        env.url,
+        ALLOW,
+        "none",
+        str(env.tmp / "keys" / "site-a.key"),
+        "y",
+    ]
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "siteclient.main", "init"],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        os.write(master, ("\n".join(answers) + "\n").encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err
+    for prompt in ("directory for the site config", "site name", "registry URL", "SPARQL"):
+        assert prompt in out
+    assert "Do both match what the admin published? [y/N]" in out
+    config = SiteConfig.load(folder / "config.json")
+    assert (config.site, config.sparql_endpoint, config.allowed_images) == (
+        "site-a",
+        None,
+        (ALLOW,),
+    )
+    assert config.trust_on_first_use == ()
