@@ -64,6 +64,7 @@ from siteclient.runtime.container import (
     read_log_tail,
     translated,
 )
+from siteclient.runtime.reach import reach
 from siteclient.runtime.sandbox import LABEL_SITE, check_mounts, container_options, make_run_dir
 from siteclient.runtime.spec import (
     DIGEST,
@@ -131,44 +132,8 @@ class DockerRuntime:
             self._client.ping()
 
     def reach(self, url: str, *, network: str, image: str, timeout_s: int = 5) -> str | None:
-        """Fetch ``url`` with busybox ``wget`` from a throwaway container of ``image`` on
-        ``network`` (``siteclient check-config``); None when it answered 2xx, else why not.
-
-        The container is as confined as a task's (user 65534, no capabilities, read-only root)
-        and removed afterwards. Raises RuntimeFailure when the engine itself fails, PullError
-        when ``image`` is neither local nor pullable."""
-        with translated(f"look for the probe image {image}"):
-            try:
-                self._client.images.get(image)
-            except NotFound:
-                try:
-                    self._client.images.pull(image)
-                except (DockerException, requests.RequestException) as exc:
-                    raise PullError(
-                        f"probe image {image} is not here and cannot be pulled: {exc}"
-                    ) from exc
-        with translated(f"run a probe container on network {network!r}"):
-            container = self._client.containers.create(
-                image,
-                # busybox's own `wget -T` crashes in some builds (Debian 12's); `timeout` does not
-                ["timeout", str(timeout_s), "wget", "-q", "-O", "/dev/null", url],
-                network=network,
-                dns_opt=["timeout:1", "attempts:1"],
-                user="65534:65534",
-                read_only=True,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                labels={LABEL_SITE: "check-config"},
-            )
-            try:
-                container.start()
-                status = container.wait(timeout=timeout_s + 30)
-                out = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-            finally:
-                self._remove(container)
-        if status.get("StatusCode") == 0:
-            return None
-        return out.strip() or f"wget exited with {status.get('StatusCode')}"
+        """Fetch ``url`` from a throwaway container on ``network`` (:func:`reach`)."""
+        return reach(self._client, url, network=network, image=image, timeout_s=timeout_s)
 
     # ---- pull
 
