@@ -166,15 +166,23 @@ def _docker_and_sparql(config: SiteConfig, probe_image: str, report: _Report) ->
     try:
         runtime = DockerRuntime.from_env(timeout=30)
         runtime.ping()
-        if config.network is not None:
-            runtime.check_network(config.network)
-        network = f"; network {config.network!r} exists" if config.network else ""
-        report.ok("docker", f"the engine answers{network}")
     except SiteClientError as exc:
         report.fail("docker", f"{exc} (is dockerd running, and may this user use its socket?)")
         if runtime is not None:
             runtime.close()
         runtime = None
+    if runtime is not None:
+        try:
+            if config.network is not None:
+                runtime.check_network(config.network)
+            network = f"; network {config.network!r} exists" if config.network else ""
+            report.ok("docker", f"the engine answers{network}")
+        except SiteClientError as exc:
+            report.fail(
+                "docker",
+                f"{exc}: `network` must name a user-defined network the SPARQL endpoint is on "
+                "(e.g. docker network create --internal NAME)",
+            )
     endpoint = config.sparql_endpoint
     if endpoint is None:
         report.ok("sparql (host)", "none configured: $SPARQL_ENDPOINT is unset in containers")
