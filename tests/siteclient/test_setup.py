@@ -240,6 +240,14 @@ def test_check_config_reports_each_part(
     assert siteclient(["check-config", "--config", str(config)]) == 1
     assert "answers but is not a PHT registry" in _lines(capsys)["registry"]
 
+    # a Docker network that does not exist
+    data.update(network=f"no-such-net-{os.getpid()}")
+    config.write_text(json.dumps(data))
+    assert siteclient(["check-config", "--config", str(config)]) == 1
+    docker_line = _lines(capsys)["docker"]
+    assert docker_line.startswith("FAIL: ") and "does not exist" in docker_line
+    assert "docker network create --internal NAME" in docker_line
+
 
 def test_check_config_reaches_the_sparql_endpoint_from_a_container_on_its_network(
     env: SiteEnv, capsys: pytest.CaptureFixture[str], docker_client: docker.DockerClient
