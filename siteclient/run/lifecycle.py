@@ -41,7 +41,7 @@ from siteclient.setup.probe import probe_registry
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 1.0  # how long a stop waits for the loop thread to end on its own
+STOP_GRACE_S = 0.25  # how long a stop waits for the loop thread to end on its own
 HOLD_WAIT_S = 0.8  # how long a stop waits for a save in progress
 
 

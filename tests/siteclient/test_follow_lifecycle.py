@@ -169,7 +169,8 @@ def test_site_revoked_while_down_stops_instead_of_retrying(env: SiteEnv) -> None
 # ---- stopping and reloading (finding 15)
 
 
-def test_follow_stops_within_2s_of_sigterm_during_long_poll(env: SiteEnv) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_follow_stops_within_2s_of_sigterm_during_long_poll(env: SiteEnv, signum: int) -> None:
     config = env.write_config(poll_wait_s=30)
     proc = env.spawn(config)
     try:
@@ -177,13 +178,13 @@ def test_follow_stops_within_2s_of_sigterm_during_long_poll(env: SiteEnv) -> Non
         _until("the long poll", lambda: "following" in _log(config))
         time.sleep(1.0)  # the 30 s long poll is now pending
         began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         code = proc.wait(25)  # the old client waited for the long poll (up to 30 s here)
         took = time.monotonic() - began
     finally:
         _stop(proc)
     assert code == 0, _log(config)
-    print(f"stopped {took:.2f} s after SIGTERM with a 30 s long poll pending")
+    print(f"stopped {took:.2f} s after signal {signum} with a 30 s long poll pending")
 
 
 def test_sighup_reloads_allowlist(env: SiteEnv, images: ImageFactory) -> None:
