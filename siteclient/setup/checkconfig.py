@@ -42,7 +42,7 @@ DEFAULT_PROBE_IMAGE = "busybox:latest"
 EPILOG = """\
 example:
   siteclient check-config --config site-a/config.json
-  siteclient check-config --config site-a/config.json \
+  siteclient check-config --config site-a/config.json \\
       --probe-image 127.0.0.1:5000/pht-test/busybox:latest
 
 Prints one line per check (site config, registry, pins, membership, docker, sparql (host),
