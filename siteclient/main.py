@@ -34,7 +34,7 @@ from ledger.reference import ImageRef
 from ledger.trust import TrustedLog
 from siteclient import helptext
 from siteclient.config import SiteConfig
-from siteclient.configreload import reload_config
+from siteclient.configreload import Reloader
 from siteclient.errors import ForkDetectedError, RevokedError, SiteClientError, StateError
 from siteclient.fileservice.serve import serve_files
 from siteclient.follow.follower import Follower
@@ -172,7 +172,7 @@ def _run_agent(
         store=store,
     )
     stop = threading.Event()
-    hangup = threading.Event()
+    reloader = Reloader(config, Path(args.config), executor.reload)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping; running containers are killed and rerun on restart", signum)
@@ -180,7 +180,7 @@ def _run_agent(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, lambda signum, frame: hangup.set())
+    signal.signal(signal.SIGHUP, reloader.request)
     log.info(
         "site %r following %s from entry %d (allowlist: %s; review %s)",
         config.site,
@@ -189,29 +189,11 @@ def _run_agent(
         ", ".join(config.allowed_images) or "empty: nothing will run",
         "required" if config.require_review else "not required",
     )
-    current = config
-
-    def _reload() -> None:  # SIGHUP, in the main thread
-        nonlocal current
-        if not hangup.is_set():
-            return
-        hangup.clear()
-        try:
-            current, changes = reload_config(current, Path(args.config))
-        except SiteClientError as exc:
-            log.error("SIGHUP: the site config does not load; keeping the running one: %s", exc)
-            return
-        executor.reload(current)
-        for change in changes or ["nothing that can change while running changed"]:
-            log.info("SIGHUP: %s", change)
-        for warning in current.allowlist().warnings:
-            log.warning("config: %s", warning)
-
     try:
         if args.once:
             lifecycle.once()
         else:
-            lifecycle.serve(stop, on_tick=_reload)
+            lifecycle.serve(stop, on_tick=reloader.poll)
     finally:
         agent.close(cancel=True)
         runtime.close()
