@@ -4,6 +4,7 @@
 
     pht serve --data DIR [--host 127.0.0.1] [--port 5000] [--threads 16]
               [--max-body BYTES] [--max-blob BYTES] [--public-url URL]
+              [--store postgresql://...]
 
 Logs one line per request; prints ``listening on <url>`` on stdout once bound (``--port 0``
 picks a free port). SIGTERM or SIGINT stops it cleanly: every acknowledged append is durable.
@@ -18,7 +19,7 @@ from typing import Any
 from api.registry.app import MAX_BLOB, MAX_BODY
 from api.registry.server import serve
 from cli.errors import CliError
-from cli.init import LOG_KEY
+from cli.init import LOG_KEY, add_store_option
 from crypto import SigningKey
 from ledger.store.ledger import Ledger
 
@@ -36,6 +37,7 @@ def add_parser(commands: Any) -> None:
         help="the URL clients use (scheme://host[:port]); pins the signed target URI's origin "
         "instead of trusting the Host header (set it behind a reverse proxy)",
     )
+    add_store_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--max-body must be at least 1024 and --max-blob at least 1")
     data: Path = args.data
     log_key = SigningKey.load(data / LOG_KEY)
-    ledger = Ledger.open(data, log_key=log_key)
+    ledger = Ledger.open(data, log_key=log_key, store_url=args.store)
     serve(
         ledger,
         host=args.host,

@@ -6,8 +6,8 @@ Invariant: :class:`ledger.store.ledger.Ledger` reaches its entries only through 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO, Protocol
 
 
 class Store(Protocol):
@@ -51,5 +51,31 @@ class Store(Protocol):
     def digest(self) -> tuple[int, str]: ...
 
     def sync_index(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Blobs(Protocol):
+    """What the registry asks of its blob store (content-addressed by SHA-256, hex): the data
+    directory's :class:`ledger.store.blobs.BlobStore`, or the database's
+    :class:`ledger.store.postgres.blobs.PostgresBlobs`. ``open_verified`` hands out a handle
+    at offset 0 only once the bytes hash to their name."""
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def size(self, sha256: str) -> int: ...
+
+    def put(
+        self, data: bytes, expected_sha256: str | None = None, *, max_size: int | None = None
+    ) -> str: ...
+
+    def put_stream(
+        self,
+        source: bytes | Iterable[bytes] | BinaryIO,
+        expected_sha256: str | None = None,
+        max_size: int | None = None,
+    ) -> tuple[str, int]: ...
+
+    def open_verified(self, sha256: str) -> BinaryIO: ...
 
     def close(self) -> None: ...

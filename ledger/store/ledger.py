@@ -23,13 +23,16 @@ from ledger.events import Entry, SignedEvent, utc_now
 from ledger.merkle import MerkleTree
 from ledger.rules import apply, check_event_signature
 from ledger.state import State
-from ledger.store import Store
+from ledger.store import Blobs, Store
 from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook
 from ledger.store.durable import write_atomic
 from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
+from ledger.store.postgres import is_database_url
+from ledger.store.postgres.blobs import PostgresBlobs
+from ledger.store.postgres.entries import PostgresStore
 from ledger.store.reads import LedgerReads
 from ledger.store.recovery import CHECKPOINT_FILE, recover
 from ledger.store.snapshot import write_snapshot
@@ -72,6 +75,9 @@ class Ledger(LedgerReads):
 
     Opening recovers (:func:`ledger.store.recovery.recover`), then signs a fresh checkpoint for
     the recovered size.
+
+    ``store_url`` (``create``/``open``), a ``postgresql://`` URL, keeps the entries and blobs in
+    that database instead (:mod:`ledger.store.postgres`); the data directory keeps the rest.
     """
 
     def __init__(
@@ -83,9 +89,10 @@ class Ledger(LedgerReads):
         clock: Callable[[], str],
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+        blobs: Blobs | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.blobs = BlobStore(data_dir / "objects")
+        self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir / "objects")
         self._store = store
         self._log_key = log_key
         self._clock = clock
@@ -128,15 +135,17 @@ class Ledger(LedgerReads):
         clock: Callable[[], str] = utc_now,
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+        store_url: str | None = None,
     ) -> Ledger:
         """Create a new ledger whose entry 0 is ``genesis``; refuse an existing one."""
         data_dir = Path(data_dir)
-        if (data_dir / "entries.log").exists():
+        if store_url is None and (data_dir / "entries.log").exists():
             raise StoreError(f"{data_dir} already holds a ledger; refusing to overwrite it")
         data_dir.mkdir(parents=True, exist_ok=True)
-        ledger = cls(
+        ledger = cls._opened(
             data_dir,
-            EntryStore.open(data_dir),
+            store_url,
+            create=True,
             log_key=log_key,
             clock=clock,
             snapshot_every=snapshot_every,
@@ -158,12 +167,45 @@ class Ledger(LedgerReads):
         clock: Callable[[], str] = utc_now,
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+        store_url: str | None = None,
     ) -> Ledger:
         data_dir = Path(data_dir)
-        if not (data_dir / "entries.log").exists():
+        if store_url is None and not (data_dir / "entries.log").exists():
             raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
-        store = EntryStore.open(data_dir)
+        return cls._opened(
+            data_dir,
+            store_url,
+            create=False,
+            log_key=log_key,
+            clock=clock,
+            snapshot_every=snapshot_every,
+            time_window=time_window,
+        )
+
+    @classmethod
+    def _opened(
+        cls,
+        data_dir: Path,
+        store_url: str | None,
+        *,
+        create: bool,
+        log_key: SigningKey,
+        clock: Callable[[], str],
+        snapshot_every: int,
+        time_window: TimeWindow | None,
+    ) -> Ledger:
+        """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
+        store: Store
+        blobs: PostgresBlobs | None = None
+        if store_url is None:
+            store = EntryStore.open(data_dir)
+        elif is_database_url(store_url):
+            store = PostgresStore.open(store_url, create=create)
+        else:
+            raise StoreError(f"--store {store_url!r}: expected a postgresql:// URL")
         try:
+            if isinstance(store, PostgresStore):
+                blobs = PostgresBlobs(store.dsn)
             return cls(
                 data_dir,
                 store,
@@ -171,8 +213,11 @@ class Ledger(LedgerReads):
                 clock=clock,
                 snapshot_every=snapshot_every,
                 time_window=time_window,
+                blobs=blobs,
             )
         except BaseException:
+            if blobs is not None:
+                blobs.close()
             store.close()  # release the LOCK: the operator repairs and opens again
             raise
 
@@ -339,3 +384,4 @@ class Ledger(LedgerReads):
         if self._state.size:
             self.snapshot()
         self._store.close()
+        self.blobs.close()

@@ -16,10 +16,10 @@ from cli.main import main as pht
 from tests.ledger.factory import World
 
 
-def init_registry(tmp: Path, world: World) -> Path:
+def init_registry(tmp: Path, world: World, *, store: str | None = None) -> Path:
     """Write every member's key file and the members file; run ``pht init``; return the data dir.
     With ``world.witnesses`` the sites' witness keys go to ``keys/<site>.witness.key`` and their
-    verifier keys into the members file."""
+    verifier keys into the members file. ``store``: ``pht init --store`` (a PostgreSQL DSN)."""
     keys = tmp / "keys"
     keys.mkdir()
     members = []
@@ -51,6 +51,7 @@ def init_registry(tmp: Path, world: World) -> Path:
             str(keys / "admin.key"),
             "--members",
             str(tmp / "members.json"),
+            *(["--store", store] if store else []),
         ]
     )
     assert code == 0
@@ -58,10 +59,18 @@ def init_registry(tmp: Path, world: World) -> Path:
 
 
 class RegistryProcess:
-    """``pht serve --data DATA`` in a child process; ``url`` once it listens."""
+    """``pht serve --data DATA [--store DSN]`` in a child process; ``url`` once it listens."""
 
-    def __init__(self, data: Path, *, threads: int = 12, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        threads: int = 12,
+        log: Path | None = None,
+        store: str | None = None,
+    ) -> None:
         self.data = data
+        self.store = store
         self.threads = threads
         self.log = log if log is not None else data.parent / "serve.log"
         self.port = 0
@@ -83,6 +92,7 @@ class RegistryProcess:
             str(self.port),
             "--threads",
             str(self.threads),
+            *(["--store", self.store] if self.store else []),
         ]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(

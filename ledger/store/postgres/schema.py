@@ -1,0 +1,100 @@
+"""The tables of a PostgreSQL ledger, and connecting to it. The only module importing psycopg.
+
+Tables (in the connection's ``search_path`` schema, so one database can hold several ledgers)::
+
+    pht_log      the coordination row: how many entries are sequenced and the length of their
+                 frames. Appends lock it (SELECT ... FOR UPDATE), so indexes are dense and
+                 gap-free (a SEQUENCE would leave gaps behind aborted transactions).
+    pht_entries  idx (dense from 0), start (frame offset), payload (canonical bytes), sha256
+    pht_blobs    content-addressed blobs: sha256 (hex name), size, data
+
+One writer at a time: the writing process holds a session advisory lock on the ledger's schema
+(released when its connection ends, so a dead writer is replaced by the next to open).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from types import ModuleType
+from typing import Any
+
+from ledger.errors import StoreError
+
+DDL = """
+CREATE TABLE IF NOT EXISTS pht_log (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    size bigint NOT NULL CHECK (size >= 0),
+    bytes bigint NOT NULL CHECK (bytes >= 0)
+);
+INSERT INTO pht_log (id, size, bytes) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS pht_entries (
+    idx bigint PRIMARY KEY CHECK (idx >= 0),
+    start bigint NOT NULL CHECK (start >= 0),
+    payload bytea NOT NULL,
+    sha256 bytea NOT NULL CHECK (length(sha256) = 32)
+);
+CREATE TABLE IF NOT EXISTS pht_blobs (
+    sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    size bigint NOT NULL CHECK (size >= 0),
+    data bytea NOT NULL
+);
+"""
+
+# pg_try_advisory_lock(key1, key2): key1 names PHT's writer lock, key2 the ledger's schema.
+WRITER_LOCK = "SELECT pg_try_advisory_lock(1346917376, hashtext(current_schema()))"
+
+Connection = Any  # psycopg.Connection[tuple[Any, ...]]; psycopg is an optional dependency
+
+
+def shown(dsn: str) -> str:
+    """``dsn`` without a password, for messages."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        userinfo, host = rest.rsplit("@", 1)
+        return f"{scheme}://{userinfo.split(':', 1)[0]}@{host}"
+    return dsn
+
+
+@functools.cache
+def _psycopg() -> ModuleType | None:
+    """psycopg, imported on first use (an embedded ledger never pays for it); None if absent."""
+    try:
+        return importlib.import_module("psycopg")
+    except ImportError:
+        return None
+
+
+def connect(dsn: str) -> Connection:
+    """An autocommit connection to ``dsn``; StoreError naming the fix when there is none."""
+    psycopg = _psycopg()
+    if psycopg is None:
+        raise StoreError(
+            "the PostgreSQL store needs psycopg 3: pip install 'pht[postgres]' "
+            "(or 'psycopg[binary]')"
+        )
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to {shown(dsn)}: {exc}".strip()) from exc
+
+
+def database_error() -> type[Exception]:
+    """The exception class every psycopg failure derives from."""
+    psycopg = _psycopg()
+    error: type[Exception] = psycopg.Error if psycopg is not None else OSError
+    return error
+
+
+def has_ledger(conn: Connection) -> bool:
+    """Whether the schema holds a ledger with at least one entry."""
+    row = conn.execute("SELECT to_regclass('pht_log') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return False
+    size = conn.execute("SELECT size FROM pht_log").fetchone()
+    return bool(size and size[0] > 0)
+
+
+def create_tables(conn: Connection) -> None:
+    with conn.transaction():
+        conn.execute(DDL)
