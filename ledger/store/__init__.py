@@ -31,6 +31,10 @@ class Store(Protocol):
       against it with one hash.
     - ``sync_index`` makes durable whatever derived data a snapshot relies on (a no-op where
       there is none); ``close`` releases the store and is idempotent.
+    - ``save_checkpoint`` keeps the latest signed checkpoint note durably, replacing the one
+      before (whole or not at all); ``stored_checkpoint`` gives it (None before the first), and
+      ``checkpoint_place`` says where it is kept, for messages. The next open checks the entries
+      against it: a store that lost acknowledged entries is refused.
     """
 
     @property
@@ -51,6 +55,13 @@ class Store(Protocol):
     def digest(self) -> tuple[int, str]: ...
 
     def sync_index(self) -> None: ...
+
+    def save_checkpoint(self, note: bytes) -> None: ...
+
+    def stored_checkpoint(self) -> bytes | None: ...
+
+    @property
+    def checkpoint_place(self) -> str: ...
 
     def close(self) -> None: ...
 

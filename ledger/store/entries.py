@@ -20,6 +20,7 @@ from ledger.errors import DamagedEntryError, StoreError
 from ledger.store.durable import datasync, fsync_dir, pread_all, pwrite_all, write_atomic
 from ledger.store.logdigest import LogDigest
 from ledger.store.logfiles import (
+    CHECKPOINT_NAME,
     INDEX_NAME,
     LOCK_NAME,
     LOG_NAME,
@@ -284,6 +285,18 @@ class EntryStore:
                 self._end = position
                 if self._digest is not None:
                     self._digest.update(written)
+
+    def save_checkpoint(self, note: bytes) -> None:
+        """Replace ``checkpoint`` in the data directory with ``note`` (atomically)."""
+        write_atomic(self._data_dir / CHECKPOINT_NAME, note)
+
+    def stored_checkpoint(self) -> bytes | None:
+        path = self._data_dir / CHECKPOINT_NAME
+        return path.read_bytes() if path.exists() else None
+
+    @property
+    def checkpoint_place(self) -> str:
+        return str(self._data_dir / CHECKPOINT_NAME)
 
     def sync_index(self) -> None:
         """Make the index durable (run before writing a snapshot that relies on it)."""

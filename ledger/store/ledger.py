@@ -26,7 +26,6 @@ from ledger.state import State
 from ledger.store import Blobs, Store
 from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook
-from ledger.store.durable import write_atomic
 from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
@@ -34,7 +33,7 @@ from ledger.store.postgres import is_database_url
 from ledger.store.postgres.blobs import PostgresBlobs
 from ledger.store.postgres.entries import PostgresStore
 from ledger.store.reads import LedgerReads
-from ledger.store.recovery import CHECKPOINT_FILE, recover
+from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
 from ledger.witness_rules import policy_of
@@ -358,7 +357,7 @@ class Ledger(LedgerReads):
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
         with self._lock:
             self._store.sync_index()
-            write_atomic(self.data_dir / CHECKPOINT_FILE, self._checkpoint)
+            self._store.save_checkpoint(self._checkpoint)
             log_bytes, log_sha256 = self._store.digest()
             if log_bytes != self._store.offset(self._state.size):
                 return  # a batch is in the log but not yet in the tree; the next one will do

@@ -16,6 +16,7 @@ from ledger.store.durable import fsync_dir
 LOG_NAME = "entries.log"
 INDEX_NAME = "entries.idx"
 LOCK_NAME = "LOCK"
+CHECKPOINT_NAME = "checkpoint"  # the latest signed checkpoint (EntryStore.save_checkpoint)
 
 
 def open_files(data_dir: Path) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ from ledger.bodies import Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.errors import (
     BlobError,
+    CorruptStoreError,
     DamagedBlobError,
     DamagedEntryError,
     RuleViolation,
@@ -160,8 +161,8 @@ def test_a_write_behind_the_writers_back_is_refused_not_overwritten(pg_dsn: str)
         store.append_batch([b"first"])
         _sql(
             pg_dsn,
-            "INSERT INTO pht_entries VALUES (1, 9, 'x', sha256('x')); "
-            "UPDATE pht_log SET size = 2, bytes = 14",
+            "INSERT INTO pht_entries VALUES (1, 17, 'x', sha256('x')); "
+            "UPDATE pht_log SET size = 2, bytes = 30",
         )
         with pytest.raises(StoreError, match="holds 2 entries, not the 1 this registry wrote"):
             store.append_batch([b"second"])
@@ -194,7 +195,7 @@ def test_offsets_and_digest_follow_the_framed_entries(pg_dsn: str, tmp_path: Pat
         store.append_batch(payloads[2:])
         whole = b"".join(frame(p) for p in payloads)
         assert store.digest() == (len(whole), hashlib.sha256(whole).hexdigest())
-        assert [store.offset(i) for i in range(4)] == [0, 5, 59, 70]
+        assert [store.offset(i) for i in range(4)] == [0, 13, 75, 94]
         assert store.read_range(0, 3) == payloads
         with pytest.raises(StoreError, match="out of range"):
             store.read_range(2, 4)
@@ -225,3 +226,27 @@ def test_blobs_live_in_the_database(tmp_path: Path, world: World, pg_dsn: str) -
         assert ledger.blobs.open_verified(sha).read() == data
     finally:
         ledger.close()
+
+
+def test_the_checkpoint_lives_in_the_database_and_guards_against_lost_entries(
+    tmp_path: Path, world: World, pg_dsn: str
+) -> None:
+    ledger = _create(tmp_path, world, pg_dsn)
+    for n in range(3):
+        ledger.append(_task(world, n))
+    ledger.close()
+    [(note,)] = _sql(pg_dsn, "SELECT checkpoint FROM pht_log")
+    cp = verify_checkpoint(
+        bytes(note),  # type: ignore[arg-type]
+        parse_verifier_key(world.log_key_text),
+        origin=world.origin,
+    )
+    assert cp.size == 4
+    assert not (tmp_path / "data" / "checkpoint").exists()
+    # A database restored from before the last append: the signed checkpoint says more.
+    (tmp_path / "data" / "SNAPSHOT").unlink()
+    _sql(pg_dsn, "DELETE FROM pht_entries WHERE idx = 3")
+    [(end,)] = _sql(pg_dsn, "SELECT start + 12 + length(payload) FROM pht_entries WHERE idx = 2")
+    _sql(pg_dsn, "UPDATE pht_log SET size = 3, bytes = %s", (end,))
+    with pytest.raises(CorruptStoreError, match="acknowledged entries are missing"):
+        _open(tmp_path, world, pg_dsn)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.errors import DamagedEntryError, StoreError
-from ledger.store.postgres.frames import LogDigest, starts
+from ledger.store.postgres.frames import LogDigest, framed_size, starts
 from ledger.store.postgres.schema import (
     WRITER_LOCK,
     Connection,
@@ -109,7 +109,7 @@ class PostgresStore:
             if self._stale:
                 self._refresh()
             offsets = starts(self._bytes, payloads)
-            end = offsets[-1] + 4 + len(payloads[-1])
+            end = offsets[-1] + framed_size(payloads[-1])
             first = self._count
             try:
                 with self._write.transaction(), self._write.cursor() as cur:
@@ -209,6 +209,21 @@ class PostgresStore:
         if self._digest is None:
             raise StoreError("start_digest was not called")
         return self._digest.length, self._digest.hexdigest()
+
+    def save_checkpoint(self, note: bytes) -> None:
+        with self._write_lock:
+            try:
+                self._write.execute("UPDATE pht_log SET checkpoint = %s", (note,))
+            except database_error() as exc:
+                raise StoreError(f"{shown(self.dsn)}: cannot save the checkpoint: {exc}") from exc
+
+    def stored_checkpoint(self) -> bytes | None:
+        note = self._query_one("SELECT checkpoint FROM pht_log")[0]
+        return None if note is None else bytes(note)
+
+    @property
+    def checkpoint_place(self) -> str:
+        return f"the checkpoint in {shown(self.dsn)}"
 
     def sync_index(self) -> None:
         """Nothing to do: every committed append is durable in the database."""

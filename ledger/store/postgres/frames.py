@@ -1,9 +1,10 @@
 """The entries of a PostgreSQL ledger as one byte sequence (pure: bytes in, values out).
 
-Each entry is framed as its length (4 bytes, big-endian) then its canonical bytes; the log is
-the concatenation of the frames in index order. ``offset(i)`` is where entry ``i``'s frame starts,
-and the snapshot's log digest is the SHA-256 of the frames before its size, as for the embedded
-store's ``entries.log`` (:class:`ledger.store.Store`).
+Each entry is framed exactly as the embedded store frames it in ``entries.log``
+(:func:`ledger.store.records.encode_record`), and the log is the concatenation of the frames in
+index order. So ``offset(i)`` and the log digest a snapshot records are the same over either
+store holding the same entries: a data directory's snapshot stays valid when its entries are
+copied to a database (``pht store copy``) and back.
 """
 
 from __future__ import annotations
@@ -11,21 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from ledger.errors import StoreError
-
-LENGTH_BYTES = 4
-MAX_PAYLOAD = (1 << 32) - 1
+from ledger.store.records import HEADER_SIZE, encode_record
 
 
 def frame(payload: bytes) -> bytes:
-    """``payload`` with its length in front."""
-    if len(payload) > MAX_PAYLOAD:
-        raise StoreError(f"an entry of {len(payload)} bytes does not fit a frame")
-    return len(payload).to_bytes(LENGTH_BYTES, "big") + payload
+    """``payload`` as an ``entries.log`` record."""
+    return encode_record(payload)
 
 
 def framed_size(payload: bytes) -> int:
-    return LENGTH_BYTES + len(payload)
+    return HEADER_SIZE + len(payload)
 
 
 def starts(first: int, payloads: Iterable[bytes]) -> list[int]:

@@ -3,8 +3,9 @@
 Tables (in the connection's ``search_path`` schema, so one database can hold several ledgers)::
 
     pht_log      the coordination row: how many entries are sequenced and the length of their
-                 frames. Appends lock it (SELECT ... FOR UPDATE), so indexes are dense and
-                 gap-free (a SEQUENCE would leave gaps behind aborted transactions).
+                 frames, and the latest signed checkpoint the ledger saved. Appends lock it
+                 (SELECT ... FOR UPDATE), so indexes are dense and gap-free (a SEQUENCE would
+                 leave gaps behind aborted transactions).
     pht_entries  idx (dense from 0), start (frame offset), payload (canonical bytes), sha256
     pht_blobs    content-addressed blobs: sha256 (hex name), size, data
 
@@ -25,7 +26,8 @@ DDL = """
 CREATE TABLE IF NOT EXISTS pht_log (
     id boolean PRIMARY KEY DEFAULT true CHECK (id),
     size bigint NOT NULL CHECK (size >= 0),
-    bytes bigint NOT NULL CHECK (bytes >= 0)
+    bytes bigint NOT NULL CHECK (bytes >= 0),
+    checkpoint bytea
 );
 INSERT INTO pht_log (id, size, bytes) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS pht_entries (
