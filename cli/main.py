@@ -13,13 +13,13 @@ import sys
 
 from api.client.evidence import keep_evidence
 from api.errors import ApiError
-from cli import audit, image, init, keys, member, profile, serve, task, witness
+from cli import audit, image, init, keys, member, profile, serve, store, task, witness
 from cli.errors import CliError
 from cli.profile import state_home
 from crypto import CryptoError
 from ledger.errors import LedgerError, UntrustedLogError
 
-COMMANDS = (keys, init, serve, member, task, image, audit, profile, witness)
+COMMANDS = (keys, init, serve, store, member, task, image, audit, profile, witness)
 
 
 def build_parser() -> argparse.ArgumentParser:

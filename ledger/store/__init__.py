@@ -6,7 +6,7 @@ Invariant: :class:`ledger.store.ledger.Ledger` reaches its entries only through 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 
@@ -88,5 +88,7 @@ class Blobs(Protocol):
     ) -> tuple[str, int]: ...
 
     def open_verified(self, sha256: str) -> BinaryIO: ...
+
+    def names(self) -> Iterator[str]: ...
 
     def close(self) -> None: ...

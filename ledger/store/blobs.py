@@ -223,6 +223,18 @@ class BlobStore:
         with self.open_verified(sha256) as blob:
             return blob.seek(0, os.SEEK_END)
 
+    def names(self) -> Iterator[str]:
+        """The name of every stored blob, in order."""
+        if not self._root.is_dir():
+            return
+        for shard in sorted(self._root.iterdir()):
+            if len(shard.name) != 2 or not shard.is_dir():
+                continue  # tmp/
+            for blob in sorted(shard.iterdir()):
+                name = shard.name + blob.name
+                if _HEX64.fullmatch(name):
+                    yield name
+
     def close(self) -> None:
         """Nothing to release: every put is synced before it returns."""
 

@@ -18,20 +18,17 @@ from crypto import SigningKey
 from ledger import fields as f
 from ledger.bodies import registry_blobs
 from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.errors import BlobError, LedgerError, MissingBlobError, SignatureError, StoreError
+from ledger.errors import BlobError, LedgerError, MissingBlobError, SignatureError
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.merkle import MerkleTree
 from ledger.rules import apply, check_event_signature
 from ledger.state import State
 from ledger.store import Blobs, Store
+from ledger.store.backend import open_backend
 from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook
-from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
-from ledger.store.postgres import is_database_url
-from ledger.store.postgres.blobs import PostgresBlobs
-from ledger.store.postgres.entries import PostgresStore
 from ledger.store.reads import LedgerReads
 from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
@@ -137,12 +134,8 @@ class Ledger(LedgerReads):
         store_url: str | None = None,
     ) -> Ledger:
         """Create a new ledger whose entry 0 is ``genesis``; refuse an existing one."""
-        data_dir = Path(data_dir)
-        if store_url is None and (data_dir / "entries.log").exists():
-            raise StoreError(f"{data_dir} already holds a ledger; refusing to overwrite it")
-        data_dir.mkdir(parents=True, exist_ok=True)
         ledger = cls._opened(
-            data_dir,
+            Path(data_dir),
             store_url,
             create=True,
             log_key=log_key,
@@ -168,11 +161,8 @@ class Ledger(LedgerReads):
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
         store_url: str | None = None,
     ) -> Ledger:
-        data_dir = Path(data_dir)
-        if store_url is None and not (data_dir / "entries.log").exists():
-            raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
         return cls._opened(
-            data_dir,
+            Path(data_dir),
             store_url,
             create=False,
             log_key=log_key,
@@ -194,17 +184,10 @@ class Ledger(LedgerReads):
         time_window: TimeWindow | None,
     ) -> Ledger:
         """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
-        store: Store
-        blobs: PostgresBlobs | None = None
-        if store_url is None:
-            store = EntryStore.open(data_dir)
-        elif is_database_url(store_url):
-            store = PostgresStore.open(store_url, create=create)
-        else:
-            raise StoreError(f"--store {store_url!r}: expected a postgresql:// URL")
+        store, blobs = open_backend(data_dir, store_url, create=create)
         try:
-            if isinstance(store, PostgresStore):
-                blobs = PostgresBlobs(store.dsn)
+            if create:  # the data directory keeps the snapshot and cosignatures whatever the store
+                data_dir.mkdir(parents=True, exist_ok=True)
             return cls(
                 data_dir,
                 store,
@@ -215,8 +198,7 @@ class Ledger(LedgerReads):
                 blobs=blobs,
             )
         except BaseException:
-            if blobs is not None:
-                blobs.close()
+            blobs.close()
             store.close()  # release the LOCK: the operator repairs and opens again
             raise
 

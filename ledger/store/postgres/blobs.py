@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from ledger.errors import BlobError, DamagedBlobError
@@ -92,6 +92,11 @@ class PostgresBlobs:
         if found != sha256:
             raise DamagedBlobError(sha256, f"stored bytes hash to {found} ({len(data)} bytes)")
         return io.BytesIO(data)
+
+    def names(self) -> Iterator[str]:
+        """The name of every stored blob, in order."""
+        for (name,) in self._run("SELECT sha256 FROM pht_blobs ORDER BY sha256", ()):
+            yield str(name)
 
     def verify(self, sha256: str) -> int:
         with self.open_verified(sha256) as blob:

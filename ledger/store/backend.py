@@ -1,0 +1,37 @@
+"""Where a ledger's entries and blobs live: the data directory (the embedded store, the default)
+or a PostgreSQL database (``postgresql://...``; :mod:`ledger.store.postgres`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ledger.errors import StoreError
+from ledger.store import Blobs, Store
+from ledger.store.blobs import BlobStore
+from ledger.store.entries import EntryStore
+from ledger.store.logfiles import LOG_NAME
+from ledger.store.postgres import is_database_url
+from ledger.store.postgres.blobs import PostgresBlobs
+from ledger.store.postgres.entries import PostgresStore
+
+
+def open_backend(data_dir: Path, url: str | None, *, create: bool) -> tuple[Store, Blobs]:
+    """The entry store and blob store of the ledger in ``url`` (None: ``data_dir`` itself).
+    ``create``: a new ledger; refuse one that exists. Otherwise refuse where there is none."""
+    if url is None:
+        exists = (data_dir / LOG_NAME).exists()
+        if create and exists:
+            raise StoreError(f"{data_dir} already holds a ledger; refusing to overwrite it")
+        if not create and not exists:
+            raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
+        if create:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        return EntryStore.open(data_dir), BlobStore(data_dir / "objects")
+    if not is_database_url(url):
+        raise StoreError(f"--store {url!r}: expected a postgresql:// URL")
+    store = PostgresStore.open(url, create=create)
+    try:
+        return store, PostgresBlobs(store.dsn)
+    except BaseException:
+        store.close()
+        raise
