@@ -101,6 +101,7 @@ class Ledger(LedgerReads):
         self._ids = IdIndex()
         self._snapshot_size = 0
         self._checkpoint = b""
+        self._unsettled = False  # the state may be ahead of the store (see _reload)
         self.cosignatures = CosignatureBook(
             data_dir,
             origin=lambda: self._state.origin,
@@ -279,6 +280,8 @@ class Ledger(LedgerReads):
         fresh: list[Entry] = []
         received = f.timestamp(self._clock(), "registry clock")  # one time for the batch
         with self._lock:
+            if self._unsettled:  # a failed write could not reload: the store must answer first
+                self._reload()
             state = self._state
             ids_in_batch: dict[str, Entry] = {}
             for signed in batch:
@@ -322,9 +325,12 @@ class Ledger(LedgerReads):
         return outcomes
 
     def _reload(self) -> None:
-        self._state, self._tree, self._ids = State(), MerkleTree(), IdIndex()
-        self._snapshot_size = 0
+        """Rebuild the derived data from the store after a failed write. If the store cannot
+        answer (a database that is gone), the state may hold entries that never became durable:
+        it stays unsettled, and the next commit reloads before it appends anything."""
+        self._unsettled = True
         self._recover()
+        self._unsettled = False
 
     def _remember(self, entry: Entry) -> None:
         self._ids.add(bytes.fromhex(entry.event.event.id), entry.index)

@@ -17,21 +17,21 @@ from typing import Any, BinaryIO
 
 from ledger.errors import BlobError, DamagedBlobError
 from ledger.store.blobs import check_name, read_chunks
-from ledger.store.postgres.schema import Connection, connect, database_error, shown
+from ledger.store.postgres.schema import Session, database_error, shown
 
 
 class PostgresBlobs:
-    """The blobs of the ledger in ``dsn``; one connection of its own."""
+    """The blobs of the ledger in ``dsn``; one connection of its own (back after an outage)."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._conn: Connection = connect(dsn)
+        self._session = Session(dsn)
         self._lock = threading.Lock()
 
     def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                cur = self._conn.execute(sql, params)
+                cur = self._session.get().execute(sql, params)
                 return list(cur.fetchall()) if cur.description else []
             except database_error() as exc:
                 raise BlobError(f"{shown(self.dsn)}: blob store: {exc}") from exc
@@ -104,4 +104,4 @@ class PostgresBlobs:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._session.close()

@@ -24,8 +24,11 @@ from typing import Any
 from ledger.errors import DamagedEntryError, StoreError
 from ledger.store.postgres.frames import LogDigest, framed_size, starts
 from ledger.store.postgres.schema import (
+    LOCK_WAIT,
     WRITER_LOCK,
+    WRITER_LOCK_WAIT,
     Connection,
+    Session,
     connect,
     create_tables,
     database_error,
@@ -39,10 +42,8 @@ READ_CHUNK = 1024
 class PostgresStore:
     """The entries of one ledger in the database ``dsn`` (its ``search_path`` schema)."""
 
-    def __init__(self, dsn: str, write: Connection, read: Connection) -> None:
+    def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._write = write
-        self._read = read
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._digest: LogDigest | None = None
@@ -50,40 +51,53 @@ class PostgresStore:
         self._stale = True
         self._count = 0
         self._bytes = 0
-        self._refresh()
+        self._locked_before = False
+        self._write = Session(dsn, on_connect=self._take_writer_lock)
+        try:
+            self._read = Session(dsn)
+            self._refresh()
+        except BaseException:
+            self._write.close()
+            raise
 
     @classmethod
     def open(cls, dsn: str, *, create: bool = False) -> PostgresStore:
         """Open the ledger in ``dsn`` (``create``: a new, empty one). Raises StoreError when it
         holds none (or, with ``create``, already holds one), or another process writes it."""
-        write = connect(dsn)
+        probe = connect(dsn)
         try:
-            read = connect(dsn)
-        except BaseException:
-            write.close()
-            raise
-        try:
-            try:
-                exists = has_ledger(write)
-                if create and not exists:
-                    create_tables(write)
-                locked = write.execute(WRITER_LOCK).fetchone()
-            except database_error() as exc:
-                raise StoreError(f"{shown(dsn)}: {exc}") from exc
+            exists = has_ledger(probe)
             if create and exists:
                 raise StoreError(f"{shown(dsn)} already holds a ledger; refusing to overwrite it")
             if not create and not exists:
                 raise StoreError(f"{shown(dsn)} holds no ledger (run `pht init --store` first)")
-            if not locked or not locked[0]:
-                raise StoreError(
-                    f"another registry process is writing the ledger in {shown(dsn)}; "
-                    "stop it first (one writer per ledger)"
-                )
-            return cls(dsn, write, read)
-        except BaseException:
-            write.close()
-            read.close()
-            raise
+            if create:
+                create_tables(probe)
+        except database_error() as exc:
+            raise StoreError(f"{shown(dsn)}: {exc}") from exc
+        finally:
+            probe.close()
+        return cls(dsn)
+
+    def _take_writer_lock(self, conn: Connection) -> None:
+        """Run on every (re)connection of the write session: after the database went away the
+        lock went with the session, and someone else may have written meanwhile."""
+        try:
+            if self._locked_before:  # ours until the outage: wait for the old session to end
+                conn.execute(LOCK_WAIT)
+                locked = (conn.execute(WRITER_LOCK_WAIT).fetchone() is not None,)
+                conn.execute("RESET lock_timeout")
+            else:
+                locked = conn.execute(WRITER_LOCK).fetchone()
+        except database_error() as exc:
+            raise StoreError(f"{shown(self.dsn)}: cannot take the writer lock back: {exc}") from exc
+        if not locked or not locked[0]:
+            raise StoreError(
+                f"another registry process is writing the ledger in {shown(self.dsn)}; "
+                "stop it first (one writer per ledger)"
+            )
+        self._stale = True
+        self._locked_before = True
 
     # ---- size
 
@@ -112,7 +126,8 @@ class PostgresStore:
             end = offsets[-1] + framed_size(payloads[-1])
             first = self._count
             try:
-                with self._write.transaction(), self._write.cursor() as cur:
+                conn = self._write.get()
+                with conn.transaction(), conn.cursor() as cur:
                     row = cur.execute("SELECT size, bytes FROM pht_log FOR UPDATE").fetchone()
                     if row is None or (int(row[0]), int(row[1])) != (first, self._bytes):
                         raise StoreError(
@@ -154,7 +169,7 @@ class PostgresStore:
             raise StoreError("the PostgreSQL store is closed")
         with self._read_lock:
             try:
-                return list(self._read.execute(sql, params).fetchall())
+                return list(self._read.get().execute(sql, params).fetchall())
             except database_error() as exc:
                 raise StoreError(f"{shown(self.dsn)}: {exc}") from exc
 
@@ -213,7 +228,7 @@ class PostgresStore:
     def save_checkpoint(self, note: bytes) -> None:
         with self._write_lock:
             try:
-                self._write.execute("UPDATE pht_log SET checkpoint = %s", (note,))
+                self._write.get().execute("UPDATE pht_log SET checkpoint = %s", (note,))
             except database_error() as exc:
                 raise StoreError(f"{shown(self.dsn)}: cannot save the checkpoint: {exc}") from exc
 

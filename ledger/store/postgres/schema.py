@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -45,6 +46,9 @@ CREATE TABLE IF NOT EXISTS pht_blobs (
 
 # pg_try_advisory_lock(key1, key2): key1 names PHT's writer lock, key2 the ledger's schema.
 WRITER_LOCK = "SELECT pg_try_advisory_lock(1346917376, hashtext(current_schema()))"
+# Taking it back after an outage: the session that held it may take a moment to end.
+WRITER_LOCK_WAIT = "SELECT pg_advisory_lock(1346917376, hashtext(current_schema()))"
+LOCK_WAIT = "SET lock_timeout = '10s'"
 
 Connection = Any  # psycopg.Connection[tuple[Any, ...]]; psycopg is an optional dependency
 
@@ -79,6 +83,44 @@ def connect(dsn: str) -> Connection:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to {shown(dsn)}: {exc}".strip()) from exc
+
+
+class Session:
+    """One connection to ``dsn`` that comes back after the database went away: ``get`` returns
+    it, reconnecting (and running ``on_connect`` on the new connection) once it broke. Not
+    thread-safe; its owner serializes the use."""
+
+    def __init__(self, dsn: str, on_connect: Callable[[Connection], None] | None = None) -> None:
+        self.dsn = dsn
+        self._on_connect = on_connect
+        self._conn: Connection | None = None
+        self._closed = False
+        self.get()
+
+    def get(self) -> Connection:
+        if self._closed:
+            raise StoreError("the PostgreSQL store is closed")
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            conn.close()
+            self._conn = None
+        conn = connect(self.dsn)
+        try:
+            if self._on_connect is not None:
+                self._on_connect(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def database_error() -> type[Exception]:
