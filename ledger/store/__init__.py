@@ -6,7 +6,7 @@ Invariant: :class:`ledger.store.ledger.Ledger` reaches its entries only through 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 
@@ -17,6 +17,13 @@ class Store(Protocol):
     - ``append_batch`` appends the payloads as the next entries, all or none, and returns only
       once they are durable: the ledger acknowledges an append when it returns. It raises
       StoreError when it cannot (and may refuse further appends until reopened).
+      ``append_sequenced(decide)`` is the same, for a store other processes may append to too:
+      with the next index reserved, it calls ``decide`` with the entries others appended since
+      this process last looked (``count`` grows by them), and appends the payloads it returns.
+      ``catch_up(adopt)`` hands ``adopt`` those entries without appending, and ``watch(wake)``
+      calls ``wake`` from a thread of the store's whenever there may be some. A store only one
+      process writes (the embedded one) never has any: ``decide`` gets none, the others do
+      nothing.
     - ``count`` is the number of durable entries. ``read`` and ``read_range`` give payloads,
       raising StoreError out of range and DamagedEntryError naming an entry whose stored bytes
       are damaged; ``checksums=False`` may skip the store's own checksums (the ledger checks every
@@ -41,6 +48,12 @@ class Store(Protocol):
     def count(self) -> int: ...
 
     def append_batch(self, payloads: Sequence[bytes]) -> None: ...
+
+    def append_sequenced(self, decide: Callable[[Sequence[bytes]], list[bytes]]) -> None: ...
+
+    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None: ...
+
+    def watch(self, wake: Callable[[], None]) -> None: ...
 
     def read(self, index: int) -> bytes: ...
 

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -285,6 +285,18 @@ class EntryStore:
                 self._end = position
                 if self._digest is not None:
                     self._digest.update(written)
+
+    def append_sequenced(self, decide: Callable[[Sequence[bytes]], list[bytes]]) -> None:
+        """``append_batch(decide([]))``: one process writes a data directory (its LOCK)."""
+        payloads = decide(())
+        if payloads:
+            self.append_batch(payloads)
+
+    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None:
+        """Nothing to hand over: no other process appends to this directory."""
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Nothing to watch: no other process appends to this directory."""
 
     def save_checkpoint(self, note: bytes) -> None:
         """Replace ``checkpoint`` in the data directory with ``note`` (atomically)."""

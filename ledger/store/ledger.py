@@ -10,7 +10,7 @@ contract): the embedded :class:`EntryStore` implements it, and a PostgreSQL back
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
+from ledger.store.integrity import recheck
 from ledger.store.reads import LedgerReads
 from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
@@ -119,6 +120,7 @@ class Ledger(LedgerReads):
             except BaseException:
                 self._committer.close()
                 raise
+        self._store.watch(self._catch_up)  # a store shared with other registry processes
 
     # ---- opening
 
@@ -187,7 +189,7 @@ class Ledger(LedgerReads):
         """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
         store, blobs = open_backend(data_dir, store_url, create=create)
         try:
-            if create:  # the data directory keeps the snapshot and cosignatures whatever the store
+            if create or store_url is not None:  # it keeps the snapshot and the cosignatures
                 data_dir.mkdir(parents=True, exist_ok=True)
             return cls(
                 data_dir,
@@ -279,41 +281,52 @@ class Ledger(LedgerReads):
         outcomes: list[AppendResult | LedgerError] = []
         fresh: list[Entry] = []
         received = f.timestamp(self._clock(), "registry clock")  # one time for the batch
-        with self._lock:
-            if self._unsettled:  # a failed write could not reload: the store must answer first
-                self._reload()
-            state = self._state
-            ids_in_batch: dict[str, Entry] = {}
-            for signed in batch:
-                key = signed.event.id
-                prior = ids_in_batch.get(key) or self._find(key)
-                if prior is not None:
-                    outcomes.append(AppendResult(entry=prior, created=False))
-                    continue
-                entry = Entry.following(
-                    index=state.size, prev=state.head, received=received, event=signed
-                )
-                author = state.member_by_key(signed.event.author)
-                try:
-                    if self.time_window is not None:  # first: apply changes the state
-                        self.time_window.check(signed.event.time, received)
-                    # Signatures by already known authors were verified in append().
-                    apply(state, entry, signature_checked=author is not None)
-                except LedgerError as exc:
-                    outcomes.append(exc)
-                    continue
-                ids_in_batch[key] = entry
-                fresh.append(entry)
-                outcomes.append(AppendResult(entry=entry, created=True))
-        if not fresh:
-            return outcomes
-        try:
-            self._store.append_batch([entry.canonical for entry in fresh])
-        except BaseException:
-            # The state already holds entries that are not durable: rebuild it from disk.
+        if self._unsettled:  # a failed write could not reload: the store must answer first
             with self._lock:
                 self._reload()
+
+        def decide(newer: Sequence[bytes]) -> list[bytes]:
+            """With the next index reserved: take what other processes appended, then judge
+            the batch against the state as of the entry before it."""
+            with self._grown:
+                self._adopt(newer)
+                state = self._state
+                ids_in_batch: dict[str, Entry] = {}
+                for signed in batch:
+                    key = signed.event.id
+                    prior = ids_in_batch.get(key) or self._find(key)
+                    if prior is not None:
+                        outcomes.append(AppendResult(entry=prior, created=False))
+                        continue
+                    entry = Entry.following(
+                        index=state.size, prev=state.head, received=received, event=signed
+                    )
+                    author = state.member_by_key(signed.event.author)
+                    try:
+                        if self.time_window is not None:  # first: apply changes the state
+                            self.time_window.check(signed.event.time, received)
+                        # Signatures by authors known then were verified in append(); when other
+                        # processes' entries came in since, the rules verify every one again.
+                        checked = author is not None and not newer
+                        apply(state, entry, signature_checked=checked)
+                    except LedgerError as exc:
+                        outcomes.append(exc)
+                        continue
+                    ids_in_batch[key] = entry
+                    fresh.append(entry)
+                    outcomes.append(AppendResult(entry=entry, created=True))
+            return [entry.canonical for entry in fresh]
+
+        try:
+            self._store.append_sequenced(decide)
+        except BaseException:
+            if fresh:
+                # The state already holds entries that may not be durable: rebuild it.
+                with self._lock:
+                    self._reload()
             raise
+        if not fresh:
+            return outcomes
         with self._grown:
             for entry in fresh:
                 self._remember(entry)
@@ -323,6 +336,28 @@ class Ledger(LedgerReads):
         if due:
             self.snapshot()
         return outcomes
+
+    def _adopt(self, newer: Sequence[bytes]) -> None:
+        """Fold in entries other registry processes appended to a shared store (checked against
+        the chain and the rules; their signatures were checked where they were appended), and
+        wake the long-polls. Called with the lock held."""
+        for payload in newer:
+            entry = recheck(self._state, self._state.size, payload, snapshot_size=0)
+            self._remember(entry)
+        if newer:
+            self._sign_checkpoint()
+            self._grown.notify_all()
+
+    def _catch_up(self) -> None:
+        """The store's watcher: take what other processes appended."""
+        if self._unsettled:
+            return
+
+        def adopt(newer: Sequence[bytes]) -> None:
+            with self._grown:
+                self._adopt(newer)
+
+        self._store.catch_up(adopt)
 
     def _reload(self) -> None:
         """Rebuild the derived data from the store after a failed write. If the store cannot

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger.bodies import Task
+from ledger.bodies import Cancel, Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.errors import (
     BlobError,
@@ -135,14 +135,57 @@ def test_reopen_recovers_the_same_root_and_keeps_the_rules(
         reopened.close()
 
 
-def test_one_writer_per_ledger(tmp_path: Path, world: World, pg_dsn: str) -> None:
-    ledger = _create(tmp_path, world, pg_dsn)
+def test_two_processes_append_to_one_ledger_in_one_order(
+    tmp_path: Path, world: World, pg_dsn: str
+) -> None:
+    first = _create(tmp_path, world, pg_dsn)
+    second = Ledger.open(
+        tmp_path / "replica", log_key=world.log_key, clock=world.clock, store_url=pg_dsn
+    )
+    events = [_task(world, n) for n in range(30)]
     try:
-        with pytest.raises(StoreError, match="another registry process is writing"):
-            _open(tmp_path, world, pg_dsn)
+        threads = [
+            threading.Thread(target=(first, second)[n % 2].append, args=(e,))
+            for n, e in enumerate(events)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # The same event posted to both: one entry, the same answer from each.
+        assert not second.append(events[0]).created
+        assert first.append(events[0]).entry == second.append(events[0]).entry
+        assert second.wait_for(30, timeout=10) and first.wait_for(30, timeout=10)
+        assert first.size == second.size == 31
+        assert first.root() == second.root()
+        assert first.checkpoint() == second.checkpoint()  # deterministic: the same signed note
+        rows = _sql(pg_dsn, "SELECT idx FROM pht_entries ORDER BY idx")
+        assert [r[0] for r in rows] == list(range(31))
+        assert {first.entry(i).event.event.id for i in range(1, 31)} == {e.event.id for e in events}
     finally:
-        ledger.close()
-    _open(tmp_path, world, pg_dsn).close()  # the lock went with the first writer's session
+        first.close()
+        second.close()
+
+
+def test_a_replica_judges_events_against_what_others_appended(
+    tmp_path: Path, world: World, pg_dsn: str
+) -> None:
+    """A result for a task appended through another process is accepted at once (the rules see
+    the task), and a second cancel of it is refused (the rules see the first)."""
+    first = _create(tmp_path, world, pg_dsn)
+    second = Ledger.open(
+        tmp_path / "replica", log_key=world.log_key, clock=world.clock, store_url=pg_dsn
+    )
+    try:
+        posted = first.append(_task(world, 1))
+        cancel = world.sign("alice", Cancel(task=posted.entry.event.event.id, reason="done"))
+        assert second.append(cancel).entry.index == 2
+        again = world.sign("alice", Cancel(task=posted.entry.event.event.id, reason="twice"))
+        with pytest.raises(RuleViolation):
+            first.append(again)
+    finally:
+        first.close()
+        second.close()
 
 
 def test_create_refuses_an_existing_ledger_and_open_an_empty_database(
@@ -164,7 +207,7 @@ def test_a_write_behind_the_writers_back_is_refused_not_overwritten(pg_dsn: str)
             "INSERT INTO pht_entries VALUES (1, 17, 'x', sha256('x')); "
             "UPDATE pht_log SET size = 2, bytes = 30",
         )
-        with pytest.raises(StoreError, match="holds 2 entries, not the 1 this registry wrote"):
+        with pytest.raises(StoreError, match="holds 2 entries, not the 1 this process wrote"):
             store.append_batch([b"second"])
         assert _sql(pg_dsn, "SELECT idx, payload FROM pht_entries ORDER BY idx") == [
             (0, b"first"),

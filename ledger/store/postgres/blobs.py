@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from ledger.errors import BlobError, DamagedBlobError
 from ledger.store.blobs import check_name, read_chunks
-from ledger.store.postgres.schema import Session, database_error, shown
+from ledger.store.postgres.schema import Session
 
 
 class PostgresBlobs:
@@ -29,12 +29,8 @@ class PostgresBlobs:
         self._lock = threading.Lock()
 
     def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                cur = self._session.get().execute(sql, params)
-                return list(cur.fetchall()) if cur.description else []
-            except database_error() as exc:
-                raise BlobError(f"{shown(self.dsn)}: blob store: {exc}") from exc
+        with self._lock:  # StoreError when the database is gone: 503, try again
+            return self._session.query(sql, params)
 
     def exists(self, sha256: str) -> bool:
         return bool(self._run("SELECT 1 FROM pht_blobs WHERE sha256 = %s", (check_name(sha256),)))

@@ -1,33 +1,32 @@
-"""``PostgresStore``: the :class:`ledger.store.Store` over a PostgreSQL database.
+"""``PostgresStore``: the :class:`ledger.store.Store` over a PostgreSQL database, shared by any
+number of registry processes (replicas) on the same ledger.
 
 Invariants:
 
-- An append is one transaction that locks the coordination row (``pht_log``, SELECT ... FOR
-  UPDATE), inserts the entries at the next dense indexes and advances the row; ``append_batch``
-  returns only once it has committed, so an acknowledged entry is a committed one.
-- One writer: the store holds the schema's writer advisory lock for as long as it is open, and
-  refuses to open when another process holds it. An append also finds the row at the size it
-  knows, or refuses (someone else wrote behind its back).
+- Sequencing is one transaction that locks the coordination row (``pht_log``, SELECT ... FOR
+  UPDATE), hands the ledger the entries other processes committed since it last looked (so it
+  judges new events against the state as of the entry before them), inserts what the ledger
+  decides at the next dense indexes and advances the row. ``append_sequenced`` returns only once
+  that has committed: an acknowledged entry is a committed one. A NOTIFY on commit wakes the
+  other processes, which read the new entries (``catch_up``; also polled each second).
+- ``count`` is the number of entries this process has handed to its ledger; it moves only with
+  them, so the ledger never misses an entry. After a write whose outcome is unknown (the
+  connection died during COMMIT) it is re-read from the database, and the ledger reloads.
 - Each entry keeps the SHA-256 of its payload, so ``read_range`` names an entry whose stored bytes
-  changed (:class:`DamagedEntryError`).
-- After a failed append the store re-reads its size from the database (the commit may or may not
-  have happened), so the ledger's reload recovers exactly what is committed.
+  changed (:class:`DamagedEntryError`). Connections come back after the database went away.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ledger.errors import DamagedEntryError, StoreError
 from ledger.store.postgres.frames import LogDigest, framed_size, starts
 from ledger.store.postgres.schema import (
-    LOCK_WAIT,
-    WRITER_LOCK,
-    WRITER_LOCK_WAIT,
-    Connection,
+    NOTIFY,
     Session,
     connect,
     create_tables,
@@ -35,8 +34,10 @@ from ledger.store.postgres.schema import (
     has_ledger,
     shown,
 )
+from ledger.store.postgres.watch import Watcher
 
 READ_CHUNK = 1024
+Decide = Callable[[Sequence[bytes]], list[bytes]]
 
 
 class PostgresStore:
@@ -44,15 +45,15 @@ class PostgresStore:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # sequencing and catching up, one at a time
         self._read_lock = threading.Lock()
         self._digest: LogDigest | None = None
         self._closed = False
         self._stale = True
         self._count = 0
         self._bytes = 0
-        self._locked_before = False
-        self._write = Session(dsn, on_connect=self._take_writer_lock)
+        self._watcher: Watcher | None = None
+        self._write = Session(dsn)
         try:
             self._read = Session(dsn)
             self._refresh()
@@ -63,7 +64,7 @@ class PostgresStore:
     @classmethod
     def open(cls, dsn: str, *, create: bool = False) -> PostgresStore:
         """Open the ledger in ``dsn`` (``create``: a new, empty one). Raises StoreError when it
-        holds none (or, with ``create``, already holds one), or another process writes it."""
+        holds none (or, with ``create``, already holds one)."""
         probe = connect(dsn)
         try:
             exists = has_ledger(probe)
@@ -79,26 +80,6 @@ class PostgresStore:
             probe.close()
         return cls(dsn)
 
-    def _take_writer_lock(self, conn: Connection) -> None:
-        """Run on every (re)connection of the write session: after the database went away the
-        lock went with the session, and someone else may have written meanwhile."""
-        try:
-            if self._locked_before:  # ours until the outage: wait for the old session to end
-                conn.execute(LOCK_WAIT)
-                locked = (conn.execute(WRITER_LOCK_WAIT).fetchone() is not None,)
-                conn.execute("RESET lock_timeout")
-            else:
-                locked = conn.execute(WRITER_LOCK).fetchone()
-        except database_error() as exc:
-            raise StoreError(f"{shown(self.dsn)}: cannot take the writer lock back: {exc}") from exc
-        if not locked or not locked[0]:
-            raise StoreError(
-                f"another registry process is writing the ledger in {shown(self.dsn)}; "
-                "stop it first (one writer per ledger)"
-            )
-        self._stale = True
-        self._locked_before = True
-
     # ---- size
 
     def _refresh(self) -> None:
@@ -112,49 +93,104 @@ class PostgresStore:
             self._refresh()
         return self._count
 
+    def _advance(self, payloads: Sequence[bytes]) -> None:
+        self._count += len(payloads)
+        self._bytes += sum(framed_size(p) for p in payloads)
+        if self._digest is not None:
+            self._digest.update(payloads)
+
     # ---- writing
 
     def append_batch(self, payloads: Sequence[bytes]) -> None:
+        """Append ``payloads`` as they are; refuses if another process appended meanwhile (a
+        copy into a store of its own; the ledger uses :meth:`append_sequenced`)."""
+
+        def decide(newer: Sequence[bytes]) -> list[bytes]:
+            if newer:
+                raise StoreError(
+                    f"the ledger in {shown(self.dsn)} holds {self._count} entries, not the "
+                    f"{self._count - len(newer)} this process wrote: another process wrote to it"
+                )
+            return list(payloads)
+
+        self.append_sequenced(decide)
+
+    def append_sequenced(self, decide: Decide) -> None:
         if self._closed:
             raise StoreError("the PostgreSQL store is closed")
-        if not payloads:
-            return
         with self._write_lock:
             if self._stale:
                 self._refresh()
-            offsets = starts(self._bytes, payloads)
-            end = offsets[-1] + framed_size(payloads[-1])
-            first = self._count
-            try:
-                conn = self._write.get()
-                with conn.transaction(), conn.cursor() as cur:
-                    row = cur.execute("SELECT size, bytes FROM pht_log FOR UPDATE").fetchone()
-                    if row is None or (int(row[0]), int(row[1])) != (first, self._bytes):
-                        raise StoreError(
-                            f"the ledger in {shown(self.dsn)} holds {row and row[0]} entries, "
-                            f"not the {first} this registry wrote: another process wrote to it"
-                        )
-                    cur.executemany(
-                        "INSERT INTO pht_entries (idx, start, payload, sha256) "
-                        "VALUES (%s, %s, %s, %s)",
-                        [
-                            (first + n, offsets[n], payload, hashlib.sha256(payload).digest())
-                            for n, payload in enumerate(payloads)
-                        ],
-                    )
-                    cur.execute(
-                        "UPDATE pht_log SET size = %s, bytes = %s",
-                        (first + len(payloads), end),
-                    )
-            except database_error() as exc:
-                self._stale = True
-                raise StoreError(f"{shown(self.dsn)}: the append failed: {exc}") from exc
-            except BaseException:
-                self._stale = True
-                raise
-            self._count, self._bytes = first + len(payloads), end
-            if self._digest is not None:
-                self._digest.update(payloads)
+            for attempt in (1, 2):
+                decided = False
+                payloads: list[bytes] = []
+                try:
+                    conn = self._write.get()
+                    with conn.transaction(), conn.cursor() as cur:
+                        row = cur.execute("SELECT size, bytes FROM pht_log FOR UPDATE").fetchone()
+                        newer = self._rows(cur, self._count, int(row[0]))
+                        if self._bytes + sum(map(framed_size, newer)) != int(row[1]):
+                            raise StoreError(
+                                f"{shown(self.dsn)}: pht_log does not agree with the entries "
+                                "before it: the tables were edited by hand"
+                            )
+                        self._advance(newer)  # committed by others: the ledger takes them now
+                        decided = True
+                        payloads = decide(newer)
+                        if payloads:
+                            self._insert(cur, payloads)
+                except database_error() as exc:
+                    if not decided and attempt == 1 and self._write.broken():
+                        continue  # a connection the database dropped: once more, on a new one
+                    self._stale = bool(payloads)  # did the COMMIT happen? the ledger reloads
+                    raise StoreError(f"{shown(self.dsn)}: the append failed: {exc}") from exc
+                except BaseException:
+                    self._stale = bool(payloads)
+                    raise
+                self._advance(payloads)
+                return
+
+    def _insert(self, cur: Any, payloads: list[bytes]) -> None:
+        first = self._count
+        offsets = starts(self._bytes, payloads)
+        cur.executemany(
+            "INSERT INTO pht_entries (idx, start, payload, sha256) VALUES (%s, %s, %s, %s)",
+            [
+                (first + n, offsets[n], payload, hashlib.sha256(payload).digest())
+                for n, payload in enumerate(payloads)
+            ],
+        )
+        end = offsets[-1] + framed_size(payloads[-1])
+        cur.execute("UPDATE pht_log SET size = %s, bytes = %s", (first + len(payloads), end))
+        cur.execute(NOTIFY)  # delivered on commit
+
+    def _rows(self, cur: Any, start: int, stop: int) -> list[bytes]:
+        if stop <= start:
+            return []
+        rows = cur.execute(
+            "SELECT idx, payload FROM pht_entries WHERE idx >= %s AND idx < %s ORDER BY idx",
+            (start, stop),
+        ).fetchall()
+        if [int(r[0]) for r in rows] != list(range(start, stop)):
+            raise DamagedEntryError(start, "rows are missing from pht_entries")
+        return [bytes(r[1]) for r in rows]
+
+    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None:
+        """Hand ``adopt`` the entries other processes committed since this one last looked."""
+        with self._write_lock:
+            if self._closed or self._stale:
+                return  # the ledger reloads after an unknown outcome, not here
+            size = int(self._query_one("SELECT size FROM pht_log")[0])
+            if size <= self._count:
+                return
+            newer = self.read_range(self._count, size, upto=size)
+            adopt(newer)
+            self._advance(newer)
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (from a thread of the store's) whenever another process may have
+        appended: on its NOTIFY, and at least once a second."""
+        self._watcher = Watcher(self.dsn, wake)
 
     # ---- reading
 
@@ -168,16 +204,15 @@ class PostgresStore:
         if self._closed:
             raise StoreError("the PostgreSQL store is closed")
         with self._read_lock:
-            try:
-                return list(self._read.get().execute(sql, params).fetchall())
-            except database_error() as exc:
-                raise StoreError(f"{shown(self.dsn)}: {exc}") from exc
+            return self._read.query(sql, params)
 
     def read(self, index: int) -> bytes:
         return self.read_range(index, index + 1)[0]
 
-    def read_range(self, start: int, stop: int, *, checksums: bool = True) -> list[bytes]:
-        count = self.count
+    def read_range(
+        self, start: int, stop: int, *, checksums: bool = True, upto: int | None = None
+    ) -> list[bytes]:
+        count = self.count if upto is None else upto
         if not 0 <= start <= stop <= count:
             raise StoreError(f"entries {start}..{stop - 1} are out of range (the log has {count})")
         out: list[bytes] = []
@@ -225,12 +260,16 @@ class PostgresStore:
             raise StoreError("start_digest was not called")
         return self._digest.length, self._digest.hexdigest()
 
+    # ---- the checkpoint
+
     def save_checkpoint(self, note: bytes) -> None:
-        with self._write_lock:
-            try:
-                self._write.get().execute("UPDATE pht_log SET checkpoint = %s", (note,))
-            except database_error() as exc:
-                raise StoreError(f"{shown(self.dsn)}: cannot save the checkpoint: {exc}") from exc
+        """Keep ``note`` unless a replica already saved one for a larger tree."""
+        size = int(note.split(b"\n", 2)[1])
+        self._query(
+            "UPDATE pht_log SET checkpoint = %s, checkpoint_size = %s "
+            "WHERE checkpoint_size IS NULL OR checkpoint_size <= %s RETURNING 1",
+            (note, size, size),
+        )
 
     def stored_checkpoint(self) -> bytes | None:
         note = self._query_one("SELECT checkpoint FROM pht_log")[0]
@@ -243,11 +282,16 @@ class PostgresStore:
     def sync_index(self) -> None:
         """Nothing to do: every committed append is durable in the database."""
 
+    def _nudge(self) -> None:
+        self._query(NOTIFY)
+
     def close(self) -> None:
         if self._closed:
             return
+        if self._watcher is not None:
+            self._watcher.stop(self._nudge)
         self._closed = True
         with self._write_lock:
-            self._write.close()  # ends the session: the writer lock is released
+            self._write.close()
         with self._read_lock:
             self._read.close()

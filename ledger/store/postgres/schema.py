@@ -9,8 +9,7 @@ Tables (in the connection's ``search_path`` schema, so one database can hold sev
     pht_entries  idx (dense from 0), start (frame offset), payload (canonical bytes), sha256
     pht_blobs    content-addressed blobs: sha256 (hex name), size, data
 
-One writer at a time: the writing process holds a session advisory lock on the ledger's schema
-(released when its connection ends, so a dead writer is replaced by the next to open).
+Any number of registry processes may share one ledger (:mod:`ledger.store.postgres.entries`).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ CREATE TABLE IF NOT EXISTS pht_log (
     id boolean PRIMARY KEY DEFAULT true CHECK (id),
     size bigint NOT NULL CHECK (size >= 0),
     bytes bigint NOT NULL CHECK (bytes >= 0),
-    checkpoint bytea
+    checkpoint bytea,
+    checkpoint_size bigint
 );
 INSERT INTO pht_log (id, size, bytes) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS pht_entries (
@@ -44,11 +44,9 @@ CREATE TABLE IF NOT EXISTS pht_blobs (
 );
 """
 
-# pg_try_advisory_lock(key1, key2): key1 names PHT's writer lock, key2 the ledger's schema.
-WRITER_LOCK = "SELECT pg_try_advisory_lock(1346917376, hashtext(current_schema()))"
-# Taking it back after an outage: the session that held it may take a moment to end.
-WRITER_LOCK_WAIT = "SELECT pg_advisory_lock(1346917376, hashtext(current_schema()))"
-LOCK_WAIT = "SET lock_timeout = '10s'"
+# Wakes the other registry processes on the ledger; the payload names the ledger's schema.
+NOTIFY = "SELECT pg_notify('pht_appended', current_schema())"
+LISTEN = "LISTEN pht_appended"
 
 Connection = Any  # psycopg.Connection[tuple[Any, ...]]; psycopg is an optional dependency
 
@@ -115,6 +113,23 @@ class Session:
             raise
         self._conn = conn
         return conn
+
+    def broken(self) -> bool:
+        """Whether the database dropped the connection (the next ``get`` makes a new one)."""
+        return self._conn is None or bool(self._conn.closed or self._conn.broken)
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one autocommit statement (none for a statement without); tried again
+        once on a new connection when the database had dropped this one."""
+        for attempt in (1, 2):
+            try:
+                cur = self.get().execute(sql, params)
+                return list(cur.fetchall()) if cur.description else []
+            except database_error() as exc:
+                if attempt == 1 and self.broken():
+                    continue
+                raise StoreError(f"{shown(self.dsn)}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._closed = True
