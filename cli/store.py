@@ -22,8 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ledger.store import Blobs, Store
-from ledger.store.backend import open_backend
+from ledger.store.backend import Backend, open_backend
 from ledger.store.copy import copy_ledger
 from ledger.store.postgres import is_database_url
 from ledger.store.postgres.schema import shown
@@ -38,18 +37,17 @@ def add_parser(commands: Any) -> None:
     copy.set_defaults(run=run_copy)
 
 
-def _open(where: str, *, create: bool) -> tuple[Store, Blobs]:
+def _open(where: str, *, create: bool) -> Backend:
     if is_database_url(where):
         return open_backend(Path(), where, create=create)
     return open_backend(Path(where), None, create=create)
 
 
 def run_copy(args: argparse.Namespace) -> int:
-    source, source_blobs = _open(args.source, create=False)
+    source = _open(args.source, create=False)
     try:
-        copied = copy_ledger(source, source_blobs, lambda: _open(args.target, create=True))
+        copied = copy_ledger(source, lambda: _open(args.target, create=True))
     finally:
-        source_blobs.close()
         source.close()
     summary = {
         "from": shown(args.source),

@@ -74,7 +74,7 @@ def create_app(
         window=signature_window,
         skew=signature_skew,
         not_before=math.ceil(clock()),
-        replay=ReplayCache(),
+        replay=ReplayCache(shared=ledger.nonces),  # replicas of a database's ledger share it
     )
     middleware: list[Any] = [AccessLog(), Authenticator(ledger, verifier, public_url=public_url)]
     app = falcon.App(

@@ -3,6 +3,7 @@ or a PostgreSQL database (``postgresql://...``; :mod:`ledger.store.postgres`).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import StoreError
@@ -13,11 +14,26 @@ from ledger.store.logfiles import LOG_NAME
 from ledger.store.postgres import is_database_url
 from ledger.store.postgres.blobs import PostgresBlobs
 from ledger.store.postgres.entries import PostgresStore
+from ledger.store.postgres.nonces import Nonces
 
 
-def open_backend(data_dir: Path, url: str | None, *, create: bool) -> tuple[Store, Blobs]:
-    """The entry store and blob store of the ledger in ``url`` (None: ``data_dir`` itself).
-    ``create``: a new ledger; refuse one that exists. Otherwise refuse where there is none."""
+@dataclass(frozen=True, slots=True)
+class Backend:
+    store: Store
+    blobs: Blobs
+    nonces: Nonces | None  # request nonces shared by the replicas of a database's ledger
+
+    def close(self) -> None:
+        if self.nonces is not None:
+            self.nonces.close()
+        self.blobs.close()
+        self.store.close()
+
+
+def open_backend(data_dir: Path, url: str | None, *, create: bool) -> Backend:
+    """The entry store, blob store and nonce book of the ledger in ``url`` (None: ``data_dir``
+    itself). ``create``: a new ledger; refuse one that exists. Otherwise refuse where there is
+    none."""
     if url is None:
         exists = (data_dir / LOG_NAME).exists()
         if create and exists:
@@ -26,12 +42,18 @@ def open_backend(data_dir: Path, url: str | None, *, create: bool) -> tuple[Stor
             raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
         if create:
             data_dir.mkdir(parents=True, exist_ok=True)
-        return EntryStore.open(data_dir), BlobStore(data_dir / "objects")
+        return Backend(EntryStore.open(data_dir), BlobStore(data_dir / "objects"), None)
     if not is_database_url(url):
         raise StoreError(f"--store {url!r}: expected a postgresql:// URL")
     store = PostgresStore.open(url, create=create)
     try:
-        return store, PostgresBlobs(store.dsn)
+        blobs = PostgresBlobs(store.dsn)
     except BaseException:
+        store.close()
+        raise
+    try:
+        return Backend(store, blobs, Nonces(store.dsn))
+    except BaseException:
+        blobs.close()
         store.close()
         raise

@@ -18,6 +18,7 @@ from ledger.errors import StoreError, UntrustedLogError
 from ledger.merkle import MerkleTree
 from ledger.proofs import leaf_hash
 from ledger.store import Blobs, Store
+from ledger.store.backend import Backend
 from ledger.trust import check_checkpoint, verify_note
 from ledger.verify import verify_ledger
 
@@ -41,19 +42,19 @@ def read_all(store: Store) -> list[bytes]:
     return out
 
 
-def copy_ledger(
-    source: Store, source_blobs: Blobs, open_target: Callable[[], tuple[Store, Blobs]]
-) -> Copied:
+def copy_ledger(source: Backend, open_target: Callable[[], Backend]) -> Copied:
     """Copy everything from ``source`` into the new store ``open_target`` creates (only once
     the source checked out, so a refused copy leaves no target behind). Raises
     VerificationError naming the first bad source entry, StoreError when the source's checkpoint
     does not sign its entries, when the target does not read back what was written, or when a
     store fails."""
-    records = read_all(source)
+    source_blobs = source.blobs
+    source_store = source.store
+    records = read_all(source_store)
     if not records:
         raise StoreError("the source holds no ledger")
     verified = verify_ledger(records)
-    note = source.stored_checkpoint()
+    note = source_store.stored_checkpoint()
     checkpoint_size = None
     if note is not None:
         try:
@@ -61,23 +62,22 @@ def copy_ledger(
             check_checkpoint(stored, verified.tree, exact=False)
         except UntrustedLogError as exc:
             raise StoreError(
-                f"{source.checkpoint_place} does not sign the source's entries: {exc}"
+                f"{source_store.checkpoint_place} does not sign the source's entries: {exc}"
             ) from exc
         checkpoint_size = stored.size
-    target, target_blobs = open_target()
+    target = open_target()
     try:
         return _write(
-            source,
+            source_store,
             source_blobs,
-            target,
-            target_blobs,
+            target.store,
+            target.blobs,
             records=records,
             root=verified.tree.root(),
             note=note,
             checkpoint_size=checkpoint_size,
         )
     finally:
-        target_blobs.close()
         target.close()
 
 

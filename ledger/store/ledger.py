@@ -30,6 +30,7 @@ from ledger.store.cosignatures import CosignatureBook
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
 from ledger.store.integrity import recheck
+from ledger.store.postgres.nonces import Nonces
 from ledger.store.reads import LedgerReads
 from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
@@ -103,6 +104,7 @@ class Ledger(LedgerReads):
         self._snapshot_size = 0
         self._checkpoint = b""
         self._unsettled = False  # the state may be ahead of the store (see _reload)
+        self.nonces: Nonces | None = None  # request nonces, when replicas share the store
         self.cosignatures = CosignatureBook(
             data_dir,
             origin=lambda: self._state.origin,
@@ -187,23 +189,24 @@ class Ledger(LedgerReads):
         time_window: TimeWindow | None,
     ) -> Ledger:
         """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
-        store, blobs = open_backend(data_dir, store_url, create=create)
+        backend = open_backend(data_dir, store_url, create=create)
         try:
             if create or store_url is not None:  # it keeps the snapshot and the cosignatures
                 data_dir.mkdir(parents=True, exist_ok=True)
-            return cls(
+            ledger = cls(
                 data_dir,
-                store,
+                backend.store,
                 log_key=log_key,
                 clock=clock,
                 snapshot_every=snapshot_every,
                 time_window=time_window,
-                blobs=blobs,
+                blobs=backend.blobs,
             )
         except BaseException:
-            blobs.close()
-            store.close()  # release the LOCK: the operator repairs and opens again
+            backend.close()  # release the LOCK: the operator repairs and opens again
             raise
+        ledger.nonces = backend.nonces
+        return ledger
 
     def _recover(self) -> bool:
         """Recover the derived data from the store, sign a fresh checkpoint over it. Returns
@@ -407,3 +410,5 @@ class Ledger(LedgerReads):
             self.snapshot()
         self._store.close()
         self.blobs.close()
+        if self.nonces is not None:
+            self.nonces.close()

@@ -8,6 +8,7 @@ Tables (in the connection's ``search_path`` schema, so one database can hold sev
                  leave gaps behind aborted transactions).
     pht_entries  idx (dense from 0), start (frame offset), payload (canonical bytes), sha256
     pht_blobs    content-addressed blobs: sha256 (hex name), size, data
+    pht_nonces   request-signature nonces any replica accepted (ledger.store.postgres.nonces)
 
 Any number of registry processes may share one ledger (:mod:`ledger.store.postgres.entries`).
 """
@@ -36,6 +37,12 @@ CREATE TABLE IF NOT EXISTS pht_entries (
     start bigint NOT NULL CHECK (start >= 0),
     payload bytea NOT NULL,
     sha256 bytea NOT NULL CHECK (length(sha256) = 32)
+);
+CREATE TABLE IF NOT EXISTS pht_nonces (
+    key_id text NOT NULL,
+    nonce text NOT NULL,
+    until double precision NOT NULL,
+    PRIMARY KEY (key_id, nonce)
 );
 CREATE TABLE IF NOT EXISTS pht_blobs (
     sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
