@@ -68,9 +68,11 @@ class RegistryProcess:
         threads: int = 12,
         log: Path | None = None,
         store: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.data = data
         self.store = store
+        self.public_url = public_url
         self.threads = threads
         self.log = log if log is not None else data.parent / "serve.log"
         self.port = 0
@@ -93,6 +95,7 @@ class RegistryProcess:
             "--threads",
             str(self.threads),
             *(["--store", self.store] if self.store else []),
+            *(["--public-url", self.public_url] if self.public_url else []),
         ]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
