@@ -9,6 +9,7 @@ contract): the embedded :class:`EntryStore` implements it, and a PostgreSQL back
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ledger.store.cosignatures import CosignatureBook
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
 from ledger.store.integrity import recheck
+from ledger.store.logfiles import lock_dir
 from ledger.store.postgres.nonces import Nonces
 from ledger.store.reads import LedgerReads
 from ledger.store.recovery import recover
@@ -105,6 +107,7 @@ class Ledger(LedgerReads):
         self._checkpoint = b""
         self._unsettled = False  # the state may be ahead of the store (see _reload)
         self.nonces: Nonces | None = None  # request nonces, when replicas share the store
+        self._dir_lock: int | None = None  # the data directory's LOCK, when the store is not it
         self.cosignatures = CosignatureBook(
             data_dir,
             origin=lambda: self._state.origin,
@@ -189,10 +192,17 @@ class Ledger(LedgerReads):
         time_window: TimeWindow | None,
     ) -> Ledger:
         """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
-        backend = open_backend(data_dir, store_url, create=create)
+        guard = None
+        if store_url is not None:  # the directory keeps the snapshot and the cosignatures
+            data_dir.mkdir(parents=True, exist_ok=True)
+            guard = lock_dir(data_dir)  # one process per data directory, as with the embedded
         try:
-            if create or store_url is not None:  # it keeps the snapshot and the cosignatures
-                data_dir.mkdir(parents=True, exist_ok=True)
+            backend = open_backend(data_dir, store_url, create=create)
+        except BaseException:
+            if guard is not None:
+                os.close(guard)
+            raise
+        try:
             ledger = cls(
                 data_dir,
                 backend.store,
@@ -204,8 +214,11 @@ class Ledger(LedgerReads):
             )
         except BaseException:
             backend.close()  # release the LOCK: the operator repairs and opens again
+            if guard is not None:
+                os.close(guard)
             raise
         ledger.nonces = backend.nonces
+        ledger._dir_lock = guard
         return ledger
 
     def _recover(self) -> bool:
@@ -404,11 +417,18 @@ class Ledger(LedgerReads):
         return self.cosignatures.cosigned_note(latest, size)
 
     def close(self) -> None:
-        self.cosignatures.close()
-        self._committer.close()
-        if self._state.size:
-            self.snapshot()
-        self._store.close()
-        self.blobs.close()
-        if self.nonces is not None:
-            self.nonces.close()
+        try:
+            self.cosignatures.close()
+            self._committer.close()
+            if self._state.size:
+                self.snapshot()  # may fail (a database that is gone): release the rest anyway
+        finally:
+            try:
+                self._store.close()
+            finally:
+                self.blobs.close()
+                if self.nonces is not None:
+                    self.nonces.close()
+                if self._dir_lock is not None:
+                    os.close(self._dir_lock)
+                    self._dir_lock = None

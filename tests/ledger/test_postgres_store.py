@@ -167,6 +167,18 @@ def test_two_processes_append_to_one_ledger_in_one_order(
         second.close()
 
 
+def test_one_process_per_data_directory_whatever_the_store(
+    tmp_path: Path, world: World, pg_dsn: str
+) -> None:
+    ledger = _create(tmp_path, world, pg_dsn)
+    try:
+        with pytest.raises(StoreError, match="already open"):
+            _open(tmp_path, world, pg_dsn)  # a replica needs a data directory of its own
+    finally:
+        ledger.close()
+    _open(tmp_path, world, pg_dsn).close()
+
+
 def test_a_replica_judges_events_against_what_others_appended(
     tmp_path: Path, world: World, pg_dsn: str
 ) -> None:
