@@ -2,9 +2,11 @@
 (:class:`ledger.store.reads.LedgerReads`); opening recovers (:mod:`ledger.store.recovery`).
 
 Invariant: an append returns only after its entry is durable and signed under a new checkpoint.
-Entries reach the disk only through :class:`ledger.store.Store` (``append_batch``, ``count``, the
-reads, the log's ``offset`` and ``digest``, ``sync_index``, ``close``; its docstring is the
-contract): the embedded :class:`EntryStore` implements it, and a PostgreSQL backend can.
+Entries reach the disk only through :class:`ledger.store.Store` (its docstring is the contract):
+the embedded :class:`EntryStore` implements it, and so does
+:class:`ledger.store.postgres.entries.PostgresStore`, which several registry processes may share:
+each judges new events against the state as of the entry before them, taking the entries the
+others appended first (``append_sequenced``), and takes them as they come (``watch``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class AppendResult:
 
 
 class Ledger(LedgerReads):
-    """One open data directory. Thread-safe; one process per directory (the store locks it).
+    """One open data directory. Thread-safe; one process per directory (its LOCK), and with a
+    PostgreSQL store any number of processes (each with a directory of its own) per database.
 
     ``clock`` stamps each entry's ``received``; ``time_window`` bounds how far a new event's own
     ``time`` may lie from it (default :data:`ledger.timewindow.DEFAULT_TIME_WINDOW`: 24 hours
