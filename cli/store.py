@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cli.errors import CliError
 from ledger.store.backend import Backend, open_backend
 from ledger.store.copy import copy_ledger
 from ledger.store.postgres import is_database_url
@@ -40,6 +41,8 @@ def add_parser(commands: Any) -> None:
 def _open(where: str, *, create: bool) -> Backend:
     if is_database_url(where):
         return open_backend(Path(), where, create=create)
+    if "://" in where:
+        raise CliError(f"{where!r}: expected a data directory or a postgresql:// URL")
     return open_backend(Path(where), None, create=create)
 
 

@@ -118,3 +118,21 @@ def test_a_served_source_is_not_copied(
         assert "pht: error:" in capsys.readouterr().err
     finally:
         ledger.close()
+
+
+def test_store_urls_that_cannot_work_are_named(
+    tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _, _ = _registry(tmp_path, world)
+    capsys.readouterr()
+    gone = "postgresql://postgres@127.0.0.1:1/nothing"
+    assert pht(["-q", "serve", "--data", str(data), "--port", "0", "--store", gone]) == 1
+    assert "cannot connect to postgresql://postgres@127.0.0.1:1/nothing" in capsys.readouterr().err
+    assert pht(["-q", "store", "copy", "--from", str(data), "--to", "mysql://x"]) == 1
+    assert not Path("mysql:").exists()  # not taken for a directory
+    assert "expected a data directory or a postgresql:// URL" in capsys.readouterr().err
+    key = tmp_path / "keys" / "admin.key"
+    args = ["-q", "init", "--data", str(tmp_path / "new"), "--origin", "o.example/x"]
+    args += ["--admin-key", str(key), "--members", str(tmp_path / "members.json")]
+    assert pht([*args, "--store", "sqlite:///x"]) == 1
+    assert "expected a postgresql:// URL" in capsys.readouterr().err
