@@ -11,7 +11,6 @@ others appended first (``append_sequenced``), and takes them as they come (``wat
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,13 +26,12 @@ from ledger.merkle import MerkleTree
 from ledger.rules import apply, check_event_signature
 from ledger.state import State
 from ledger.store import Blobs, Store
-from ledger.store.backend import open_backend
+from ledger.store.backend import Backend, open_for_ledger
 from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
 from ledger.store.integrity import recheck
-from ledger.store.logfiles import lock_dir
 from ledger.store.postgres.nonces import Nonces
 from ledger.store.reads import LedgerReads
 from ledger.store.recovery import recover
@@ -110,7 +108,7 @@ class Ledger(LedgerReads):
         self._checkpoint = b""
         self._unsettled = False  # the state may be ahead of the store (see _reload)
         self.nonces: Nonces | None = None  # request nonces, when replicas share the store
-        self._dir_lock: int | None = None  # the data directory's LOCK, when the store is not it
+        self._rest: Backend | None = None  # what open() opened beside the store
         self.cosignatures = CosignatureBook(
             data_dir,
             origin=lambda: self._state.origin,
@@ -195,16 +193,7 @@ class Ledger(LedgerReads):
         time_window: TimeWindow | None,
     ) -> Ledger:
         """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
-        guard = None
-        if store_url is not None:  # the directory keeps the snapshot and the cosignatures
-            data_dir.mkdir(parents=True, exist_ok=True)
-            guard = lock_dir(data_dir)  # one process per data directory, as with the embedded
-        try:
-            backend = open_backend(data_dir, store_url, create=create)
-        except BaseException:
-            if guard is not None:
-                os.close(guard)
-            raise
+        backend = open_for_ledger(data_dir, store_url, create=create)
         try:
             ledger = cls(
                 data_dir,
@@ -217,11 +206,9 @@ class Ledger(LedgerReads):
             )
         except BaseException:
             backend.close()  # release the LOCK: the operator repairs and opens again
-            if guard is not None:
-                os.close(guard)
             raise
         ledger.nonces = backend.nonces
-        ledger._dir_lock = guard
+        ledger._rest = backend
         return ledger
 
     def _recover(self) -> bool:
@@ -429,9 +416,8 @@ class Ledger(LedgerReads):
             try:
                 self._store.close()
             finally:
-                self.blobs.close()
-                if self.nonces is not None:
-                    self.nonces.close()
-                if self._dir_lock is not None:
-                    os.close(self._dir_lock)
-                    self._dir_lock = None
+                rest, self._rest = self._rest, None  # closing twice must not close a fd twice
+                if rest is not None:
+                    rest.close_rest()
+                else:
+                    self.blobs.close()
