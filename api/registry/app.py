@@ -29,6 +29,7 @@ from api.registry.resources import (
     OpenApi,
     TaskResource,
 )
+from api.registry.webview import add_web_routes
 from api.registry.witness import Cosignatures, CosignedCheckpoint
 from api.wire import problems
 from api.wire.accesslog import AccessLog
@@ -105,4 +106,5 @@ def create_app(
     app.add_route("/v1/proofs/consistency", ConsistencyProof(ledger))
     app.add_route("/v1/blobs/{sha256}", Blob(ledger, max_blob=max_blob))
     app.add_route("/v1/tasks/{event_id}", TaskResource(ledger))
+    add_web_routes(app)  # the web view (issue 14): static files, public
     return app

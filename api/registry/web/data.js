@@ -1,0 +1,116 @@
+// What the pages read, all of it verified first. Two modes, chosen by the ledger's size:
+// - "full" (up to SCAN_LIMIT entries): the page reads the whole ledger, proves it against the
+//   checkpoint's root, checks every event's signature and folds its own model (model.js); new
+//   entries are proven one by one with inclusion proofs.
+// - "summary" (larger ledgers): counts come from the registry's read endpoints, and every entry
+//   the page shows is fetched and proven included on its own.
+
+import { b64decode, hex, sha256 } from "./bytes.js";
+import { emptyModel, fold } from "./model.js";
+import { TrustFailure, verifyEventSignature } from "./trust.js";
+
+export const SCAN_LIMIT = 20000;
+const PAGE = 1000;
+
+export class Data {
+  constructor(trust, registry) {
+    this.trust = trust;
+    this.registry = registry;
+    this.model = null;
+    this.mode = null;
+    this.keyIds = new Map(); // public key (base64) -> key id
+    this.verifyKeys = new Map(); // key id -> CryptoKey
+  }
+
+  get checkpoint() {
+    return this.trust.current;
+  }
+
+  async load() {
+    const cp = await this.trust.refresh();
+    this.mode = cp.size <= SCAN_LIMIT ? "full" : "summary";
+    if (this.mode === "full") {
+      const texts = [];
+      while (texts.length < cp.size) {
+        const page = await this.registry.page(texts.length, Math.min(PAGE, cp.size - texts.length));
+        if (!page.records.length) break;
+        texts.push(...page.records);
+      }
+      const entries = await this.trust.proveAll(texts.slice(0, cp.size));
+      this.model = emptyModel();
+      await this.foldChecked(entries);
+    }
+    return cp;
+  }
+
+  /** After the ledger grew: verify the new checkpoint, then prove and fold the new entries. */
+  async update() {
+    const cp = await this.trust.refresh();
+    if (this.mode !== "full") return [];
+    const added = [];
+    while (this.model.size < cp.size) {
+      const from = this.model.size;
+      const page = await this.registry.page(from, Math.min(PAGE, cp.size - from));
+      if (!page.records.length) break;
+      const entries = await this.trust.proveTexts(from, page.records.slice(0, cp.size - from));
+      await this.foldChecked(entries);
+      added.push(...entries);
+    }
+    return added;
+  }
+
+  async foldChecked(entries) {
+    for (const entry of entries) {
+      const { kind, body } = entry.event;
+      const specs = kind === "consortium" ? body.members || [] : kind === "member" ? [body] : [];
+      for (const spec of specs) {
+        if (spec.public_key && !this.keyIds.has(spec.public_key)) {
+          this.keyIds.set(spec.public_key, hex(await sha256(b64decode(spec.public_key))));
+        }
+      }
+      fold(this.model, [entry], this.keyIds);
+      await this.checkSignature(entry);
+    }
+  }
+
+  async checkSignature(entry) {
+    const name = this.model.byKey.get(entry.event.author);
+    const member = name && this.model.members.get(name);
+    if (!member) {
+      throw new TrustFailure("event signature", `entry ${entry.index} is signed by ${entry.event.author.slice(0, 16)}, no member's key`);
+    }
+    let key = this.verifyKeys.get(member.key_id);
+    if (!key) {
+      key = await crypto.subtle.importKey("raw", b64decode(member.public_key), { name: "Ed25519" }, false, ["verify"]);
+      this.verifyKeys.set(member.key_id, key);
+    }
+    if (!(await verifyEventSignature(entry, key))) {
+      throw new TrustFailure("event signature", `entry ${entry.index}'s signature by ${name} does not verify`);
+    }
+  }
+
+  /** The newest ``count`` entries (proven), newest first. */
+  async tail(count) {
+    const size = this.checkpoint.size;
+    const from = Math.max(0, size - count);
+    if (this.mode === "full") return this.model.entries.slice(from, size).reverse();
+    const page = await this.registry.page(from, size - from);
+    const entries = await this.trust.proveTexts(from, page.records.slice(0, size - from));
+    return entries.reverse();
+  }
+
+  /** Entries ``from``..``from+count-1`` (proven). */
+  async range(from, count) {
+    const size = this.checkpoint.size;
+    const end = Math.min(size, from + count);
+    if (from >= end) return [];
+    if (this.mode === "full") return this.model.entries.slice(from, end);
+    const page = await this.registry.page(from, end - from);
+    return this.trust.proveTexts(from, page.records.slice(0, end - from));
+  }
+
+  /** A read endpoint's answer, or null when this registry does not have it. */
+  readModel(path) {
+    return this.registry.optional(path);
+  }
+}
