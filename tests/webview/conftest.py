@@ -137,6 +137,7 @@ class Requests:
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(accept_downloads=True)
     tab = context.new_page()
+    tab.set_default_timeout(10000)
     tab.requests = Requests()
     tab.on("request", lambda req: tab.requests.urls.append(req.url))
     tab.console_errors = []
