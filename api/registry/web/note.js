@@ -10,11 +10,9 @@ const MAX_NOTE = 16 * 1024;
 
 /** Parse "<name>+<8 hex>+<base64(0x01 || key)>"; checks the key hash. */
 export async function parseVerifierKey(text) {
-  const parts = String(text).split("+");
-  if (parts.length !== 3 || !/^[0-9a-f]{8}$/.test(parts[1]) || !parts[0]) {
-    throw new NoteError(`not a note verifier key: ${String(text).slice(0, 60)}`);
-  }
-  const [name, hashHex, keyB64] = parts;
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/]+=*)$/.exec(String(text));
+  if (!m) throw new NoteError(`not a note verifier key: ${String(text).slice(0, 60)}`);
+  const [, name, hashHex, keyB64] = m;
   let raw;
   try { raw = b64decode(keyB64); } catch (e) { throw new NoteError(`verifier key: ${e.message}`); }
   if (raw.length !== 33 || raw[0] !== 1) throw new NoteError("verifier key is not an Ed25519 key");

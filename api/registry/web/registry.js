@@ -13,6 +13,7 @@ export class RegistryError extends Error {
 }
 
 const HEAD = '{"entries":[';
+const RETRY = new Set([429, 502, 503, 504]);
 const TAIL = '],"next":';
 
 /** Cut an entries page into each entry's stored text (api/wire/pages.py's layout). */
@@ -36,17 +37,25 @@ export class Registry {
     this.origin = origin;
   }
 
+  /** GET ``path``, signed afresh on each try; retried like the CLI's transport on 429/502/503/504
+   * and on a signature the registry calls expired (signed in the second it restarted). */
   async fetch(path, { signed = true, signal } = {}) {
     const url = this.origin + path;
-    const headers = signed ? await signHeaders(this.signer, "GET", url) : {};
-    const resp = await fetch(url, {
-      headers, signal, cache: "no-store", credentials: "omit", redirect: "error",
-    });
-    if (resp.ok) return resp;
-    let problem = {};
-    try { problem = await resp.json(); } catch { /* not a problem document */ }
-    const type = String(problem.type || "").split("/").pop();
-    throw new RegistryError(resp.status, type, problem.detail || problem.title || resp.statusText);
+    for (let attempt = 0; ; attempt++) {
+      const headers = signed ? await signHeaders(this.signer, "GET", url) : {};
+      const resp = await fetch(url, {
+        headers, signal, cache: "no-store", credentials: "omit", redirect: "error",
+      });
+      if (resp.ok) return resp;
+      let problem = {};
+      try { problem = await resp.json(); } catch { /* not a problem document */ }
+      const type = String(problem.type || "").split("/").pop();
+      const retry = RETRY.has(resp.status) || type === "signature-expired";
+      if (!retry || attempt >= 3) {
+        throw new RegistryError(resp.status, type, problem.detail || problem.title || resp.statusText);
+      }
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+    }
   }
 
   async json(path, options) {

@@ -86,7 +86,13 @@ export class Trust {
 
   /** Fetch, verify and remember the newest checkpoint; returns it. */
   async refresh() {
-    if (!this.verifier) this.verifier = await parseVerifierKey(this.pins.logKey);
+    if (!this.verifier) {
+      try {
+        this.verifier = await parseVerifierKey(this.pins.logKey);
+      } catch (e) {
+        this.fail("wrong log key pinned", e.message);
+      }
+    }
     const genesis = this.genesisChecked ? null : await this.genesisMatchesPins();
     const text = await this.registry.checkpoint();
     let cp;
