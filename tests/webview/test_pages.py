@@ -248,3 +248,42 @@ def test_without_ed25519_the_page_verifies_nothing(ledger: Ledger, browser: Any)
         screenshot(page, "unsupported-browser")
     finally:
         context.close()
+
+
+def test_decrypted_output_download_gives_the_right_bytes(ledger: Ledger, page: Any) -> None:
+    sign_in(page, ledger.url, ledger.keys / "alice.key")
+    verified(page)
+    page.goto(ledger.url + "/#/keys")
+    page.set_input_files("#age-file", str(ledger.age_file))
+    page.click("#age-load")
+    page.wait_for_selector("#age-status:has-text('is loaded')")
+    page.goto(ledger.url + f"/#/task/{ledger.tasks['done']}")
+    page.wait_for_selector("[data-file='mean.json'] .dl-decrypted")
+    with page.expect_download() as info:
+        page.click("[data-file='mean.json'] .dl-decrypted")
+    assert info.value.suggested_filename == "mean.json"
+    assert Path(info.value.path()).read_bytes() == ledger.secret
+    with page.expect_download() as info:
+        page.click("[data-file='mean.json'] .dl-raw")
+    sealed = Path(info.value.path()).read_bytes()
+    assert info.value.suggested_filename == "mean.json.age"
+    assert sealed.startswith(b"age-encryption.org/v1\n") and ledger.secret not in sealed
+    screenshot(page, "task-decrypted")
+
+
+def test_an_identity_the_output_is_not_for_fails_clearly(
+    ledger: Ledger, page: Any, tmp_path: Path
+) -> None:
+    from crypto.age import AgeIdentity, save_identity
+
+    other = tmp_path / "bob.age"
+    save_identity(other, AgeIdentity.generate())
+    sign_in(page, ledger.url, ledger.keys / "alice.key")
+    verified(page)
+    page.goto(ledger.url + "/#/keys")
+    page.set_input_files("#age-file", str(other))
+    page.click("#age-load")
+    page.wait_for_selector("#age-status:has-text('is loaded')")
+    page.goto(ledger.url + f"/#/task/{ledger.tasks['done']}")
+    page.click("[data-file='mean.json'] .dl-decrypted")
+    page.wait_for_selector("[data-file='mean.json'] .note:has-text('failed')")
