@@ -203,3 +203,23 @@ def test_wrong_log_key_pinned(
         page.evaluate("() => localStorage.getItem(`pht-webview:${location.origin}`)")
     )
     assert stored["logKey"] == wrong  # the page keeps its pins: it never re-pins on its own
+
+
+def test_entry_that_does_not_match_its_inclusion_proof_in_large_ledger_mode(
+    forked: tuple[Ledger, Ledger], proxy: TamperingProxy, page: Any
+) -> None:
+    honest, _ = forked
+    with honest.client("alice") as client:
+        task = client.entry(1).event.event.id
+    first_visit(page, proxy, honest)
+    page.evaluate("() => localStorage.setItem('pht-webview:scan-limit', '0')")
+    proxy.tamper = lambda path, status, data: (
+        data.replace(b'"n":1', b'"n":5') if path == "/v1/events/1" else None
+    )
+    # Straight to the task page: it fetches the task's entry on its own and proves it.
+    page.goto(f"{proxy.url}/#/task/{task}")
+    page.reload()
+    page.set_input_files("#key-file", str(honest.keys / "alice.key"))
+    page.click("#sign-in-button")
+    text = assert_banner(page, "inclusion proof", "inclusion-large-ledger")
+    assert "entry 1 does not match its inclusion proof" in text

@@ -287,3 +287,33 @@ def test_an_identity_the_output_is_not_for_fails_clearly(
     page.goto(ledger.url + f"/#/task/{ledger.tasks['done']}")
     page.click("[data-file='mean.json'] .dl-decrypted")
     page.wait_for_selector("[data-file='mean.json'] .note:has-text('failed')")
+
+
+def summary_mode(page: Any, ledger: Ledger) -> None:
+    """Sign in with the page told to treat the ledger as too large to read whole."""
+    sign_in(page, ledger.url, ledger.keys / "alice.key")
+    verified(page)
+    page.evaluate("() => localStorage.setItem('pht-webview:scan-limit', '0')")
+    sign_in(page, ledger.url, ledger.keys / "alice.key", trust=False)
+    verified(page)
+
+
+def test_large_ledger_mode_proves_each_entry_it_shows(ledger: Ledger, page: Any) -> None:
+    with ledger.client("alice") as client:
+        size = client.entries(0, 1).size
+    summary_mode(page, ledger)
+    assert page.inner_text("#size") == str(size)
+    assert "every entry shown proven included" in page.inner_text("#verification")
+    assert "completed" in page.inner_text("#results")
+    proofs = [u for u in page.requests.urls if "/v1/proofs/inclusion" in u]
+    assert proofs, "the page showed entries without proving them"
+    page.goto(ledger.url + "/#/ledger")
+    page.wait_for_selector("#entries")
+    rows = page.query_selector_all("#entries tbody tr")
+    assert [int(r.get_attribute("data-index")) for r in rows] == list(range(size - 1, -1, -1))
+    page.goto(ledger.url + f"/#/task/{ledger.tasks['done']}")
+    page.wait_for_selector("#task")
+    assert page.inner_text("#image") == "myconsortium/avg:1"
+    assert "completed" in page.inner_text("[data-site='site-a']")
+    assert "mean.json" in page.inner_text("[data-site='site-a']")
+    screenshot(page, "task-large-ledger-mode")

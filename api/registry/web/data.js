@@ -12,6 +12,14 @@ import { TrustFailure, verifyEventSignature } from "./trust.js";
 export const SCAN_LIMIT = 20000;
 const PAGE = 1000;
 
+/** The largest ledger read whole: SCAN_LIMIT, or the number kept under "pht-webview:scan-limit"
+ * in local storage (0: never read it whole; the tests use it to run the summary mode). */
+export function scanLimit() {
+  const kept = localStorage.getItem("pht-webview:scan-limit");
+  const value = kept === null ? NaN : Number(kept);
+  return Number.isInteger(value) && value >= 0 ? value : SCAN_LIMIT;
+}
+
 export class Data {
   constructor(trust, registry) {
     this.trust = trust;
@@ -28,7 +36,7 @@ export class Data {
 
   async load() {
     const cp = await this.trust.refresh();
-    this.mode = cp.size <= SCAN_LIMIT ? "full" : "summary";
+    this.mode = cp.size <= scanLimit() ? "full" : "summary";
     if (this.mode === "full") {
       const texts = [];
       while (texts.length < cp.size) {
