@@ -39,9 +39,10 @@ from api.wire.problems import Problem
 from crypto import KeyId, PublicKey
 from ledger.store.ledger import Ledger
 
-PUBLIC_ROUTES = frozenset(
-    {"/healthz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"}
-) | ASSET_ROUTES
+PUBLIC_ROUTES = (
+    frozenset({"/healthz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"})
+    | ASSET_ROUTES
+)
 
 
 class Authenticator:

@@ -71,8 +71,12 @@ def populate(ledger: Ledger, tmp: Path) -> None:
     sealed = encrypt_bytes(ledger.secret, [identity.recipient])
     done = ledger.post(
         "alice",
-        Task(image="myconsortium/avg:1", sites=("site-a", "site-b"), config={"column": "age"},
-             label="first-mean"),
+        Task(
+            image="myconsortium/avg:1",
+            sites=("site-a", "site-b"),
+            config={"column": "age"},
+            label="first-mean",
+        ),
     )
     ledger.tasks["done"] = done
     out_sha = ledger.put_blob("site-a", sealed)
@@ -81,10 +85,14 @@ def populate(ledger: Ledger, tmp: Path) -> None:
     ledger.post("site-a", Status(task=done, state=StatusState.STARTED))
     ledger.post(
         "site-a",
-        Result(task=done, state=ResultState.COMPLETED, exit_code=0,
-               image_digest="sha256:" + "ab" * 32,
-               outputs=(Output(name="mean.json", sha256=out_sha, size=len(sealed)),),
-               log=BlobRef(sha256=log_sha, size=23)),
+        Result(
+            task=done,
+            state=ResultState.COMPLETED,
+            exit_code=0,
+            image_digest="sha256:" + "ab" * 32,
+            outputs=(Output(name="mean.json", sha256=out_sha, size=len(sealed)),),
+            log=BlobRef(sha256=log_sha, size=23),
+        ),
     )
     ledger.post(
         "site-b",
@@ -92,11 +100,17 @@ def populate(ledger: Ledger, tmp: Path) -> None:
     )
     ledger.tasks["next"] = ledger.post(
         "alice",
-        Task(image="myconsortium/avg:1", sites=("site-a",), config={"column": "age", "step": 2},
-             parent=done, label="second-mean"),
+        Task(
+            image="myconsortium/avg:1",
+            sites=("site-a",),
+            config={"column": "age", "step": 2},
+            parent=done,
+            label="second-mean",
+        ),
     )
     ledger.tasks["live"] = ledger.post(
-        "alice", Task(image="myconsortium/count:2", sites=("site-c",), config={}, label="live-count")
+        "alice",
+        Task(image="myconsortium/count:2", sites=("site-c",), config={}, label="live-count"),
     )
     ledger.post("site-c", Status(task=ledger.tasks["live"], state=StatusState.ACCEPTED))
 
@@ -144,7 +158,9 @@ def page(browser: Any) -> Iterator[Any]:
     tab.requests = Requests()
     tab.on("request", lambda req: tab.requests.urls.append(req.url))
     tab.console_errors = []
-    tab.on("console", lambda msg: tab.console_errors.append(msg.text) if msg.type == "error" else None)
+    tab.on(
+        "console", lambda msg: tab.console_errors.append(msg.text) if msg.type == "error" else None
+    )
     tab.on("pageerror", lambda exc: tab.console_errors.append(str(exc)))
     try:
         yield tab
@@ -171,6 +187,3 @@ def sign_in(page: Any, url: str, key_file: Path, *, trust: bool = True) -> None:
 
 def verified(page: Any) -> None:
     page.wait_for_selector("#status .s-ok", timeout=15000)
-
-
-

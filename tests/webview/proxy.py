@@ -26,7 +26,7 @@ class TamperingProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 -- the http.server interface
+            def do_GET(self) -> None:
                 target = urllib.parse.urlsplit(proxy.backend)
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 try:

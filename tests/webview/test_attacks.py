@@ -95,7 +95,9 @@ def test_checkpoint_signed_by_another_key(
     forged = sign_checkpoint(body, SigningKey.generate())
     proxy.tamper = lambda path, status, data: forged if path == "/v1/checkpoint" else None
     sign_in(page, proxy.url, honest.keys / "alice.key", trust=False)
-    assert "not signed by the pinned log key" in assert_banner(page, "checkpoint signature", "another-key")
+    assert "not signed by the pinned log key" in assert_banner(
+        page, "checkpoint signature", "another-key"
+    )
     assert evidence(page, "#evidence-served") == forged
     assert evidence(page, "#evidence-previous") == real
 

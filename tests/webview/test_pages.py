@@ -10,6 +10,25 @@ from typing import Any
 from ledger.bodies import Result, ResultState, Status, StatusState
 from tests.webview.conftest import Ledger, screenshot, sign_in, verified
 
+INJECT_INLINE_SCRIPT = """() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__inline = 1';
+    document.body.append(s);
+}"""
+KEPT_KEY = """async () => {
+    const db = await new Promise((ok) => {
+        const r = indexedDB.open('pht-webview', 1);
+        r.onsuccess = () => ok(r.result);
+    });
+    const key = await new Promise((ok) => {
+        const r = db.transaction('keys').objectStore('keys').get('signing-key');
+        r.onsuccess = () => ok(r.result);
+    });
+    return {extractable: key.key.extractable, type: key.key.type, usages: key.key.usages};
+}"""
+NO_ED25519 = """crypto.subtle.generateKey =
+    () => Promise.reject(new DOMException('no Ed25519 here', 'NotSupportedError'));"""
+
 
 def test_sign_in_pins_the_registry_and_shows_the_overview(ledger: Ledger, page: Any) -> None:
     with ledger.client("alice") as client:
@@ -64,13 +83,7 @@ def test_a_kept_key_signs_in_again_after_reload(ledger: Ledger, page: Any) -> No
     page.reload()
     verified(page)
     assert page.inner_text("#who").startswith("Signed in as audrey (auditor)")
-    kept = page.evaluate(
-        """async () => {
-            const db = await new Promise((ok) => { const r = indexedDB.open('pht-webview', 1); r.onsuccess = () => ok(r.result); });
-            const key = await new Promise((ok) => { const r = db.transaction('keys').objectStore('keys').get('signing-key'); r.onsuccess = () => ok(r.result); });
-            return {extractable: key.key.extractable, type: key.key.type, usages: key.key.usages};
-        }"""
-    )
+    kept = page.evaluate(KEPT_KEY)
     assert kept == {"extractable": False, "type": "private", "usages": ["sign"]}
     page.click("#sign-out")
     page.wait_for_selector("#sign-in")
@@ -92,7 +105,8 @@ def test_ledger_page_filters_and_shows_raw_signed_json(ledger: Ledger, page: Any
     assert page.inner_text("#entries tbody").count("result") == 2
     page.goto(ledger.url + "/#/ledger?site=site-c")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#entries tbody tr')].every(r => /site-c/.test(r.innerText))"
+        "() => [...document.querySelectorAll('#entries tbody tr')]"
+        ".every(r => /site-c/.test(r.innerText))"
     )
     kinds = [r.inner_text().split("\t")[1] for r in page.query_selector_all("#entries tbody tr")]
     assert sorted(kinds) == ["status", "task"]
@@ -210,7 +224,9 @@ def test_csp_holds_no_inline_script_and_no_other_origin(ledger: Ledger, page: An
     html = answer.text
     assert "<script>" not in html and "<script " in html
     for tag in html.split("<script")[1:]:
-        assert 'src="/assets/' in tag.split(">", 1)[0] and tag.split(">", 1)[1].startswith("</script>")
+        assert 'src="/assets/' in tag.split(">", 1)[0] and tag.split(">", 1)[1].startswith(
+            "</script>"
+        )
     asset = html.split('<script type="module" src="')[1].split('"')[0]
     cached = requests.get(ledger.url + asset, timeout=10)
     assert "immutable" in cached.headers["Cache-Control"]
@@ -227,18 +243,16 @@ def test_csp_holds_no_inline_script_and_no_other_origin(ledger: Ledger, page: An
         u for u in page.requests.urls if not u.startswith(ledger.url)
     ]
     assert not [e for e in page.console_errors if "Content Security Policy" in e]
-    # An injected inline script is refused by the browser.
-    page.evaluate(
-        "() => { const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; document.body.append(s); }"
-    )
-    assert page.evaluate("window.__inline") is None
+    # An injected inline script is refused by the browser, which says why.
+    page.evaluate(INJECT_INLINE_SCRIPT)
+    page.wait_for_timeout(200)
+    assert page.evaluate("() => window.__inline === undefined")
+    assert [e for e in page.console_errors if "Content Security Policy" in e]
 
 
 def test_without_ed25519_the_page_verifies_nothing(ledger: Ledger, browser: Any) -> None:
     context = browser.new_context()
-    context.add_init_script(
-        "crypto.subtle.generateKey = () => Promise.reject(new DOMException('no', 'NotSupportedError'));"
-    )
+    context.add_init_script(NO_ED25519)
     page = context.new_page()
     try:
         page.goto(ledger.url + "/")

@@ -202,10 +202,10 @@ async function live() {
     ctx.live = new AbortController();
     try {
       const size = ctx.data.checkpoint.size;
-      const page = await ctx.registry.page(size, 1, 25, ctx.live.signal);
+      const page = await ctx.registry.page(size, 100, 25, ctx.live.signal);
       if (!page.records.length) continue;
       ctx.timings.polled = performance.now();
-      const added = await ctx.data.update();
+      const added = await ctx.data.update({ from: size, records: page.records });
       if (!added.length && ctx.data.checkpoint.size === size) {
         await new Promise((r) => setTimeout(r, 20)); // the checkpoint lags the entry: ask again
         continue;

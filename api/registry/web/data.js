@@ -51,16 +51,21 @@ export class Data {
     return cp;
   }
 
-  /** After the ledger grew: verify the new checkpoint, then prove and fold the new entries. */
-  async update() {
+  /** After the ledger grew: verify the new checkpoint, then prove and fold the new entries.
+   * ``fresh`` ({from, records}): entries the long-poll already brought, used instead of
+   * asking for them again (they are proven like any other). */
+  async update(fresh = null) {
     const cp = await this.trust.refresh();
     if (this.mode !== "full") return [];
     const added = [];
     while (this.model.size < cp.size) {
       const from = this.model.size;
-      const page = await this.registry.page(from, Math.min(PAGE, cp.size - from));
-      if (!page.records.length) break;
-      const entries = await this.trust.proveTexts(from, page.records.slice(0, cp.size - from));
+      const records = fresh && fresh.from === from && fresh.records.length
+        ? fresh.records
+        : (await this.registry.page(from, Math.min(PAGE, cp.size - from))).records;
+      fresh = null;
+      if (!records.length) break;
+      const entries = await this.trust.proveTexts(from, records.slice(0, cp.size - from));
       await this.foldChecked(entries);
       added.push(...entries);
     }
