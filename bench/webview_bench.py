@@ -92,6 +92,13 @@ def build(directory: Path, count: int) -> World:
     return world
 
 
+def overview(page: Any) -> None:
+    """Wait for the verified overview; a red banner instead is a failure of the bench."""
+    page.wait_for_selector("#overview, #banner")
+    if page.query_selector("#banner"):
+        raise SystemExit(f"verification failed: {page.inner_text('#banner')}")
+
+
 def sign_in(page: Any, url: str, key: Path) -> None:
     page.goto(url + "/")
     page.set_input_files("#key-file", str(key))
@@ -106,7 +113,7 @@ def bench_overview(browser: Any, url: str, key: Path, client: Client, world: Wor
     page.wait_for_selector("#confirm-pins")
     start = time.perf_counter()
     page.click("#trust-registry")
-    page.wait_for_selector("#overview")
+    overview(page)
     first = time.perf_counter() - start
     size = int(page.inner_text("#size"))
     # A returning visit after the ledger grew: a consistency proof to the checkpoint seen before.
@@ -117,7 +124,7 @@ def bench_overview(browser: Any, url: str, key: Path, client: Client, world: Wor
         sign_in(page, url, key)
         start = time.perf_counter()
         page.click("#sign-in-button")
-        page.wait_for_selector("#overview")
+        overview(page)
         times.append(time.perf_counter() - start)
     again = statistics.median(times)
     context.close()
