@@ -146,7 +146,12 @@ async function verified(pins) {
   } catch (e) {
     return fail(e);
   }
-  const me = ctx.data.model ? [...ctx.data.model.members.values()].find((m) => m.key_id === ctx.signer.keyId) : null;
+  let members = ctx.data.model ? [...ctx.data.model.members.values()] : null;
+  if (!members) {
+    const answer = await ctx.data.readModel("/v1/members").catch(() => null);
+    members = answer ? answer.members : [];
+  }
+  const me = members.find((m) => m.key_id === ctx.signer.keyId) || null;
   document.getElementById("who").replaceChildren(
     `Signed in as ${me ? `${me.name} (${me.role})` : `key ${ctx.signer.keyId.slice(0, 12)}`} `,
     h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out"));

@@ -73,8 +73,8 @@ export async function renderLedger(ctx, params) {
   const q = (page) => { const p = new URLSearchParams(params); p.set("page", String(page)); return `#/ledger?${p}`; };
   const pages = Math.max(1, Math.ceil(total / PER_PAGE));
   const pager = h("nav", { class: "pager", "aria-label": "pages" },
-    pageNo > 0 ? h("a", { href: q(pageNo - 1), id: "newer" }, "← newer") : "",
+    pageNo > 0 ? h("a", { href: q(pageNo - 1), class: "newer" }, "← newer") : "",
     ` page ${pageNo + 1} of ${pages} (${total} entries) `,
-    pageNo + 1 < pages ? h("a", { href: q(pageNo + 1), id: "older" }, "older →") : "");
+    pageNo + 1 < pages ? h("a", { href: q(pageNo + 1), class: "older" }, "older →") : "");
   return h("div", { id: "ledger" }, h("h1", {}, "Ledger"), form, note && h("p", { class: "na" }, note), pager, h("div", { class: "scroll" }, table), pager.cloneNode(true));
 }

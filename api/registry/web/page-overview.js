@@ -59,6 +59,9 @@ export async function renderOverview(ctx) {
       h("p", {}, latest ? `Newest entry ${latest.index}, received ${age(latest.received)}` : "empty ledger"),
       h("p", {}, `Checkpoint fetched and verified ${new Date().toLocaleTimeString()}`)),
     card("Verification", "verification",
+      data.model && data.model.entries.some((e) => e.event.kind === "witness_policy")
+        ? h("p", { class: "na", id: "witness-note" }, "This ledger sets a witness policy; this page checks the log's own signature, not the witnesses' cosignatures: use `pht audit` for those.")
+        : "",
       h("p", {}, badge("verified"), " signed by the pinned log key"),
       h("p", {}, badge("verified"), " consistent with the last checkpoint this browser saw"),
       h("p", {}, badge("verified"), data.mode === "full" ? ` all ${cp.size} entries hash to its root; every event signature checked` : " every entry shown proven included")),
