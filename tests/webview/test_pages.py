@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ledger.bodies import Result, ResultState, Status, StatusState
+import pytest
+
+from ledger.bodies import Result, ResultState, Status, StatusState, Task
 from tests.webview.conftest import Ledger, screenshot, sign_in, verified
 
 INJECT_INLINE_SCRIPT = """() => {
@@ -271,6 +273,7 @@ def test_decrypted_output_download_gives_the_right_bytes(ledger: Ledger, page: A
     page.set_input_files("#age-file", str(ledger.age_file))
     page.click("#age-load")
     page.wait_for_selector("#age-status:has-text('is loaded')")
+    screenshot(page, "keys")
     page.goto(ledger.url + f"/#/task/{ledger.tasks['done']}")
     page.wait_for_selector("[data-file='mean.json'] .dl-decrypted")
     with page.expect_download() as info:
@@ -331,3 +334,30 @@ def test_large_ledger_mode_proves_each_entry_it_shows(ledger: Ledger, page: Any)
     assert "completed" in page.inner_text("[data-site='site-a']")
     assert "mean.json" in page.inner_text("[data-site='site-a']")
     screenshot(page, "task-large-ledger-mode")
+
+
+@pytest.mark.parametrize("mode", ["whole ledger", "large ledger"])
+def test_ledger_page_pages_through_the_entries(ledger: Ledger, page: Any, mode: str) -> None:
+    with ledger.client("alice") as client:
+        size = client.entries(0, 1).size
+    for n in range(max(0, 60 - size)):
+        ledger.post("alice", Task(image="myconsortium/avg:1", sites=("site-b",), config={"p": n}))
+    size = max(size, 60)
+    if mode == "large ledger":
+        summary_mode(page, ledger)
+    else:
+        sign_in(page, ledger.url, ledger.keys / "alice.key")
+        verified(page)
+    page.goto(ledger.url + "/#/ledger")
+    page.wait_for_selector("#entries")
+    first = [
+        int(r.get_attribute("data-index")) for r in page.query_selector_all("#entries tbody tr")
+    ]
+    assert first == list(range(size - 1, size - 51, -1))
+    page.click(".pager .older >> nth=0")
+    page.wait_for_selector(f"#entries tbody tr[data-index='{size - 51}']")
+    second = [
+        int(r.get_attribute("data-index")) for r in page.query_selector_all("#entries tbody tr")
+    ]
+    assert second == list(range(size - 51, max(-1, size - 101), -1))
+    assert page.query_selector(".pager .newer") is not None

@@ -207,8 +207,14 @@ async function live() {
     ctx.live = new AbortController();
     try {
       const size = ctx.data.checkpoint.size;
+      const asked = performance.now();
       const page = await ctx.registry.page(size, 100, 25, ctx.live.signal);
-      if (!page.records.length) continue;
+      if (!page.records.length) {
+        // An empty answer at once means the registry had no long-poll slot free (it says
+        // Retry-After: 1): wait rather than ask again at once.
+        if (performance.now() - asked < 1000) await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
       ctx.timings.polled = performance.now();
       const added = await ctx.data.update({ from: size, records: page.records });
       if (!added.length && ctx.data.checkpoint.size === size) {
