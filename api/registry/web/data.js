@@ -55,7 +55,8 @@ export class Data {
    * ``fresh`` ({from, records}): entries the long-poll already brought, used instead of
    * asking for them again (they are proven like any other). */
   async update(fresh = null) {
-    const cp = await this.trust.refresh();
+    const prefetch = fresh && this.mode === "full" ? fresh.records.map((_, k) => fresh.from + k) : [];
+    const cp = await this.trust.refresh({ prefetch });
     if (this.mode !== "full") return [];
     const added = [];
     while (this.model.size < cp.size) {

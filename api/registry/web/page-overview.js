@@ -14,8 +14,8 @@ export async function renderOverview(ctx) {
   const cp = data.checkpoint;
   const [sites, tasks, tail] = await Promise.all([
     data.readModel("/v1/sites"),
-    data.mode === "full" ? null : data.readModel("/v1/tasks?limit=100"),
-    data.tail(data.mode === "full" ? cp.size : 50),
+    data.mode === "full" ? null : data.readModel("/v1/tasks?state=unfinished&limit=100"),
+    data.tail(data.mode === "full" ? cp.size : 30),
   ]);
   const latest = tail[0];
   const name = (entry) => (data.model ? authorName(data.model, entry.event.author) : entry.event.author.slice(0, 12));
@@ -35,10 +35,11 @@ export async function renderOverview(ctx) {
   if (data.model) {
     running = data.model.order.map((id) => data.model.tasks.get(id)).filter((t) => taskState(t) === "running" || taskState(t) === "waiting");
   } else if (tasks) {
-    running = tasks.tasks.filter((t) => !t.cancelled && Object.values(t.sites).some((s) => !["completed", "failed", "timeout", "rejected", "cancelled"].includes(s.state)));
+    running = tasks.tasks.filter((t) => !t.cancelled).reverse(); // newest first -> oldest first
+    if (tasks.next !== null) running.more = true;
   }
   const runningBody = running
-    ? h("div", {}, h("p", { class: "big", id: "tasks-running" }, String(running.length)),
+    ? h("div", {}, h("p", { class: "big", id: "tasks-running" }, `${running.length}${running.more ? "+" : ""}`),
         h("ul", {}, ...running.slice(-RECENT).reverse().map((t) => h("li", {}, h("a", { href: `#/task/${t.task}` }, t.label || t.image), " ", t.task.slice(0, 8)))))
     : h("p", { class: "na" }, "Running tasks: not available from this registry.");
 

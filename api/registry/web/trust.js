@@ -77,6 +77,7 @@ export class Trust {
     this.verifier = null;
     this.current = null; // the verified checkpoint {size, root, text}
     this.proven = new Map(); // index -> parsed entry, proven in a verified tree
+    this.inclusions = new Map(); // "index/size" -> pending inclusion proof request
     this.genesisChecked = false;
   }
 
@@ -85,7 +86,7 @@ export class Trust {
   }
 
   /** Fetch, verify and remember the newest checkpoint; returns it. */
-  async refresh() {
+  async refresh({ prefetch = [] } = {}) {
     if (!this.verifier) {
       try {
         this.verifier = await parseVerifierKey(this.pins.logKey);
@@ -93,13 +94,20 @@ export class Trust {
         this.fail("wrong log key pinned", e.message);
       }
     }
-    const genesis = this.genesisChecked ? null : await this.genesisMatchesPins();
-    const text = await this.registry.checkpoint();
+    const [genesis, text] = await Promise.all([
+      this.genesisChecked ? null : this.genesisMatchesPins(),
+      this.registry.checkpoint(),
+    ]);
     let cp;
     try {
       cp = await verifyCheckpoint(text, this.verifier, this.pins.origin);
     } catch (e) {
       this.fail("checkpoint signature", e.message, text);
+    }
+    // Ask for the proofs of entries about to be proven while the consistency proof is checked;
+    // they are verified (in prove) only against this checkpoint, once it is accepted.
+    for (const index of prefetch) {
+      if (index < cp.size && !this.proven.has(index)) this.fetchInclusion(index, cp.size);
     }
     const last = this.pins.checkpoint ? await this.lastSeen() : null;
     if (last) {
@@ -154,7 +162,8 @@ export class Trust {
     if (known) return known;
     const cp = this.current;
     if (index >= cp.size) this.fail("inclusion", `entry ${index} is beyond the checkpoint's ${cp.size} entries`);
-    const proof = await this.registry.inclusion(index, cp.size);
+    const proof = await this.fetchInclusion(index, cp.size);
+    this.inclusions.delete(`${index}/${cp.size}`);
     let entry;
     try {
       await verifyInclusion(index, cp.size, await leafHash(raw), proof, cp.root);
@@ -173,14 +182,29 @@ export class Trust {
     return this.proven.get(index) || this.prove(index, await this.registry.entry(index));
   }
 
-  /** Prove several entries (their stored texts from a page) at once. */
-  async proveTexts(start, texts) {
-    const out = [];
-    const batch = 8;
-    for (let i = 0; i < texts.length; i += batch) {
-      const part = texts.slice(i, i + batch).map((t, k) => this.prove(start + i + k, utf8(t)));
-      out.push(...(await Promise.all(part)));
+  /** The inclusion proof of ``index`` in the tree of ``size`` (one request, shared). */
+  fetchInclusion(index, size) {
+    const key = `${index}/${size}`;
+    if (!this.inclusions.has(key)) {
+      const pending = this.registry.inclusion(index, size);
+      pending.catch(() => this.inclusions.delete(key)); // a failed request is asked again
+      this.inclusions.set(key, pending);
     }
+    return this.inclusions.get(key);
+  }
+
+  /** Prove several entries (their stored texts from a page), six requests at a time (what a
+   * browser keeps open to one origin). */
+  async proveTexts(start, texts) {
+    const out = new Array(texts.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < texts.length) {
+        const i = next++;
+        out[i] = await this.prove(start + i, utf8(texts[i]));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(6, texts.length) }, worker));
     return out;
   }
 
