@@ -7,17 +7,22 @@ real signed checkpoints and entries, replayed, re-signed by another key or edite
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.wire.pages import entries_page
 from crypto import SigningKey
 from ledger.bodies import Task
+from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from ledger.merkle import MerkleTree
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World
 from tests.webview.conftest import Ledger, screenshot, sign_in, verified
@@ -225,3 +230,70 @@ def test_entry_that_does_not_match_its_inclusion_proof_in_large_ledger_mode(
     page.click("#sign-in-button")
     text = assert_banner(page, "inclusion proof", "inclusion-large-ledger")
     assert "entry 1 does not match its inclusion proof" in text
+
+
+def forged_history(
+    ledger: Ledger, edit: Callable[[list[bytes]], list[bytes]]
+) -> tuple[bytes, bytes]:
+    """The registry's own log key (read from its data directory) signing a tree of edited
+    entries: the checkpoint note and the entries page it would serve."""
+    log_key = SigningKey.load(ledger.process.data / "log.key")
+    with ledger.client("alice") as client:
+        records, _ = client.entry_records(0, 1000)
+    records = edit(records)
+    tree = MerkleTree()
+    tree.extend(hashlib.sha256(b"\0" + r).digest() for r in records)
+    note = sign_checkpoint(
+        Checkpoint(origin=ledger.world.origin, size=len(records), root=tree.root()), log_key
+    )
+    page = entries_page(records, len(records), len(records))
+
+    def serve(path: str, status: int, data: bytes) -> bytes | None:
+        if path == "/v1/checkpoint":
+            return note
+        if path.startswith("/v1/events?from=0"):
+            return page
+        if path.startswith("/v1/proofs/inclusion?"):
+            query = urllib.parse.parse_qs(path.split("?", 1)[1])
+            index, size = int(query["index"][0]), int(query["size"][0])
+            proof = [h.hex() for h in tree.inclusion_proof(index, size)]
+            return json.dumps({"index": index, "size": size, "proof": proof}).encode()
+        return None
+
+    return serve
+
+
+@pytest.mark.parametrize(
+    ("attack", "what", "detail"),
+    [
+        ("event_not_signed_by_its_author", "event signature", "does not verify"),
+        ("entry_not_linked_to_the_one_before", "entries", "does not link to entry"),
+    ],
+)
+def test_a_tree_signed_by_the_log_key_over_forged_entries(
+    forked: tuple[Ledger, Ledger],
+    proxy: TamperingProxy,
+    page: Any,
+    attack: str,
+    what: str,
+    detail: str,
+) -> None:
+    honest, _ = forked
+
+    def edit(records: list[bytes]) -> list[bytes]:
+        last = records[-1]
+        if attack == "event_not_signed_by_its_author":
+            assert b'"sites":["site-a"]' in last
+            return [*records[:-1], last.replace(b'"sites":["site-a"]', b'"sites":["site-b"]')]
+        return [*records[:-1], _relink(last)]
+
+    proxy.tamper = forged_history(honest, edit)
+    sign_in(page, proxy.url, honest.keys / "alice.key")
+    assert detail in assert_banner(page, what, attack.replace("_", "-"))
+
+
+def _relink(record: bytes) -> bytes:
+    """The entry with another ``prev`` (64 hex digits, still well formed)."""
+    value = json.loads(record)
+    value["prev"] = "f" * 64
+    return canonical_bytes(value)

@@ -9,7 +9,7 @@ import { b64decode, hex, sha256 } from "./bytes.js";
 import { emptyModel, fold } from "./model.js";
 import { TrustFailure, verifyEventSignature } from "./trust.js";
 
-export const SCAN_LIMIT = 20000;
+export const SCAN_LIMIT = 10000;
 const PAGE = 1000;
 
 /** The largest ledger read whole: SCAN_LIMIT, or the number kept under "pht-webview:scan-limit"
@@ -27,7 +27,7 @@ export class Data {
     this.model = null;
     this.mode = null;
     this.keyIds = new Map(); // public key (base64) -> key id
-    this.verifyKeys = new Map(); // key id -> CryptoKey
+    this.verifyKeys = new Map(); // key id -> Promise of its CryptoKey
   }
 
   get checkpoint() {
@@ -73,7 +73,10 @@ export class Data {
     return added;
   }
 
+  /** Fold ``entries`` in order; every event's signature is checked by its author's key as the
+   * model holds it at that entry (the checks run concurrently; any failure fails the whole). */
   async foldChecked(entries) {
+    const checks = [];
     for (const entry of entries) {
       const { kind, body } = entry.event;
       const specs = kind === "consortium" ? body.members || [] : kind === "member" ? [body] : [];
@@ -83,24 +86,25 @@ export class Data {
         }
       }
       fold(this.model, [entry], this.keyIds);
-      await this.checkSignature(entry);
+      checks.push(this.checkSignature(entry));
     }
+    await Promise.all(checks);
   }
 
-  async checkSignature(entry) {
+  checkSignature(entry) {
     const name = this.model.byKey.get(entry.event.author);
     const member = name && this.model.members.get(name);
     if (!member) {
-      throw new TrustFailure("event signature", `entry ${entry.index} is signed by ${entry.event.author.slice(0, 16)}, no member's key`);
+      return Promise.reject(new TrustFailure("event signature", `entry ${entry.index} is signed by ${entry.event.author.slice(0, 16)}, no member's key`));
     }
-    let key = this.verifyKeys.get(member.key_id);
-    if (!key) {
-      key = await crypto.subtle.importKey("raw", b64decode(member.public_key), { name: "Ed25519" }, false, ["verify"]);
-      this.verifyKeys.set(member.key_id, key);
+    if (!this.verifyKeys.has(member.key_id)) {
+      this.verifyKeys.set(member.key_id, crypto.subtle.importKey("raw", b64decode(member.public_key), { name: "Ed25519" }, false, ["verify"]));
     }
-    if (!(await verifyEventSignature(entry, key))) {
-      throw new TrustFailure("event signature", `entry ${entry.index}'s signature by ${name} does not verify`);
-    }
+    return this.verifyKeys.get(member.key_id)
+      .then((key) => verifyEventSignature(entry, key))
+      .then((ok) => {
+        if (!ok) throw new TrustFailure("event signature", `entry ${entry.index}'s signature by ${name} does not verify`);
+      });
   }
 
   /** The newest ``count`` entries (proven), newest first. */

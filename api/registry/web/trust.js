@@ -222,10 +222,18 @@ export class Trust {
     for (let i = 0; i < texts.length; i++) {
       const entry = this.proven.get(i) || parseEntry(texts[i]);
       if (entry.index !== i) this.fail("entries", `entry ${i} says it is entry ${entry.index}`);
-      if (!entry.id) entry.id = hex(await sha256(utf8(entry.eventText)));
-      this.proven.set(i, entry);
       entries.push(entry);
     }
+    const [ids, hashes] = await Promise.all([
+      Promise.all(entries.map((e) => e.id || sha256(utf8(e.eventText)).then(hex))),
+      Promise.all(texts.map((t) => sha256(utf8(t)).then(hex))),
+    ]);
+    entries.forEach((entry, i) => {
+      const prev = i === 0 ? "0".repeat(64) : hashes[i - 1];
+      if (entry.prev !== prev) this.fail("entries", `entry ${i} does not link to entry ${i - 1} (prev ${entry.prev.slice(0, 16)}…)`);
+      entry.id = ids[i];
+      this.proven.set(i, entry);
+    });
     return entries;
   }
 }
