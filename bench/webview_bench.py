@@ -116,6 +116,11 @@ def bench_overview(browser: Any, url: str, key: Path, client: Client, world: Wor
     overview(page)
     first = time.perf_counter() - start
     size = int(page.inner_text("#size"))
+    steps = page.evaluate("() => window.__pht.data.timings")
+    print(
+        "  steps of the first load (ms from its start):",
+        {k: round(v - steps["start"]) for k, v in steps.items()},
+    )
     # A returning visit after the ledger grew: a consistency proof to the checkpoint seen before.
     task = world.sign("alice", Task(image="myconsortium/avg:1.2", sites=("site-a",), config={}))
     client.post_event(task)
