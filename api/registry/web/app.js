@@ -167,8 +167,9 @@ function statusLine() {
   setStatus(`checkpoint of ${cp.size} entries, signed by the pinned log key, consistent with every one this browser saw; verified ${new Date().toLocaleTimeString()}`, "ok");
 }
 
-async function route() {
+async function route(event) {
   if (ctx.failed) return;
+  const navigated = event instanceof HashChangeEvent;
   const hash = location.hash.replace(/^#\/?/, "");
   const [path, query] = hash.split("?");
   const parts = path.split("/").map(decodeURIComponent);
@@ -192,6 +193,7 @@ async function route() {
     if (ctx.failed) return;
     statusLine();
     show(page);
+    if (navigated) main.focus({ preventScroll: true }); // keyboard users land on the new page
     ctx.timings.rendered = performance.now();
     document.body.dataset.page = ctx.route;
     document.body.dataset.size = String(ctx.data.checkpoint.size);
