@@ -211,6 +211,7 @@ def test_phone_width_and_keyboard(ledger: Ledger, browser: Any) -> None:
         assert seen[-1] == "Ledger", seen
         page.keyboard.press("Enter")
         page.wait_for_selector("#entries")
+        assert page.evaluate("() => document.activeElement.id") == "main"
     finally:
         context.close()
 
