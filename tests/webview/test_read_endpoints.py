@@ -108,3 +108,33 @@ def test_members_from_the_read_model_in_large_ledger_mode(
     ]
     assert sorted(names) == sorted(ledger.world.keys)
     assert "read model" in page.inner_text("#members")
+
+
+def test_large_ledger_mode_checks_signatures_with_proven_member_keys(
+    ledger: Ledger, proxy: TamperingProxy, page: Any
+) -> None:
+    sign_in(page, proxy.url, ledger.keys / "alice.key")
+    verified(page)
+    page.evaluate("() => localStorage.setItem('pht-webview:scan-limit', '0')")
+    sign_in(page, proxy.url, ledger.keys / "alice.key", trust=False)
+    verified(page)
+    assert "signature checked with its author's key" in page.inner_text("#verification")
+
+
+def test_a_member_list_naming_an_entry_without_that_key_is_caught(
+    ledger: Ledger, proxy: TamperingProxy, page: Any
+) -> None:
+    with ledger.client("alice") as client:
+        size = client.entries(0, 1).size
+    members = json.loads(members_answer(ledger, size))
+    for member in members["members"]:
+        if member["name"] == "alice":
+            member["index"] = 1  # a task entry: it holds no member key
+    proxy.answers["/v1/members"] = json.dumps(members).encode()
+    sign_in(page, proxy.url, ledger.keys / "alice.key")
+    verified(page)
+    page.evaluate("() => localStorage.setItem('pht-webview:scan-limit', '0')")
+    sign_in(page, proxy.url, ledger.keys / "alice.key", trust=False)
+    page.wait_for_selector("#banner")
+    assert "Verification failed: member key" in page.inner_text("#banner")
+    screenshot(page, "attack-member-key")

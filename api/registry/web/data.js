@@ -134,6 +134,7 @@ export class Data {
     if (this.mode === "full") return this.model.entries.slice(from, size).reverse();
     const page = await this.registry.page(from, size - from);
     const entries = await this.trust.proveTexts(from, page.records.slice(0, size - from));
+    await this.signed(entries);
     return entries.reverse();
   }
 
@@ -144,7 +145,59 @@ export class Data {
     if (from >= end) return [];
     if (this.mode === "full") return this.model.entries.slice(from, end);
     const page = await this.registry.page(from, end - from);
-    return this.trust.proveTexts(from, page.records.slice(0, end - from));
+    const entries = await this.trust.proveTexts(from, page.records.slice(0, end - from));
+    await this.signed(entries);
+    return entries;
+  }
+
+  /** Fetch, prove and (large ledgers) check the signature of entry ``index``. */
+  async entry(index) {
+    const entry = await this.trust.entry(index);
+    if (this.mode !== "full") await this.signed([entry]);
+    return entry;
+  }
+
+  /**
+   * Large ledgers: check each entry's signature by its author's key. The key comes from the
+   * registry's member list, but is trusted only once the member's entry (the genesis or a
+   * ``member`` entry) is proven included and holds that very key. Without /v1/members the
+   * signatures stay unchecked, and the page says so (``signaturesChecked``).
+   */
+  async signed(entries) {
+    if (this.mode === "full") return;
+    if (this.memberList === undefined) {
+      const answer = await this.readModel("/v1/members").catch(() => null);
+      this.memberList = answer ? answer.members : null;
+    }
+    if (!this.memberList) { this.signaturesChecked = false; return; }
+    this.signaturesChecked = true;
+    await Promise.all(entries.map(async (entry) => {
+      const key = await this.authorKey(entry.event.author, entry.index);
+      if (!(await verifyEventSignature(entry, key))) {
+        throw new TrustFailure("event signature", `entry ${entry.index}'s signature by its author does not verify`);
+      }
+    }));
+  }
+
+  authorKey(keyId, index) {
+    if (!this.verifyKeys.has(keyId)) this.verifyKeys.set(keyId, this.provenMemberKey(keyId, index));
+    return this.verifyKeys.get(keyId);
+  }
+
+  async provenMemberKey(keyId, index) {
+    const member = this.memberList.find((m) => m.key_id === keyId);
+    if (!member) throw new TrustFailure("event signature", `entry ${index} is signed by ${keyId.slice(0, 16)}, no member's key`);
+    const source = await this.trust.entry(member.index);
+    const body = source.event.body;
+    const keys = source.event.kind === "consortium" ? (body.members || []).map((m) => m.public_key) : [body.public_key];
+    let found = null;
+    for (const text of keys) {
+      if (typeof text === "string" && hex(await sha256(b64decode(text))) === keyId) found = text;
+    }
+    if (!found) {
+      throw new TrustFailure("member key", `the registry names entry ${member.index} as ${member.name}'s, but that entry holds no key ${keyId.slice(0, 16)}`);
+    }
+    return crypto.subtle.importKey("raw", b64decode(found), { name: "Ed25519" }, false, ["verify"]);
   }
 
   /** A read endpoint's answer, or null when this registry does not have it. */

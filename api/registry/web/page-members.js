@@ -14,7 +14,7 @@ export async function renderMembers(ctx) {
     if (!answer) return h("div", { id: "members" }, h("h1", {}, "Members"), h("p", { class: "na" }, "Members: not available from this registry for a ledger this large."));
     members = answer.members;
     note = "From the registry's read model; each member's latest entry is proven below.";
-    for (const m of members) await ctx.trust.entry(m.index);
+    for (const m of members) await ctx.data.entry(m.index);
   }
   const roles = ["admin", "researcher", "site", "auditor", "reviewer"];
   members.sort((a, b) => roles.indexOf(a.role) - roles.indexOf(b.role) || a.name.localeCompare(b.name));

@@ -65,7 +65,10 @@ export async function renderOverview(ctx) {
         : "",
       h("p", {}, badge("verified"), " signed by the pinned log key"),
       h("p", {}, badge("verified"), " consistent with the last checkpoint this browser saw"),
-      h("p", {}, badge("verified"), data.mode === "full" ? ` all ${cp.size} entries hash to its root; every event signature checked` : " every entry shown proven included")),
+      h("p", {}, badge("verified"), data.mode === "full" ? ` all ${cp.size} entries hash to its root; every event signature checked` : " every entry shown proven included"),
+      data.mode === "full" ? "" : data.signaturesChecked
+        ? h("p", {}, badge("verified"), " each shown entry's signature checked with its author's key from a proven member entry")
+        : h("p", { class: "na", id: "signatures-unchecked" }, "Signatures of the entries shown: not checked (this registry does not list its members).")),
     card("Sites", "sites", siteBody),
     card("Tasks open (running or waiting)", "running", runningBody),
     card("Recent results", "results", resultsBody));
