@@ -125,12 +125,12 @@ export class Trust {
       }
     }
     this.current = cp;
-    this.pins.checkpoint = text;
-    savePins(this.pins, this.storageOrigin);
     if (genesis) {
       await this.prove(0, genesis);
       this.genesisChecked = true;
     }
+    this.pins.checkpoint = text; // kept only once everything about it verified
+    savePins(this.pins, this.storageOrigin);
     return cp;
   }
 
