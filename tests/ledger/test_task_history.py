@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 from ledger.bodies import Output, Result, ResultState, Status, StatusState, Task
+from ledger.rules import apply
+from ledger.state import State
 from ledger.store.ledger import Ledger
 from ledger.store.snapshot import MANIFEST, POINTER, _manifest_digest
 from tests.ledger.factory import World
@@ -95,3 +97,24 @@ def test_a_snapshot_without_histories_is_replayed_not_served_empty(tmp_path: Pat
     assert again._recover()  # and the replay left a snapshot of the new format
     assert _histories(again, task_id) == expected
     again.close()
+
+
+def test_a_state_saved_without_histories_says_unknown_and_goes_on() -> None:
+    """A site client's trusted state saved before histories were kept loads with the history
+    unknown (None), never an empty list, and stays so as entries follow."""
+    world = World()
+    state = State()
+    apply(state, world.push(world.sign("admin", world.genesis_body())))
+    signed = world.sign("alice", Task(image="a/b:1", sites=("site-a",), config={}))
+    apply(state, world.push(signed))
+    task_id = signed.event.id
+    apply(state, world.push(world.sign("site-a", Status(task=task_id, state=StatusState.ACCEPTED))))
+    assert state.tasks[task_id].sites["site-a"].history == (2,)
+    old = json.loads(json.dumps(state.to_dict()))
+    for task in old["tasks"].values():
+        task["sites"] = {name: p[:3] for name, p in task["sites"].items()}
+    loaded = State.from_dict(old)
+    apply(loaded, world.push(world.sign("site-a", Status(task=task_id, state=StatusState.STARTED))))
+    progress = loaded.tasks[task_id].sites["site-a"]
+    assert progress.history is None and progress.state == "started" and progress.index == 3
+    assert State.from_dict(loaded.to_dict()).tasks[task_id].sites["site-a"].history is None
