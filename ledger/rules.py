@@ -364,8 +364,7 @@ def _site_progress(
 def _status(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
     assert facts.task is not None and facts.state is not None
     progress = _site_progress(state, facts.task, author, where)
-    progress.state = facts.state
-    progress.index = facts.position
+    progress.record(facts.state, facts.position)
 
 
 def _result(state: State, facts: Facts, author: MemberRecord, where: str) -> None:
@@ -373,9 +372,7 @@ def _result(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     progress = _site_progress(state, facts.task, author, where)
     if facts.state == ResultState.CANCELLED and state.tasks[facts.task].cancelled is None:
         raise RuleViolation(f"{where}: result says cancelled but the task was never cancelled")
-    progress.state = facts.state
-    progress.index = facts.position
-    progress.finished = True
+    progress.record(facts.state, facts.position, finished=True)
 
 
 def _transfer(state: State, facts: Facts, author: MemberRecord, where: str) -> None:

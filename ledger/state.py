@@ -82,18 +82,34 @@ class MemberRecord:
 
 @dataclass(slots=True, kw_only=True)
 class SiteProgress:
-    """One site's view of one task: the latest state and the index of the event that set it."""
+    """One site's view of one task: the latest state, the index of the event that set it, and
+    the indexes of every status and result entry the site posted for the task, in order.
+
+    ``history`` is None only in a state saved before it was kept (a site client's older trusted
+    state): unknown, never an empty stand-in for entries that exist. The registry's snapshots of
+    that age are of an older format and replayed instead (ledger.store.snapshot)."""
 
     state: str = PENDING  # pending, a StatusState, or a ResultState once finished
     index: int | None = None
     finished: bool = False
+    history: tuple[int, ...] | None = ()
+
+    def record(self, state: str, index: int, *, finished: bool = False) -> None:
+        self.state = state
+        self.index = index
+        self.finished = finished
+        if self.history is not None:
+            self.history = (*self.history, index)
 
     def to_list(self) -> list[Any]:
-        return [self.state, self.index, self.finished]
+        if self.history is None:
+            return [self.state, self.index, self.finished]
+        return [self.state, self.index, self.finished, list(self.history)]
 
     @classmethod
     def from_list(cls, value: list[Any]) -> SiteProgress:
-        return cls(state=value[0], index=value[1], finished=value[2])
+        history = tuple(value[3]) if len(value) > 3 else None
+        return cls(state=value[0], index=value[1], finished=value[2], history=history)
 
 
 @dataclass(slots=True, kw_only=True)

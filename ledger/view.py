@@ -81,6 +81,7 @@ class SiteSnapshot:
     state: str
     index: int | None
     finished: bool
+    history: tuple[int, ...] | None = ()  # every status/result index, in order (None: unknown)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +108,9 @@ class TaskSnapshot:
             author=record.author,
             sites=MappingProxyType(
                 {
-                    name: SiteSnapshot(state=p.state, index=p.index, finished=p.finished)
+                    name: SiteSnapshot(
+                        state=p.state, index=p.index, finished=p.finished, history=p.history
+                    )
                     for name, p in record.sites.items()
                 }
             ),

@@ -44,6 +44,7 @@ class SiteState:
     state: str
     index: int | None
     finished: bool
+    history: tuple[int, ...] = ()  # every status/result index of the site, oldest first
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,10 +130,16 @@ def task_view(value: Any) -> TaskView:
         index = site.get("index") if isinstance(site, dict) else None
         if not isinstance(site, dict) or not isinstance(site.get("state"), str):
             raise ProtocolError(f"task view: malformed state of site {name!r}")
+        history = site.get("history", [])
+        if not isinstance(history, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in history
+        ):
+            raise ProtocolError(f"task view: malformed history of site {name!r}")
         sites[name] = SiteState(
             state=site["state"],
             index=index if isinstance(index, int) else None,
             finished=site.get("finished") is True,
+            history=tuple(history),
         )
     cancelled = value.get("cancelled")
     return TaskView(

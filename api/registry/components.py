@@ -169,11 +169,17 @@ def _answer_schemas() -> dict[str, Any]:
                     "additionalProperties": {
                         "type": "object",
                         "additionalProperties": False,
-                        "required": ["state", "index", "finished"],
+                        "required": ["state", "index", "finished", "history"],
                         "properties": {
                             "state": {"type": "string"},
                             "index": {"oneOf": [INDEX, {"type": "null"}]},
                             "finished": {"type": "boolean"},
+                            "history": {
+                                "type": "array",
+                                "items": INDEX,
+                                "description": "The index of every status and result entry "
+                                "the site posted for the task, oldest first.",
+                            },
                         },
                     },
                 },

@@ -158,7 +158,12 @@ class LedgerReads:
             if record is None:  # a failed write rebuilt the state without it
                 raise UnknownTaskError(f"no task {event_id[:16]} in this ledger")
             sites = {
-                name: {"state": p.state, "index": p.index, "finished": p.finished}
+                name: {
+                    "state": p.state,
+                    "index": p.index,
+                    "finished": p.finished,
+                    "history": _history(p.history),
+                }
                 for name, p in record.sites.items()
             }
             cancelled = record.cancelled
@@ -234,6 +239,12 @@ class LedgerReads:
             if not self._grown.wait_for(committed, timeout=10.0):
                 raise StoreError("the ledger's write path is stalled; try again")
             return self._tree.size, lines
+
+
+def _history(history: tuple[int, ...] | None) -> list[int]:
+    if history is None:  # only a site client's older saved state lacks it, never the registry's
+        raise StoreError("this state was saved without the sites' histories; replay the log")
+    return list(history)
 
 
 def _newest_index(record: TaskRecord | TaskSnapshot) -> int:

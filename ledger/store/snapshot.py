@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 POINTER = "SNAPSHOT"
 MANIFEST = "manifest.json"
-FORMAT = 2
+FORMAT = 3  # 3: each site's progress keeps its history; older snapshots are replayed
 PARTS = ("ids.idx", "state.json", "tree.bin")
 _LEN = struct.Struct("<Q")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

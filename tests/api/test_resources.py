@@ -15,7 +15,7 @@ from falcon import testing
 
 from api.registry.app import create_app
 from api.wire.httpsig import RequestSigner
-from ledger.bodies import Member, MemberAction, Role, Task
+from ledger.bodies import Member, MemberAction, Role, Status, StatusState, Task
 from ledger.checkpoint import parse_verifier_key, verify_checkpoint
 from ledger.events import Entry, SignedEvent
 from ledger.merkle import verify_consistency, verify_inclusion
@@ -425,9 +425,16 @@ def test_task_view_follows_the_sites(call: Caller, world: World, ledger: Ledger)
     assert result.status_code == 200
     assert result.json["task"]["index"] == 1
     assert result.json["sites"] == {
-        "site-a": {"state": "pending", "index": None, "finished": False}
+        "site-a": {"state": "pending", "index": None, "finished": False, "history": []}
     }
     assert result.json["cancelled"] is None
+    for state in (StatusState.ACCEPTED, StatusState.STARTED):
+        status = world.sign("site-a", Status(task=signed.event.id, state=state))
+        assert post(call, world, status, by="site-a").status_code == 201
+    result = call("GET", f"/v1/tasks/{signed.event.id}", key=world.keys["site-a"])
+    assert result.json["sites"] == {
+        "site-a": {"state": "started", "index": 3, "finished": False, "history": [2, 3]}
+    }
     unknown = call("GET", f"/v1/tasks/{'0' * 64}", key=world.keys["site-a"])
     assert unknown.status_code == 404 and problem_slug(unknown) == "not-found"
     bad = call("GET", "/v1/tasks/xyz", key=world.keys["site-a"])

@@ -19,7 +19,7 @@ import pytest
 
 from api.wire.pages import entries_page
 from crypto import SigningKey
-from ledger.bodies import Task
+from ledger.bodies import Status, StatusState, Task
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from ledger.merkle import MerkleTree
@@ -297,3 +297,36 @@ def _relink(record: bytes) -> bytes:
     value = json.loads(record)
     value["prev"] = "f" * 64
     return canonical_bytes(value)
+
+
+def test_timeline_naming_another_tasks_entry_in_large_ledger_mode(
+    forked: tuple[Ledger, Ledger], proxy: TamperingProxy, page: Any
+) -> None:
+    honest, _ = forked
+    with honest.client("alice") as client:
+        task, other = (client.entry(i).event.event.id for i in (1, 2))
+    with honest.client("site-a") as client:
+        signed = honest.world.sign("site-a", Status(task=other, state=StatusState.ACCEPTED))
+        index = client.post_event(signed).index  # site-a's real entry, but for the other task
+    first_visit(page, proxy, honest)
+    page.evaluate("() => localStorage.setItem('pht-webview:scan-limit', '0')")
+
+    def claim(path: str, status: int, data: bytes) -> bytes | None:
+        if path != f"/v1/tasks/{task}":
+            return None
+        view = json.loads(data)
+        view["sites"]["site-a"] = {
+            "state": "accepted",
+            "index": index,
+            "finished": False,
+            "history": [index],
+        }
+        return json.dumps(view).encode()
+
+    proxy.tamper = claim
+    page.goto(f"{proxy.url}/#/task/{task}")
+    page.reload()
+    page.set_input_files("#key-file", str(honest.keys / "alice.key"))
+    page.click("#sign-in-button")
+    text = assert_banner(page, "task timeline", "timeline-foreign-entry")
+    assert f"names entry {index}, which is not a status or result of this task" in text

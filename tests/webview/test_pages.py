@@ -334,7 +334,27 @@ def test_large_ledger_mode_proves_each_entry_it_shows(ledger: Ledger, page: Any)
     assert page.inner_text("#image") == "myconsortium/avg:1"
     assert "completed" in page.inner_text("[data-site='site-a']")
     assert "mean.json" in page.inner_text("[data-site='site-a']")
+    assert timeline_states(page, "site-a") == ["accepted", "started", "completed"]
+    assert timeline_states(page, "site-b") == ["rejected"]
     screenshot(page, "task-large-ledger-mode")
+
+
+def timeline_states(page: Any, site: str) -> list[str]:
+    items = page.query_selector_all(f"[data-site='{site}'] .timeline li")
+    return [item.get_attribute("data-state") for item in items]
+
+
+def test_large_ledger_mode_task_timeline_updates_live(ledger: Ledger, page: Any) -> None:
+    task = ledger.post("alice", Task(image="myconsortium/avg:1", sites=("site-b",), config={}))
+    ledger.post("site-b", Status(task=task, state=StatusState.ACCEPTED))
+    summary_mode(page, ledger)
+    page.goto(ledger.url + f"/#/task/{task}")
+    page.wait_for_selector("[data-site='site-b'] [data-state='accepted']")
+    ledger.post("site-b", Status(task=task, state=StatusState.STARTED))
+    page.wait_for_selector("[data-site='site-b'] [data-state='started']", timeout=10000)
+    ledger.post("site-b", Result(task=task, state=ResultState.FAILED, exit_code=1))
+    page.wait_for_selector("[data-site='site-b'] [data-state='failed']", timeout=10000)
+    assert timeline_states(page, "site-b") == ["accepted", "started", "failed"]
 
 
 @pytest.mark.parametrize("mode", ["whole ledger", "large ledger"])

@@ -6,6 +6,7 @@ import { equal, fromHex, sha256 } from "./bytes.js";
 import { age, badge, bytesText, download, h } from "./dom.js";
 import { decryptIfIdentity, hasIdentity, isAge } from "./identity.js";
 import { authorName, taskState } from "./model.js";
+import { TrustFailure } from "./trust.js";
 
 /** The task as the page shows it, from the page's model or (large ledgers) the read model. */
 async function loadTask(ctx, id) {
@@ -22,11 +23,40 @@ async function loadTask(ctx, id) {
   const body = entry.event.body;
   const sites = {};
   for (const [name, s] of Object.entries(view.sites)) {
-    const events = s.index === null || s.index === undefined ? [] : [await data.entry(s.index)];
-    const latest = events[0];
+    const events = await siteHistory(data, id, name, s);
+    const latest = events[events.length - 1];
     sites[name] = { state: latest ? latest.event.body.state : "pending", index: s.index, reason: latest ? latest.event.body.reason : null, events, result: latest && latest.event.kind === "result" ? latest : null };
   }
   return { task: id, index: entry.index, entry, author: entry.event.author.slice(0, 12), image: body.image, label: body.label || null, parent: body.parent || null, config: body.config ?? null, config_blob: body.config_blob || null, sites, cancelled: view.cancelled ? { index: view.cancelled } : null, children: [] };
+}
+
+/**
+ * Large ledgers: the entries of a site's timeline, from the indexes the read model lists. Each is
+ * proven included and its signature checked (``data.entry``), and must be a status or result of
+ * this very task by this very site, in ledger order, the last one the site's latest; anything
+ * else is the registry lying about the timeline, so the page turns red rather than show it.
+ */
+async function siteHistory(data, id, name, s) {
+  const history = s.history;
+  const lie = (detail) => new TrustFailure("task timeline", `the registry's timeline of ${name} on task ${id.slice(0, 12)} ${detail}`);
+  if (!Array.isArray(history) || !history.every((i, k) => Number.isInteger(i) && i >= 0 && (k === 0 || i > history[k - 1]))) {
+    throw lie("is not a list of entry indexes in ledger order");
+  }
+  const latest = s.index === null || s.index === undefined ? null : s.index;
+  if ((history.length ? history[history.length - 1] : null) !== latest) throw lie(`does not end at its latest entry ${latest}`);
+  const events = await Promise.all(history.map((index) => data.entry(index)));
+  for (const entry of events) {
+    const { kind, body } = entry.event;
+    if ((kind !== "status" && kind !== "result") || body.task !== id) {
+      throw lie(`names entry ${entry.index}, which is not a status or result of this task`);
+    }
+    const author = data.memberList ? data.memberList.find((m) => m.key_id === entry.event.author) : null;
+    if (data.memberList && (!author || author.name !== name)) {
+      throw lie(`names entry ${entry.index}, which another member signed`);
+    }
+  }
+  if (events.slice(0, -1).some((e) => e.event.kind === "result")) throw lie("goes on after the site's result");
+  return events;
 }
 
 async function fetchBlob(ctx, ref) {
