@@ -347,6 +347,12 @@ def test_readme_walkthrough_runs_verbatim(walkthrough: Outcome, tmp_path: Path) 
         assert line in (folder / "results" / f"{site}.log").read_text()
     assert run.stdout.count("logreg_site: iteration 0: 6 patients") >= 2
 
+    # `pht site list`: both sites online, under the organization the members file gave them.
+    for site in SITES:
+        assert re.search(rf"^{site}\s+hospital-{site[-1]}\s+online\b", run.stdout, re.M), _tail(
+            run.stdout, 80
+        )
+
     # The registry stored only ciphertext of what the sites sent back.
     blobs = [p.read_bytes() for p in (folder / "reg" / "objects").rglob("*") if p.is_file()]
     encrypted = [b for b in blobs if b.startswith(AGE_HEADER)]
@@ -364,7 +370,10 @@ def test_readme_walkthrough_runs_verbatim(walkthrough: Outcome, tmp_path: Path) 
     coefficients = json.loads(fitted[1])
     assert list(coefficients) == ["intercept", *FEATURES]
     np.testing.assert_allclose(list(coefficients.values()), expected, rtol=0, atol=1e-8)
-    assert "{'site-a': 'completed', 'site-b': 'completed'}" in run.stdout
+    rounds = re.findall(r"^iteration \d+: (\{.*?\}) coefficients", run.stdout, re.M)
+    assert rounds, _tail(run.stdout)
+    for states in rounds:
+        assert "'site-a': 'completed'" in states and "'site-b': 'completed'" in states, states
 
     # The audit over HTTP passed (set -e would have stopped at a non-zero exit) and said so;
     # an audit of the data directory, pinned to the same genesis, exits 0 too.
