@@ -7,6 +7,8 @@
     │                            cannot be read (a missing output, a wrong key)
     ├── RequestAuthError         the registry refuses a request's HTTP message signature
     │                            (server side; ``slug`` names the problem type it becomes)
+    ├── HeartbeatRefused         the registry refuses a site's heartbeat (server side, the
+    │                            presence table; ``slug`` names the problem type it becomes)
     ├── TransportError           the registry could not be reached or did not answer in time
     │                            (after the client's retries)
     ├── ProtocolError            the registry answered with something the protocol does not allow
@@ -45,6 +47,15 @@ class AnalysisError(ApiError):
 
 class RequestAuthError(ApiError):
     """A request signature the registry refuses; ``slug`` is the problem type it maps to."""
+
+    def __init__(self, slug: str, detail: str) -> None:
+        super().__init__(detail)
+        self.slug = slug
+        self.detail = detail
+
+
+class HeartbeatRefused(ApiError):
+    """A heartbeat the presence table refuses; ``slug`` is the problem type it maps to."""
 
     def __init__(self, slug: str, detail: str) -> None:
         super().__init__(detail)

@@ -70,7 +70,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--key", type=Path, help="your private key file (default: the profile's)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--genesis", help="pin the genesis entry hash")
+    parser.add_argument(
+        "--genesis",
+        help="pin the genesis entry hash (genesis_hash of `pht init`); without it (or the "
+        "profile's) the first audit trusts what the registry serves and later ones hold it to that",
+    )
     parser.add_argument("--state", type=Path, help="where this auditor keeps checkpoints it saw")
     parser.set_defaults(run=run)
 
@@ -227,8 +231,10 @@ def run(args: argparse.Namespace) -> int:
     seen = memory / "checkpoint"
     trusted = seen.read_bytes() if seen.exists() else None
     seen_genesis = memory / "genesis"
+    anchor = "pinned" if pinned is not None else "first-use"
     if pinned is None and seen_genesis.exists():
         pinned = seen_genesis.read_text().strip()  # the genesis this auditor verified before
+        anchor = "remembered"
     bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
     if client is not None:
         source = _pages(client, size, bar)
@@ -266,17 +272,31 @@ def run(args: argparse.Namespace) -> int:
     bar(size)
     bar.close()
     memory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomic(seen_genesis, Entry.from_canonical(genesis).hash.encode())
+    genesis_hash = Entry.from_canonical(genesis).hash
+    write_atomic(seen_genesis, genesis_hash.encode())
     newest = max((n for n in (served, trusted) if n is not None), key=unverified_size, default=None)
     if newest is not None and newest != trusted:  # both verified; the memory never goes back
         write_atomic(seen, newest)
-    if args.json:
-        print(json.dumps(report.to_dict()))
-    else:
-        print(render(report))
+    _print_report(report, genesis_hash, anchor, as_json=args.json)
     if args.data is not None:
         return _check_blobs(args.data, records)
     return 0
+
+
+def _print_report(report: AuditReport, genesis_hash: str, anchor: str, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**report.to_dict(), "genesis": genesis_hash, "genesis_trust": anchor}))
+    else:
+        print(render(report))
+        print(f"genesis {genesis_hash}: {GENESIS_TRUST[anchor]}")
+    if anchor == "first-use":
+        print(
+            f"pht audit: note: trusted on first use: the genesis was not pinned, so this audit "
+            "verified the ledger the registry serves, whichever it is; pin it with "
+            f"--genesis {genesis_hash} (or `pht profile set --genesis ...`) after checking that "
+            "hash with the consortium",
+            file=sys.stderr,
+        )
 
 
 def _check_blobs(data: Path, records: list[bytes]) -> int:
@@ -314,9 +334,17 @@ def _failed(exc: VerificationError) -> int:
     return EXIT_FAILED
 
 
+GENESIS_TRUST = {
+    "pinned": "pinned (--genesis or the profile)",
+    "remembered": "the one this auditor verified on its first audit of this source",
+    "first-use": "trusted on first use (not pinned)",
+}
+
+
 def render(report: AuditReport) -> str:
+    title = report.origin if report.name == report.origin else f"{report.name} ({report.origin})"
     lines = [
-        f"ledger {report.origin} ({report.name}): {report.size} entries, root {report.root[:16]}, "
+        f"ledger {title}: {report.size} entries, root {report.root[:16]}, "
         f"all hashes, signatures, rules and proofs verified",
         "",
         "members:",
@@ -333,6 +361,9 @@ def render(report: AuditReport) -> str:
             digest = run.image_digest or "-"
             reason = f" ({run.reason[:80]})" if run.reason else ""
             lines.append(f"      {site:<14} {run.state:<10} {digest}{reason}")
+        if t.cancelled is not None:
+            why = f": {t.cancel_reason}" if t.cancel_reason else " (no reason given)"
+            lines.append(f"      cancelled at entry {t.cancelled}{why}")
     return "\n".join([*lines, *render_review(report), *render_witnesses(report)])
 
 

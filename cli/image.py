@@ -48,6 +48,7 @@ def add_parser(commands: Any) -> None:
     submit.add_argument("--description", default="", help="what it computes, what it returns")
     submit.add_argument("--config-schema", type=Path, help="JSON Schema of its task configs")
     submit.add_argument("--pin-digest", action="store_true", help="pin the image's current digest")
+    submit.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(submit)
     submit.set_defaults(run=_submit)
 
@@ -59,6 +60,7 @@ def add_parser(commands: Any) -> None:
             f"--{choice.value}", dest="decision", action="store_const", const=choice
         )
     review.add_argument("--note", required=True, help="why (kept in the ledger)")
+    review.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(review)
     review.set_defaults(run=_review)
 
@@ -103,7 +105,7 @@ def _submit(args: argparse.Namespace) -> int:
             config_schema=schema,
         )
     )
-    print(submission)
+    print(json.dumps({"submission": submission, "image": image}) if args.json else submission)
     return 0
 
 
@@ -113,7 +115,10 @@ def _review(args: argparse.Namespace) -> int:
     if not HEX64.fullmatch(target):
         target = _find(analyst.ledger_view(), target).submission
     event = analyst.review(target, args.decision, args.note)
-    print(f"{args.decision.value}: {event}")
+    if args.json:
+        print(json.dumps({"review": event, "submission": target, "decision": args.decision.value}))
+    else:
+        print(f"{args.decision.value}: {event}")
     return 0
 
 

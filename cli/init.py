@@ -6,14 +6,10 @@
 
 - Generates the registry's log key (the checkpoint signing key) into ``DIR/log.key``, mode 0600.
 - Builds the genesis ``consortium`` event: name, origin, ``log_key`` (the C2SP verifier key of the
-  log key under the origin) and the members of ``FILE``, signed by the admin's key. ``FILE`` is a
-  JSON array of ``{"name", "role", "public_key"}`` where ``public_key`` is the base64 of the raw
-  key or a PEM document; ``"public_key_file"`` (a path relative to ``FILE``) may replace it. The
-  admin signing the genesis must be listed with role ``admin``, or is added as ``--admin-name``.
-  A member may carry ``"org"``, its organization (algorithm review counts approvals by distinct
-  organizations and refuses a reviewer of the submitter's own); a member without one is its own
-  organization. A member may carry ``"witness_key"``, its C2SP cosignature/v1 verifier key
-  (``pht witness vkey NAME KEYFILE`` prints it; a key of its own, never its signing key).
+  log key under the origin) and the members of ``FILE``, signed by the admin's key. ``FILE`` is
+  the members file (:mod:`cli.members_file`: name, role, public key, and optionally encryption
+  key, organization, FileService and witness key). The admin signing the genesis must be listed
+  with role ``admin``, or is added (first) as ``--admin-name``.
 - The genesis is checked against the rules before anything is written, then the ledger is created.
 - Refuses a directory that already holds a ledger or a log key.
 
@@ -24,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from cli.errors import CliError
-from cli.member import orgless_reviewer
-from crypto import PublicKey, SigningKey
+from cli.members_file import read_members
+from crypto import SigningKey
 from ledger.bodies import Consortium
-from ledger.canonical import parse_json
 from ledger.checkpoint import verifier_key
 from ledger.events import ZERO_HASH, Entry, SignedEvent, new_event, utc_now
 from ledger.rules import apply
@@ -40,10 +34,33 @@ from ledger.state import State
 from ledger.store.ledger import Ledger
 
 LOG_KEY = "log.key"
+MEMBERS_HELP = """\
+members file: a JSON array, one object per member, e.g.
+  [{"name": "ana", "role": "researcher", "public_key_file": "ana.pub",
+    "encryption_key_file": "ana.age.pub", "organization": "umc-a"},
+   {"name": "site-a", "role": "site", "public_key_file": "site-a.pub",
+    "encryption_key_file": "site-a.age.pub"}]
+  name, role          required; role is admin, researcher, site, auditor or reviewer
+  public_key          base64 of the raw Ed25519 key (or PEM), or instead
+  public_key_file     NAME.pub, a path relative to the members file
+  encryption_key      age recipient (age1...) results for the member are encrypted for, or
+  encryption_key_file NAME.age.pub (a recipient) or NAME.age (the recipient is derived)
+  organization        e.g. umc-a (review counts approvals by distinct organizations)
+  file_service        a site's FileService URL
+  witness_key         a witness's cosignature/v1 verifier key (pht witness vkey)
+The admin signing the genesis is added as --admin-name unless its key is listed."""
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("init", help="create a registry data directory and its genesis")
+    parser = commands.add_parser(
+        "init",
+        help="create a registry data directory and its genesis",
+        description="Create a registry data directory: its log key and the genesis entry "
+        "(signed by --admin-key) listing the consortium's members. Prints, as JSON, what sites "
+        "and auditors pin: log_key and genesis_hash.",
+        epilog=MEMBERS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", required=True, type=Path, help="the new data directory")
     parser.add_argument("--origin", required=True, help="the log's origin, e.g. pht.example/main")
     parser.add_argument("--admin-key", required=True, type=Path, help="the admin's private key")
@@ -94,54 +111,3 @@ def run(args: argparse.Namespace) -> int:
         ledger.close()
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def read_members(path: Path, admin: SigningKey, admin_name: str) -> list[dict[str, Any]]:
-    """The members file as genesis member objects, with the admin among them."""
-    try:
-        value = parse_json(path.read_bytes(), what=f"members file {path}")
-    except OSError as exc:
-        raise CliError(f"cannot read members file {path}: {exc.strerror}") from exc
-    if not isinstance(value, list):
-        raise CliError(f"{path}: expected a JSON array of members, found {type(value).__name__}")
-    members = [_member(item, n, path) for n, item in enumerate(value)]
-    own = [m for m in members if m["public_key"] == admin.public.b64()]
-    if own and own[0]["role"] != "admin":
-        raise CliError(
-            f"{path}: the admin key is listed as {own[0]['name']!r} with role {own[0]['role']}, "
-            "expected role admin"
-        )
-    if not own:
-        if any(m["name"] == admin_name for m in members):
-            raise CliError(
-                f"{path}: the admin key is not listed and the name {admin_name!r} is taken; "
-                "list the admin or pass --admin-name"
-            )
-        members.insert(0, {"name": admin_name, "role": "admin", "public_key": admin.public.b64()})
-    return members
-
-
-def _member(item: object, n: int, path: Path) -> dict[str, Any]:
-    where = f"{path}: member {n}"
-    if not isinstance(item, dict):
-        raise CliError(f"{where}: expected an object, found {type(item).__name__}")
-    fields = set(item) - {"org", "witness_key"}
-    if fields not in ({"name", "role", "public_key"}, {"name", "role", "public_key_file"}):
-        raise CliError(
-            f"{where}: expected fields name, role and public_key (or public_key_file), and "
-            f"optionally org and witness_key, found {', '.join(sorted(item))}"
-        )
-    if "public_key_file" in item:
-        key = PublicKey.load(path.parent / str(item["public_key_file"]))
-    elif isinstance(item["public_key"], str):
-        key = PublicKey.from_text(item["public_key"])
-    else:
-        raise CliError(f"{where}: public_key must be a string")
-    member = {"name": item["name"], "role": item["role"], "public_key": key.b64()}
-    if "org" in item:
-        member["org"] = item["org"]
-    elif item["role"] == "reviewer":
-        print(f"{where}: warning: {orgless_reviewer(str(item['name']))}", file=sys.stderr)
-    if "witness_key" in item:
-        member["witness_key"] = item["witness_key"]
-    return member

@@ -1,9 +1,11 @@
 """``pht keys new NAME``: a new Ed25519 signing key pair, ``NAME.key`` (0600) and ``NAME.pub``
 (PEM), and an age X25519 identity for confidential results, ``NAME.age`` (0600, the age-keygen
-format, so the standard ``age -d -i NAME.age`` decrypts what sites encrypt for you).
+format, so the standard ``age -d -i NAME.age`` decrypts what sites encrypt for you) with its
+recipient ``NAME.age.pub`` (one ``age1...`` line, what ``age -R`` and a members file's
+``encryption_key_file`` take).
 
-Set ``PHT_KEY_PASSPHRASE`` to encrypt the signing key. Prints the key id, the base64 public key
-(what a members file and ``pht member add`` take) and the age recipient (``pht member rekey``).
+Set ``PHT_KEY_PASSPHRASE`` to encrypt the signing key. Prints, as JSON, the key id, the base64
+public key (what a members file and ``pht member add`` take) and the age recipient.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from crypto.age import AgeIdentity, save_identity
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("keys", help="create signing keys")
+    parser = commands.add_parser(
+        "keys", help="create your key files: signing key pair and age encryption identity"
+    )
     sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    new = sub.add_parser("new", help="write NAME.key (0600) and NAME.pub")
+    new = sub.add_parser(
+        "new",
+        help="write NAME.key (0600), NAME.pub, NAME.age (0600) and NAME.age.pub",
+        description="Write NAME.key (your private signing key, mode 0600; PHT_KEY_PASSPHRASE "
+        "encrypts it), NAME.pub (its public key, for the members file or `pht member add`), "
+        "NAME.age (your private age identity, mode 0600, which decrypts your results; pht "
+        "finds it beside NAME.key) and NAME.age.pub (its recipient age1..., what results for "
+        "you are encrypted to: the members file's encryption_key_file). Refuses to overwrite.",
+    )
     new.add_argument("name", help="file name stem, e.g. your member name")
     new.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: .)")
     new.set_defaults(run=_new)
@@ -39,6 +51,8 @@ def _new(args: argparse.Namespace) -> int:
     write_new_file(folder / f"{args.name}.pub", key.public.pem(), mode=0o644)
     identity = AgeIdentity.generate()
     save_identity(folder / f"{args.name}.age", identity)
+    recipient = identity.recipient.to_string()
+    write_new_file(folder / f"{args.name}.age.pub", f"{recipient}\n".encode(), mode=0o644)
     print(
         json.dumps(
             {
@@ -47,7 +61,8 @@ def _new(args: argparse.Namespace) -> int:
                 "public_key": key.public.b64(),
                 "key_id": key.key_id,
                 "age_identity": str(folder / f"{args.name}.age"),
-                "encryption_key": identity.recipient.to_string(),
+                "encryption_key_file": str(folder / f"{args.name}.age.pub"),
+                "encryption_key": recipient,
             },
             indent=2,
         )

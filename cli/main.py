@@ -13,13 +13,14 @@ import sys
 
 from api.client.evidence import keep_evidence
 from api.errors import ApiError
-from cli import audit, image, init, keys, member, profile, serve, task, witness
+from cli import audit, image, init, keys, member, profile, serve, site, task, witness
 from cli.errors import CliError
+from cli.hints import hint
 from cli.profile import state_home
 from crypto import CryptoError
 from ledger.errors import LedgerError, UntrustedLogError
 
-COMMANDS = (keys, init, serve, member, task, image, audit, profile, witness)
+COMMANDS = (keys, init, serve, member, task, image, audit, profile, witness, site)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pht: the evidence could not be kept: {error}", file=sys.stderr)
         return EXIT_UNTRUSTED
     except (CliError, LedgerError, CryptoError, ApiError) as exc:
-        print(f"pht: error: {exc}", file=sys.stderr)
+        print(f"pht: error: {exc}{hint(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

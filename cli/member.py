@@ -1,9 +1,10 @@
 """``pht member add|revoke``: an admin changes the consortium's membership.
 
-    pht member add NAME --role ROLE --public-key KEY [--org ORG] [--encryption-key age1...]
-                   [--file-service URL]
+    pht member add NAME --role ROLE --public-key KEY [--organization ORG]
+                   [--encryption-key age1...|NAME.age.pub|NAME.age] [--file-service URL]
     pht member revoke NAME
-    pht member rekey NAME (--encryption-key age1... | --identity FILE.age | --witness-key VKEY)
+    pht member rekey NAME (--encryption-key age1...|NAME.age.pub | --identity FILE.age
+                          | --witness-key VKEY)
                      [--file-service URL]
 
 ``--witness-key`` (on ``add`` and ``rekey``) publishes the member's witness key: a C2SP
@@ -20,44 +21,61 @@ name both, so an admin cannot revoke someone else by mistake).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from cli import member_list
 from cli.errors import CliError
+from cli.members_file import encryption_key_argument, orgless_reviewer
 from cli.profile import add_connection_arguments, connect
 from crypto import PublicKey
-from crypto.age import AgeRecipient, load_identity
+from crypto.age import load_identity
 from ledger.bodies import Member, MemberAction, Role
 from ledger.events import SignedEvent, new_event
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("member", help="add or revoke a consortium member (admins)")
+    parser = commands.add_parser(
+        "member", help="add, revoke or rekey a consortium member (admins; rekey: also itself)"
+    )
     sub = parser.add_subparsers(dest="member_command", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="add a member")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--public-key", required=True, help="base64 raw key or a PEM .pub file")
-    add.add_argument("--org", help="the member's organization (default: its own)")
-    add.add_argument("--encryption-key", help="the member's age recipient (age1...)")
+    add.add_argument(
+        "--organization", help="the member's organization, e.g. umc-a (default: its own)"
+    )
+    add.add_argument(
+        "--encryption-key",
+        help="what results for the member are encrypted for: an age recipient (age1...), or a "
+        "file NAME.age.pub, or the identity NAME.age (its recipient is derived)",
+    )
     add.add_argument("--file-service", help="a site's FileService URL")
     add.add_argument("--witness-key", help="the member's cosignature/v1 verifier key")
+    add.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(add)
     add.set_defaults(run=_add)
     revoke = sub.add_parser("revoke", help="revoke a member: their key signs nothing after this")
     revoke.add_argument("name")
+    revoke.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(revoke)
     revoke.set_defaults(run=_revoke)
     rekey = sub.add_parser("rekey", help="publish or rotate a member's encryption key")
     rekey.add_argument("name")
     source = rekey.add_mutually_exclusive_group(required=True)
-    source.add_argument("--encryption-key", help="the new age recipient (age1...)")
+    source.add_argument(
+        "--encryption-key", help="the new age recipient (age1...) or a file NAME.age.pub holding it"
+    )
     source.add_argument("--identity", type=Path, help="an age identity file to take it from")
     source.add_argument("--witness-key", help="publish or rotate the member's witness key")
     rekey.add_argument("--file-service", help="a site's FileService URL")
+    rekey.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(rekey)
     rekey.set_defaults(run=_rekey)
+    member_list.add_parser(sub)
 
 
 def _public_key(text: str) -> PublicKey:
@@ -72,31 +90,28 @@ def _post(args: argparse.Namespace, body: Member) -> int:
     origin = conn.client.entry(0).event.event.ledger
     event = new_event(body, ledger=origin, author=conn.key.key_id)
     appended = conn.client.post_event(SignedEvent.sign(event, conn.key))
-    print(f"{body.action.value} {body.name} ({body.role.value}): entry {appended.index}")
+    if args.json:
+        report = {"action": body.action.value, "name": body.name, "role": body.role.value}
+        print(json.dumps({**report, "index": appended.index}))
+    else:
+        print(f"{body.action.value} {body.name} ({body.role.value}): entry {appended.index}")
     return 0
-
-
-def orgless_reviewer(name: str) -> str:
-    """The warning for a reviewer added without an organization: approvals count by distinct
-    organizations, and an org cannot be given later, so say so up front."""
-    return (
-        f"reviewer {name!r} has no org, so it counts as an organization of its own: two such "
-        "reviewers from one hospital would meet a policy of two organizations"
-    )
 
 
 def _add(args: argparse.Namespace) -> int:
     key = _public_key(args.public_key)
-    if args.role == Role.REVIEWER.value and args.org is None:
-        print(f"pht: warning: {orgless_reviewer(args.name)} (give --org)", file=sys.stderr)
+    if args.role == Role.REVIEWER.value and args.organization is None:
+        print(f"pht: warning: {orgless_reviewer(args.name)} (give --organization)", file=sys.stderr)
     body = Member(
         action=MemberAction.ADD,
         name=args.name,
         role=Role(args.role),
         public_key=key.b64(),
-        encryption_key=args.encryption_key,
+        encryption_key=encryption_key_argument(args.encryption_key)
+        if args.encryption_key
+        else None,
         file_service=args.file_service,
-        org=args.org,
+        org=args.organization,
         witness_key=args.witness_key,
     )
     return _post(args, body)
@@ -147,7 +162,7 @@ def _rekey(args: argparse.Namespace) -> int:
     if args.identity is not None:
         encryption_key = load_identity(args.identity).recipient.to_string()
     elif args.encryption_key is not None:
-        encryption_key = AgeRecipient.from_string(args.encryption_key).to_string()
+        encryption_key = encryption_key_argument(args.encryption_key)
     body = Member(
         action=MemberAction.REKEY,
         name=found.name,

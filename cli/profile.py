@@ -2,12 +2,13 @@
 
 The profile is a small JSON file, ``$PHT_PROFILE`` or ``~/.config/pht/profile.json``::
 
-    {"registry": "http://127.0.0.1:5000", "key": "/home/ana/keys/ana.key", "genesis": "<hex>",
+    {"registry": "http://127.0.0.1:8555", "key": "/home/ana/keys/ana.key", "genesis": "<hex>",
      "identity": "/home/ana/keys/ana.age"}
 
 ``--registry`` and ``--key`` on any command override it; ``identity`` is the age identity that
-decrypts confidential results (``--identity`` overrides it). ``genesis``, when set, pins the
-ledger the researcher trusts: results are read only from a registry whose entry 0 has that hash.
+decrypts confidential results (``--identity`` overrides it; without either, ``NAME.age`` beside
+the key ``NAME.key``, as ``pht keys new`` writes them). ``genesis``, when set, pins the ledger
+the researcher trusts: results are read only from a registry whose entry 0 has that hash.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class Connection:
         def replay(log_key: str, genesis: str) -> Replay:
             return replay_for(self.client, state_home(), log_key=log_key, genesis=genesis)
 
-        return Analyst(self.client, self.key, genesis=self.genesis, replay=replay)
+        return Analyst(
+            self.client, self.key, genesis=self.genesis, identity=self.identity(), replay=replay
+        )
 
 
 def connect(args: argparse.Namespace, *, need_key: bool = True) -> Connection:
@@ -94,8 +97,17 @@ def connect(args: argparse.Namespace, *, need_key: bool = True) -> Connection:
     key = SigningKey.load(key_path, passphrase=_passphrase())
     identity = getattr(args, "identity", None) or profile.get("identity")
     return Connection(
-        Client(registry, key), key, profile.get("genesis"), Path(identity) if identity else None
+        Client(registry, key),
+        key,
+        profile.get("genesis"),
+        Path(identity) if identity else beside_key(Path(key_path)),
     )
+
+
+def beside_key(key_path: Path) -> Path | None:
+    """``NAME.age`` beside the signing key ``NAME.key``, if there is one (``pht keys new``)."""
+    candidate = key_path.with_name(key_path.name.removesuffix(".key") + ".age")
+    return candidate if candidate != key_path and candidate.is_file() else None
 
 
 def _passphrase() -> bytes | None:
@@ -108,11 +120,18 @@ def add_parser(commands: Any) -> None:
     sub = parser.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     show = sub.add_parser("show", help="print the profile")
     show.set_defaults(run=_show)
-    put = sub.add_parser("set", help="set registry, key and/or genesis")
-    put.add_argument("--registry")
-    put.add_argument("--key", type=Path)
-    put.add_argument("--genesis", help="the ledger's genesis entry hash to pin")
-    put.add_argument("--identity", type=Path, help="your age identity for encrypted results")
+    put = sub.add_parser("set", help="set registry, key, genesis and/or identity")
+    put.add_argument("--registry", help="the registry's URL, e.g. http://127.0.0.1:8555")
+    put.add_argument("--key", type=Path, help="your private signing key, e.g. ana.key")
+    put.add_argument(
+        "--genesis", help="the ledger's genesis entry hash to pin (genesis_hash of `pht init`)"
+    )
+    put.add_argument(
+        "--identity",
+        type=Path,
+        help="your age identity for encrypted results (default: NAME.age beside NAME.key)",
+    )
+    put.add_argument("--json", action="store_true", help="print the outcome as JSON")
     put.set_defaults(run=_set)
 
 
@@ -138,5 +157,8 @@ def _set(args: argparse.Namespace) -> int:
         profile["identity"] = str(args.identity.resolve())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(path, json.dumps(profile, indent=2).encode() + b"\n")
-    print(f"profile written to {path}")
+    if args.json:
+        print(json.dumps({"path": str(path), **profile}))
+    else:
+        print(f"profile written to {path}")
     return 0

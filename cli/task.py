@@ -1,20 +1,37 @@
-"""``pht task post|watch|results|cancel``: a researcher's tasks.
+"""``pht task post|watch|results|logs|cancel``: a researcher's tasks.
 
     pht task post --image REF --config FILE --sites a,b,c [--pin-digest] [--label T] [--parent ID]
-                  [--no-review-check]
-    pht task watch ID [--timeout S]              live per-site progress until all have finished
-    pht task results ID --out DIR [--json]       download every output, each checked by its hash,
-                                                 and decrypt it with your age identity
-    pht task cancel ID [--reason TEXT]
+                  [--recipient NAME [--deliver]] [--inputs ID,ID] [--plaintext]
+                  [--no-review-check] [--json]
+    pht task watch ID [--timeout S] [--json]     live per-site progress until all have finished
+    pht task results ID --out DIR [--identity F] [--json]
+                                                 every output (checked by its hash, decrypted)
+                                                 into DIR/SITE/, each site's log as DIR/SITE.log
+    pht task logs ID [--site S] [--identity F] [--json]
+                                                 each site's container log, decrypted
+    pht task cancel ID [--reason TEXT] [--json]
 
-``--pin-digest`` asks the image registry (through the local Docker engine) for the image's
-current digest and posts ``REF@sha256:...``, so every site runs exactly that image.
-A configuration larger than 16 KiB is uploaded as a blob and named by its hash.
+``ID`` is a task id or any unique prefix of it (at least 4 hex digits).
+
+Outputs and logs are encrypted by the sites for the task's recipient (by default the author), if
+that member has published an encryption key (``encryption_key`` in the members file,
+``pht member add --encryption-key`` or ``pht member rekey``). ``post`` refuses a recipient
+without one, since the sites would then store the results in plaintext on the registry, unless
+``--plaintext`` says that is meant. Results are decrypted with your age identity: ``--identity``,
+else the profile's, else ``NAME.age`` beside your key ``NAME.key``.
+
+``--pin-digest`` asks the image registry (through a Docker engine on this machine, which must be
+running) for the image's current digest and posts ``REF@sha256:...``, so every site runs exactly
+that image. A configuration larger than 16 KiB is uploaded as a blob and named by its hash.
 
 Before posting, ``post`` says (on stderr) when the image is not approved by the consortium's
 algorithm review: sites that require review will refuse the task, the others run it. It reads
 that from its own verified replay of the ledger (as ``pht image list`` does), which on a large
 ledger takes a while; ``--no-review-check`` skips it.
+
+With ``--json`` a command prints only JSON on stdout (progress goes to stderr).
+Exit codes: 0 done; 1 error; 4 (watch) a site did not complete; 5 (results, logs) something was
+left encrypted for want of an age identity.
 """
 
 from __future__ import annotations
@@ -23,32 +40,47 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 
 from api.client.analyst import Analyst
-from api.client.answers import TaskView
+from api.client.answers import TaskProgress
+from api.errors import TransportError
+from cli import task_list, task_output
 from cli.errors import CliError
 from cli.profile import add_connection_arguments, connect
-from crypto.age import decrypt_file, is_age_file
-from ledger.bodies import Cancel, EventId, Limits
+from cli.taskid import resolve_task, resolve_tasks
+from crypto.keys import KeyId
+from ledger.bodies import Cancel, Limits
 from ledger.canonical import parse_json
-from ledger.events import SignedEvent, new_event
+from ledger.view import View
+
+EXIT_NOT_COMPLETED = 4
+ID_HELP = "the task id, or a unique prefix of it (at least 4 hex digits)"
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("task", help="post, watch, read and cancel tasks")
+    parser = commands.add_parser(
+        "task",
+        help="post, watch, read and cancel tasks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="task_command", metavar="ACTION", required=True)
 
     post = sub.add_parser("post", help="post a signed task; prints its id")
     post.add_argument("--image", required=True, help="image reference, e.g. myconsortium/avg:1.2")
     post.add_argument("--config", required=True, type=Path, help="JSON configuration file")
     post.add_argument("--sites", required=True, help="comma-separated site names")
-    post.add_argument("--pin-digest", action="store_true", help="pin the image's current digest")
+    post.add_argument(
+        "--pin-digest",
+        action="store_true",
+        help="pin the image's current digest (asks the image registry via the local Docker engine)",
+    )
     post.add_argument("--label", help="a short label for humans")
-    post.add_argument("--parent", help="the previous task of an iteration")
+    post.add_argument("--parent", help="the previous task of an iteration (id or prefix)")
     post.add_argument("--timeout-s", type=int, help="ask sites for at most this run time")
     post.add_argument("--memory-mb", type=int, help="ask sites for at most this memory")
     post.add_argument("--recipient", help="encrypt the outputs for this member (default: you)")
@@ -59,29 +91,41 @@ def add_parser(commands: Any) -> None:
     post.add_argument(
         "--no-review-check", action="store_true", help="do not say whether review approved it"
     )
+    post.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="post even though the recipient has published no encryption key (the sites then "
+        "store outputs and logs in plaintext on the registry)",
+    )
+    post.add_argument(
+        "--json", action="store_true", help='print {"task": ID, "index": N} instead of the id'
+    )
     add_connection_arguments(post)
     post.set_defaults(run=_post)
 
     watch = sub.add_parser("watch", help="show each site's progress until all have finished")
-    watch.add_argument("task")
-    watch.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
-    watch.add_argument("--json", action="store_true", help="print the final states as JSON")
+    watch.add_argument("task", help=ID_HELP)
+    watch.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="seconds (default 3600); an unreachable registry is retried until then",
+    )
+    watch.add_argument(
+        "--json", action="store_true", help="print only the final results as JSON (table: stderr)"
+    )
     add_connection_arguments(watch)
     watch.set_defaults(run=_watch)
 
-    results = sub.add_parser("results", help="download the verified outputs of every site")
-    results.add_argument("task")
-    results.add_argument("--out", required=True, type=Path, help="folder for <site>/<output>")
-    results.add_argument("--json", action="store_true", help="print what was saved as JSON")
-    results.add_argument("--identity", type=Path, help="your age identity (default: profile's)")
-    add_connection_arguments(results)
-    results.set_defaults(run=_results)
+    task_output.add_parsers(sub, ID_HELP)
 
     cancel = sub.add_parser("cancel", help="cancel a task (its author or an admin)")
-    cancel.add_argument("task")
-    cancel.add_argument("--reason")
+    cancel.add_argument("task", help=ID_HELP)
+    cancel.add_argument("--reason", help="why; shown by watch, results and audit")
+    cancel.add_argument("--json", action="store_true", help='print {"task": ID, "index": N}')
     add_connection_arguments(cancel)
     cancel.set_defaults(run=_cancel)
+    task_list.add_parser(sub)
 
 
 def _config(path: Path) -> Any:
@@ -92,15 +136,36 @@ def _config(path: Path) -> Any:
 
 
 def pin_digest(image: str) -> str:
-    """``image@sha256:...`` as the image registry serves it now (via the local Docker engine)."""
+    """``image@sha256:...`` as the image registry serves it now, asked through the Docker engine
+    on this machine (which must be running)."""
     if "@" in image:
         return image
     try:
         client = docker.from_env(timeout=30)
-        digest = client.images.get_registry_data(image).id
     except DockerException as exc:
-        raise CliError(f"cannot resolve the digest of {image}: {exc}") from exc
+        raise CliError(_no_engine(image)) from exc
+    try:
+        digest = client.images.get_registry_data(image).id
+    except APIError as exc:
+        what = exc.explanation or str(exc)
+        if exc.status_code == 404 or "manifest unknown" in str(what):
+            raise CliError(
+                f"cannot pin {image}: the image registry has no such image or tag ({what})"
+            ) from exc
+        raise CliError(f"cannot pin {image}: the image registry refused: {what}") from exc
+    except DockerException as exc:
+        raise CliError(_no_engine(image)) from exc
+    finally:
+        client.close()
     return f"{image}@{digest}"
+
+
+def _no_engine(image: str) -> str:
+    return (
+        f"cannot pin {image}: --pin-digest asks the image registry through a Docker engine on "
+        "this machine, and none answers; start Docker, or name the image by digest "
+        "(REF@sha256:...) instead"
+    )
 
 
 def _post(args: argparse.Namespace) -> int:
@@ -116,21 +181,54 @@ def _post(args: argparse.Namespace) -> int:
     # The Analyst's path: the genesis is checked against the profile's pin, the origin comes
     # from the verified genesis, a large configuration goes up as a blob.
     analyst = conn.analyst()
+    _check_recipient(analyst.ledger_view(), conn.key.key_id, args.recipient, args.plaintext)
     if not args.no_review_check:
         _say_review(analyst, image)
-    task_id = analyst.post(
+    body = analyst.task_body(
         image,
         config,
         list(sites),
         label=args.label,
-        parent=args.parent,
+        parent=resolve_task(analyst, args.parent) if args.parent else None,
         limits=limits,
         recipient=args.recipient,
         deliver=args.deliver,
-        inputs=tuple(t.strip() for t in (args.inputs or "").split(",") if t.strip()),
+        inputs=resolve_tasks(analyst, args.inputs),
     )
-    print(task_id)
+    appended = analyst.append(body)
+    if args.json:
+        print(json.dumps({"task": appended.event_id, "index": appended.index}))
+    else:
+        print(appended.event_id)
     return 0
+
+
+def _check_recipient(view: View, key_id: KeyId, recipient: str | None, plaintext: bool) -> None:
+    """Refuse (unless ``plaintext``) a task whose outputs would be stored unencrypted: its
+    recipient (by default the author) has published no encryption key."""
+    name = recipient or view.keys.get(key_id)
+    member = view.members.get(name) if name else None
+    if member is None or not member.active:
+        return  # the registry's rules refuse it, naming why
+    if member.encryption_key is not None:
+        return
+    if plaintext:
+        print(
+            f"pht: note: {name} has published no encryption key: the sites will store outputs "
+            "and logs in plaintext on the registry (--plaintext)",
+            file=sys.stderr,
+        )
+        return
+    if recipient is None:
+        who = f"you ({name}) have"
+        fix = f"publish one (`pht member rekey {name} --identity {name}.age`)"
+    else:
+        who = f"recipient {name} has"
+        fix = f"have one published for {name} (`pht member rekey {name} --encryption-key ...`)"
+    raise CliError(
+        f"{who} published no encryption key, so the sites would store this task's outputs and "
+        f"logs in plaintext on the registry: {fix}, or pass --plaintext to post it anyway"
+    )
 
 
 def _say_review(analyst: Analyst, image: str) -> None:
@@ -150,92 +248,74 @@ def _say_review(analyst: Analyst, image: str) -> None:
         )
 
 
-def render(view: TaskView) -> str:
+def render(progress: TaskProgress) -> str:
     """The per-site progress table."""
     lines = [f"{'site':<16} {'state':<12} entry"]
-    for site, state in sorted(view.sites.items()):
+    for site, state in sorted(progress.sites.items()):
         lines.append(f"{site:<16} {state.state:<12} {'' if state.index is None else state.index}")
+    if progress.cancelled is not None:
+        lines.append(f"(cancelled at entry {progress.cancelled})")
     return "\n".join(lines)
 
 
 def _watch(args: argparse.Namespace) -> int:
     conn = connect(args)
     analyst = conn.analyst()
-    tty = sys.stdout.isatty()
+    task_id = resolve_task(analyst, args.task)
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    tty = out.isatty()
     shown = 0
 
-    def progress(view: TaskView) -> None:
+    def progress(update: TaskProgress) -> None:
         nonlocal shown
-        table = render(view)
+        table = render(update)
         if tty and shown:
-            sys.stdout.write(f"\x1b[{shown}F\x1b[J")  # redraw in place
-        print(table, flush=True)
+            out.write(f"\x1b[{shown}F\x1b[J")  # redraw in place
+        print(table, file=out, flush=True)
         shown = table.count("\n") + 1
         if not tty:
-            print(flush=True)
+            print(file=out, flush=True)
             shown = 0
 
-    view = analyst.wait(args.task, timeout=args.timeout, progress=progress)
+    def unreachable(error: TransportError | None) -> None:
+        nonlocal shown
+        shown = 0  # the table is not redrawn over this line
+        if error is None:
+            print("pht: registry reachable again", file=sys.stderr, flush=True)
+        else:
+            print(
+                f"pht: registry unreachable, still retrying (until --timeout): {error}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    view = analyst.wait(task_id, timeout=args.timeout, progress=progress, unreachable=unreachable)
     results = analyst.results(view)
+    cancelled = task_output.cancellation(analyst, task_id, view.cancelled)
     if args.json:
-        print(json.dumps({s: r.result.to_dict() for s, r in results.items()}, indent=2))
+        report = {
+            "task": task_id,
+            "sites": {s: r.result.to_dict() for s, r in sorted(results.items())},
+            "cancelled": cancelled,
+        }
+        print(json.dumps(report, indent=2))
     else:
         for site, run in sorted(results.items()):
             reason = f": {run.result.reason}" if run.result.reason else ""
             print(f"{site}: {run.result.state.value}{reason}")
+        if cancelled is not None:
+            print(task_output.describe_cancel(cancelled))
     failed = [r for r in results.values() if r.result.state.value != "completed"]
-    return 0 if not failed else 4
-
-
-def _results(args: argparse.Namespace) -> int:
-    conn = connect(args)
-    analyst = conn.analyst()
-    view = conn.client.task(args.task)
-    results = analyst.results(view)
-    identity = conn.identity()
-    saved: dict[str, Any] = {}
-    for site, run in sorted(results.items()):
-        folder = args.out / site
-        folder.mkdir(parents=True, exist_ok=True)
-        files: list[dict[str, Any]] = []
-        for output in run.result.outputs:
-            if output.delivered_to is not None:
-                files.append({"name": output.name, "delivered_to": output.delivered_to})
-                continue
-            target = folder / output.name
-            size = conn.client.download_blob(output.sha256, target)
-            encrypted = is_age_file(target)
-            if encrypted and identity is not None:
-                decrypt_file(target, target.with_name(target.name + ".tmp"), [identity])
-                target.with_name(target.name + ".tmp").replace(target)
-            elif encrypted:
-                target.replace(target.with_name(target.name + ".age"))
-            files.append(
-                {
-                    "name": output.name,
-                    "sha256": output.sha256,
-                    "size": size,
-                    "encrypted": encrypted,
-                    "decrypted": encrypted and identity is not None,
-                }
-            )
-        saved[site] = {"state": run.result.state.value, "reason": run.result.reason, "files": files}
-    missing = sorted(set(view.sites) - set(results))
-    if args.json:
-        print(json.dumps({"task": args.task, "sites": saved, "unfinished": missing}, indent=2))
-    else:
-        for site, info in saved.items():
-            print(f"{site}: {info['state']}, {len(info['files'])} file(s) in {args.out / site}")
-        for site in missing:
-            print(f"{site}: no result yet")
-    return 0
+    return 0 if not failed else EXIT_NOT_COMPLETED
 
 
 def _cancel(args: argparse.Namespace) -> int:
     conn = connect(args)
-    origin = conn.client.entry(0).event.event.ledger
-    body = Cancel(task=EventId(args.task), reason=args.reason)
-    event = new_event(body, ledger=origin, author=conn.key.key_id)
-    appended = conn.client.post_event(SignedEvent.sign(event, conn.key))
-    print(f"cancelled: entry {appended.index}")
+    analyst = conn.analyst()
+    task_id = resolve_task(analyst, args.task)
+    appended = analyst.append(Cancel(task=task_id, reason=args.reason))
+    if args.json:
+        print(json.dumps({"task": task_id, "index": appended.index}))
+    else:
+        print(f"cancelled task {task_id[:12]}: entry {appended.index}")
     return 0

@@ -14,6 +14,7 @@ checkpoints cosigned by that quorum.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def add_parser(commands: Any) -> None:
     vkey.set_defaults(run=_vkey)
     policy = sub.add_parser("policy", help="set the consortium's witness policy (admins)")
     policy.add_argument("file", type=Path, help="C2SP tlog-policy text")
+    policy.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_connection_arguments(policy)
     policy.set_defaults(run=_policy)
 
@@ -57,5 +59,8 @@ def _policy(args: argparse.Namespace) -> int:
     origin = conn.client.entry(0).event.event.ledger
     event = new_event(body, ledger=origin, author=conn.key.key_id)
     appended = conn.client.post_event(SignedEvent.sign(event, conn.key))
-    print(f"witness policy set: entry {appended.index}")
+    if args.json:
+        print(json.dumps({"witness_policy": appended.event_id, "index": appended.index}))
+    else:
+        print(f"witness policy set: entry {appended.index}")
     return 0

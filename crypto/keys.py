@@ -203,14 +203,51 @@ class SigningKey:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> SigningKey:
-        """Load a private key, refusing a file that group or other may access."""
-        return cls.from_pem(read_private_file(path, what="private key"), passphrase)
+        """Load a private key, refusing a file that group or other may access; a public key or
+        an age file given instead is named as such (:class:`KeyFormatError`), never met with
+        advice to chmod it."""
+        try:
+            data = read_private_file(path, what="private key")
+        except InsecureKeyFileError:
+            mistaken = _not_a_signing_key(path, None)
+            if mistaken is not None:
+                raise KeyFormatError(mistaken) from None
+            raise
+        mistaken = _not_a_signing_key(path, data)
+        if mistaken is not None:
+            raise KeyFormatError(mistaken)
+        return cls.from_pem(data, passphrase)
 
     def __repr__(self) -> str:
         return f"SigningKey({self.key_id[:16]})"
 
 
 MAX_PRIVATE_FILE_SIZE = 1 << 16
+
+
+def _not_a_signing_key(path: str | os.PathLike[str], data: bytes | None) -> str | None:
+    """What ``path`` holds when it is a key file of another kind (the public key, the age
+    identity or recipient ``pht keys new`` writes beside the signing key), with the fix; None
+    when it looks like a private key (or cannot be read: the caller's error stands)."""
+    if data is None:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_PRIVATE_FILE_SIZE)
+        except OSError:
+            return None
+    name = os.fspath(path)
+    if b"-----BEGIN PUBLIC KEY-----" in data:
+        what = "a public key"
+    elif b"AGE-SECRET-KEY-1" in data:
+        what = "an age identity (it decrypts results), not a signing key"
+    elif data.lstrip().startswith(b"age1"):
+        what = "an age recipient (a public encryption key), not a signing key"
+    else:
+        return None
+    stem = Path(name).name.split(".", 1)[0]
+    guess = Path(name).with_name(f"{stem}.key")
+    fix = f"pass {guess}" if guess.is_file() else "pass your private key NAME.key"
+    return f"{name} is {what}; {fix} (the private signing key `pht keys new NAME` wrote)"
 
 
 def read_private_file(path: str | os.PathLike[str], *, what: str) -> bytes:

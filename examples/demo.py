@@ -38,7 +38,7 @@ import docker
 import numpy as np
 
 from api.client.analyst import Analyst
-from api.client.answers import TaskView
+from api.client.answers import TaskProgress
 from api.client.registry import Client
 from crypto import SigningKey
 from examples.logreg import central, data
@@ -282,7 +282,7 @@ def _seconds(started: str | None, finished: str | None) -> float:
 SHORT = {"pending": ".", "accepted": "a", "started": "r", "completed": "ok"}
 
 
-def _progress(view: TaskView) -> None:
+def _progress(view: TaskProgress) -> None:
     """Each site's progress on one line, redrawn in place on a terminal."""
     if not sys.stdout.isatty():
         return

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crypto import PublicKey
@@ -73,6 +73,7 @@ class TaskReport:
     parent: str | None
     cancelled: int | None
     sites: dict[str, SiteRun]
+    cancel_reason: str | None = None  # the reason the cancel event gave, if any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -285,6 +286,10 @@ def build_report(
                 reason=body.get("reason"),
                 outputs=len(body["outputs"]),
             )
+        elif kind == "cancel":
+            cancelled = tasks[body["task"]]
+            if cancelled.cancelled == index:  # the one cancellation the rules allowed
+                tasks[body["task"]] = replace(cancelled, cancel_reason=body.get("reason"))
         elif kind == "review":
             account.note(index, body["note"])
     for report in tasks.values():

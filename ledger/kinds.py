@@ -43,6 +43,10 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     REVIEWER = "reviewer"
 
+    def with_article(self) -> str:
+        """The role as a rule message says it: "an admin", "a researcher"."""
+        return f"{'an' if self.value[0] in 'aeiou' else 'a'} {self.value}"
+
 
 class MemberAction(StrEnum):
     ADD = "add"

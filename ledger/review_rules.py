@@ -45,7 +45,8 @@ def approved(state: State, digest: str | None) -> bool:
 def _role(author: MemberRecord, role: Role, where: str) -> None:
     if author.role is not role:
         raise RuleViolation(
-            f"{where}: {author.name!r} is a {author.role}, only a {role} may post this"
+            f"{where}: {author.name!r} is {author.role.with_article()}, "
+            f"only {role.with_article()} may post this"
         )
 
 

@@ -127,21 +127,27 @@ def bad_signature(index: int, key: PublicKey) -> SignatureError:
     return SignatureError(f"entry {index}: signature does not verify for author {key.key_id[:16]}")
 
 
-def apply(state: State, entry: Entry, *, signature_checked: bool = False) -> State:
+def apply(
+    state: State, entry: Entry, *, signature_checked: bool = False, proposed: bool = False
+) -> State:
     """Judge ``entry`` against ``state`` and, if allowed, fold it in.
 
     ``signature_checked=True`` is for callers (the appender) that have already verified the
     signature against the public key whose id is the event's ``author``; membership, role and
-    revocation are still checked here.
+    revocation are still checked here. ``proposed=True`` is for the appender too: the entry does
+    not exist unless it is allowed, so a refusal names the event (``task event: ...``), not an
+    entry index that never was.
     """
     check = None if signature_checked else partial(check_signature, entry)
-    return apply_facts(state, facts_of(entry), check)
+    return apply_facts(state, facts_of(entry), check, proposed=proposed)
 
 
-def apply_facts(state: State, facts: Facts, check: SignatureCheck | None) -> State:
+def apply_facts(
+    state: State, facts: Facts, check: SignatureCheck | None, *, proposed: bool = False
+) -> State:
     """:func:`apply` on the facts of an entry; ``check`` verifies its signature (None when that
     was already done, by parallel replay for instance)."""
-    where = f"entry {facts.position} ({facts.kind})"
+    where = f"{facts.kind} event" if proposed else f"entry {facts.position} ({facts.kind})"
     if facts.position != state.size:
         raise ChainError(f"{where}: expected index {state.size}, found {facts.position}")
     if facts.prev != state.head:
@@ -215,9 +221,10 @@ def _genesis(state: State, facts: Facts, check: SignatureCheck | None) -> None:
 
 def _require_role(author: MemberRecord, roles: tuple[Role, ...], where: str) -> None:
     if author.role not in roles:
-        allowed = " or ".join(r.value for r in roles)
+        allowed = " or ".join(r.with_article() for r in roles)
         raise RuleViolation(
-            f"{where}: {author.name!r} is a {author.role}, only {allowed} may post this"
+            f"{where}: {author.name!r} is {author.role.with_article()}, "
+            f"only {allowed} may post this"
         )
 
 
@@ -225,7 +232,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     body = facts.body
     assert isinstance(body, Member)
     if body.action is MemberAction.REKEY:
-        _rekey(state, body, author, where)
+        _rekey(state, body, author, where, facts.position)
         return
     _require_role(author, (Role.ADMIN,), where)
     if body.action is MemberAction.ADD:
@@ -259,7 +266,7 @@ def _member(state: State, facts: Facts, author: MemberRecord, where: str) -> Non
     target.revoked = facts.position
 
 
-def _rekey(state: State, body: Member, author: MemberRecord, where: str) -> None:
+def _rekey(state: State, body: Member, author: MemberRecord, where: str, position: int) -> None:
     """A member publishes or rotates its own encryption key (or an admin does it for them)."""
     if author.name != body.name and author.role is not Role.ADMIN:
         raise RuleViolation(f"{where}: only {body.name!r} itself or an admin may rekey it")
@@ -274,6 +281,7 @@ def _rekey(state: State, body: Member, author: MemberRecord, where: str) -> None
         target.witness_key = body.witness_key
     if body.file_service is not None:
         target.file_service = body.file_service
+    target.changed = position
 
 
 def _task(state: State, facts: Facts, author: MemberRecord, where: str) -> None:

@@ -33,6 +33,7 @@ class MemberRecord:
     file_service: str | None = None
     org: str | None = None  # None: the member is its own organization
     witness_key: str | None = None  # its C2SP cosignature/v1 verifier key (DESIGN 12)
+    changed: int | None = None  # the latest rekey entry about it, if any
 
     @property
     def active(self) -> bool:
@@ -59,6 +60,8 @@ class MemberRecord:
             out["org"] = self.org
         if self.witness_key is not None:
             out["witness_key"] = self.witness_key
+        if self.changed is not None:
+            out["changed"] = self.changed
         return out
 
     @classmethod
@@ -73,6 +76,7 @@ class MemberRecord:
             file_service=d.get("file_service"),
             org=d.get("org"),
             witness_key=d.get("witness_key"),
+            changed=d.get("changed"),
         )
 
 

@@ -367,3 +367,8 @@ class Transfer:
             "sha256": self.sha256,
             "size": self.size,
         }
+
+
+# A site that kept only the end of a container's log (its ``log_max_bytes``) starts the stored
+# log with this line, so whoever reads the log learns that its beginning was dropped.
+LOG_TRUNCATED = b"[pht: the site kept only the end of this log; earlier output was dropped]\n"

@@ -48,6 +48,7 @@ class MemberSnapshot:
     file_service: str | None
     org: str | None = None
     witness_key: str | None = None
+    changed: int | None = None  # the latest rekey entry about it, if any
 
     @property
     def active(self) -> bool:
@@ -69,6 +70,7 @@ class MemberSnapshot:
             file_service=record.file_service,
             org=record.org,
             witness_key=record.witness_key,
+            changed=record.changed,
         )
 
 

@@ -3,7 +3,8 @@
 The text (set by the admin in a ``witness_policy`` event, DESIGN 12) is lines of::
 
     log <vkey> [<url>]                     the log's note verifier key (type 0x01)
-    witness <name> <vkey> [<url>]          a witness and its cosignature/v1 key (type 0x04)
+    witness <name> <vkey> [<url>]          a witness and its cosignature/v1 key (type 0x04); with
+                                           a URL, a C2SP tlog-witness the registry asks itself
     group <name> <all|any|N> <name>...     N of the named witnesses or groups
     quorum <name|none>                     the witness or group whose cosignature is required
 
@@ -32,6 +33,7 @@ MAX_POLICY_SIZE = 16 * 1024
 MAX_WITNESSES = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _COUNT = re.compile(r"[1-9][0-9]{0,2}")
+_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +50,7 @@ class WitnessPolicy:
     text: str
     log_key: str
     witnesses: Mapping[str, WitnessKey]
+    urls: Mapping[str, str]  # witness name -> tlog-witness submission prefix (those that have one)
     groups: Mapping[str, Group]
     quorum: str | None  # None: "quorum none"
 
@@ -106,6 +109,7 @@ def parse_policy(text: object) -> WitnessPolicy:
         raise WitnessPolicyError(f"a witness policy must be at most {MAX_POLICY_SIZE} bytes")
     log_key: str | None = None
     witnesses: dict[str, WitnessKey] = {}
+    urls: dict[str, str] = {}
     groups: dict[str, Group] = {}
     used: set[str] = set()
     quorum: str | None = None
@@ -128,6 +132,8 @@ def parse_policy(text: object) -> WitnessPolicy:
             log_key = args[0]
         elif keyword == "witness":
             _witness(args, witnesses, groups, where)
+            if len(args) == 3:
+                urls[args[0]] = _url(args[2], where)
         elif keyword == "group":
             _group(args, witnesses, groups, used, where)
         elif keyword == "quorum":
@@ -147,6 +153,7 @@ def parse_policy(text: object) -> WitnessPolicy:
         text=text,
         log_key=log_key,
         witnesses=MappingProxyType(witnesses),
+        urls=MappingProxyType(urls),
         groups=MappingProxyType(groups),
         quorum=quorum,
     )
@@ -164,6 +171,15 @@ def _witness(
         raise WitnessPolicyError(f"{where}: {exc}") from exc
     if len(witnesses) > MAX_WITNESSES:
         raise WitnessPolicyError(f"{where}: at most {MAX_WITNESSES} witnesses")
+
+
+def _url(text: str, where: str) -> str:
+    """A witness's submission prefix: http(s)://host[:port][/path], no query, at most 512 bytes."""
+    if len(text) > 512 or not _URL.fullmatch(text):
+        raise WitnessPolicyError(
+            f"{where}: the witness URL must be http(s)://host[:port][/path], found {text[:80]!r}"
+        )
+    return text.rstrip("/")
 
 
 def _group(

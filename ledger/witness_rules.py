@@ -25,7 +25,7 @@ def witness_policy(state: State, facts: Facts, author: MemberRecord, where: str)
     assert isinstance(body, WitnessPolicySet)
     if author.role is not Role.ADMIN:
         raise RuleViolation(
-            f"{where}: {author.name!r} is a {author.role}, only admin may post this"
+            f"{where}: {author.name!r} is {author.role.with_article()}, only an admin may post this"
         )
     policy = parse_policy(body.policy)
     if policy.log_key != state.log_key:

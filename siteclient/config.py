@@ -34,6 +34,11 @@ Decisions:
   pins what the registry first serves into the state directory, says so loudly in its log, and from
   then on treats the pinned value exactly like a configured one. Being explicit keeps TOFU a
   choice, never the accident of a missing key; :attr:`SiteConfig.trust_on_first_use` names them.
+- ``sparql_endpoint`` is the URL containers get as ``$SPARQL_ENDPOINT``; ``null`` says the site has
+  no SPARQL store, and then ``$SPARQL_ENDPOINT`` is not set in the container at all. A
+  container reaches the endpoint only over ``network``: with the default ``null`` it has no
+  network, so an endpoint must be on the user-defined Docker network named there
+  (``siteclient check-config`` tries it from a container on that network).
 - ``network`` ``null`` means Docker network ``none``. ``"host"`` is refused (it would hand the
   container the site's own network stack); ``"none"`` is refused in favour of ``null``.
 - ``state_dir``, ``work_dir`` and the key file must not lie inside one another: the work directory
@@ -114,7 +119,7 @@ class SiteConfig:
     registry: str
     log_key: str | None
     genesis: str | None
-    sparql_endpoint: str
+    sparql_endpoint: str | None
     allowed_images: tuple[str, ...]
     state_dir: Path
     work_dir: Path
@@ -238,7 +243,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     state_dir = read.path("state_dir", base_dir) if "state_dir" in data else None
     work_dir = read.path("work_dir", base_dir) if "work_dir" in data else None
     registry = read.url("registry", allow_query=False) if "registry" in data else None
-    sparql = read.url("sparql_endpoint", allow_query=True) if "sparql_endpoint" in data else None
+    sparql = read.url("sparql_endpoint", allow_query=True, nullable=True)
 
     log_key = read.string("log_key", nullable=True)
     if log_key is not None:
@@ -277,7 +282,7 @@ def _build(data: object, base_dir: Path) -> tuple[SiteConfig | None, list[str]]:
     if problems:
         return None, problems
     assert site is not None and key_file is not None and registry is not None
-    assert sparql is not None and state_dir is not None and work_dir is not None
+    assert state_dir is not None and work_dir is not None
     config = SiteConfig(
         site=site,
         key_file=key_file,

@@ -117,8 +117,8 @@ class FieldReader:
             return None
         return Path(os.path.normpath(base_dir / value))
 
-    def url(self, key: str, *, allow_query: bool) -> str | None:
-        value = self.string(key)
+    def url(self, key: str, *, allow_query: bool, nullable: bool = False) -> str | None:
+        value = self.string(key, nullable=nullable)
         if value is None:
             return None
         if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):

@@ -14,6 +14,11 @@
     ├── FeedError               the registry's feed cannot be trusted (bad proof, fork, bad entry)
     │   └── ForkDetectedError       two checkpoints that are not consistent (evidence kept)
     ├── WitnessWaitError        no checkpoint has met the witness quorum yet (not fatal: retried)
+    ├── RegistryError           the configured registry URL is unreachable on first start, or
+    │                           answers but is not a PHT registry (stops ``follow``)
+    ├── MembershipError         the site's name is not a site of the consortium, or its key is
+    │   │                       not that member's (``follow`` refuses to start)
+    │   └── RevokedError            the site was revoked (``index``: at which entry; exit code 5)
     ├── StateError              the site's own state directory cannot be read or written
     │   └── RaceError               a received file vanished while its upload was recorded
     ├── WorkerCrashedError      a task worker hit a bug (not a registry or engine failure)
@@ -100,3 +105,25 @@ class DeliveryError(SiteClientError):
 class WitnessWaitError(SiteClientError):
     """No checkpoint has reached the witness policy's quorum yet: nothing is acted on. Not a lie
     and not fatal: the site waits and tries again."""
+
+
+class RegistryError(SiteClientError):
+    """The site config's ``registry`` cannot be used: nothing answers there (on a first start,
+    before anything was ever verified), or what answers is not a PHT registry."""
+
+
+class MembershipError(SiteClientError):
+    """The site's name is not a current site of the consortium, or its key is not that site's."""
+
+
+class RevokedError(MembershipError):
+    """The site's membership was revoked at entry ``index``.
+
+    ``verified`` is False when that entry was served by the registry (signed by an admin,
+    chained to the verified history) but the registry refused this site's key before the
+    checkpoint covering it could be proven consistent."""
+
+    def __init__(self, message: str, *, index: int, verified: bool = True) -> None:
+        super().__init__(message)
+        self.index = index
+        self.verified = verified

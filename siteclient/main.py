@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from api.client.registry import Client
@@ -29,19 +30,25 @@ from ledger.errors import LedgerError
 from ledger.reference import ImageRef
 from ledger.trust import TrustedLog
 from siteclient.config import SiteConfig
-from siteclient.errors import ForkDetectedError, SiteClientError, StateError
+from siteclient.configreload import reload_config
+from siteclient.errors import ForkDetectedError, RevokedError, SiteClientError, StateError
 from siteclient.fileservice.serve import serve_files
 from siteclient.follow.follower import Follower
+from siteclient.follow.membership import guard_for
+from siteclient.follow.presence import Heartbeats
 from siteclient.follow.state import TrustStore
 from siteclient.follow.witness import Witness
+from siteclient.policy.pinned import pinned_verdict
 from siteclient.run import planner
 from siteclient.run.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.run.execute import TaskExecutor
+from siteclient.run.lifecycle import Lifecycle
 from siteclient.runtime.docker import DockerRuntime
 
 log = logging.getLogger("siteclient")
 
 EXIT_FORK = 3
+EXIT_REVOKED = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument(
         "--once", action="store_true", help="catch up, run what is pending, then exit"
     )
+    follow.add_argument("--heartbeat-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     follow.set_defaults(run=_follow)
 
     check = commands.add_parser("check-image", help="say whether an image may run here, and why")
@@ -93,6 +101,29 @@ def _follow(args: argparse.Namespace) -> int:
     finally:
         client.close()
         store.close()
+
+
+def _heartbeats(
+    args: argparse.Namespace,
+    config: SiteConfig,
+    *,
+    key: SigningKey,
+    follower: Follower,
+    agent: Agent,
+    runtime: DockerRuntime,
+) -> Heartbeats:
+    """The site's presence at the registry (a heartbeat every few seconds; none with --once)."""
+    beats = Heartbeats.for_site(
+        site=config.site,
+        registry=config.registry,
+        key=key,
+        sparql_endpoint=config.sparql_endpoint,
+        verified_size=lambda: follower.size,
+        running=lambda: agent.running,
+        ping_docker=runtime.ping,
+        interval=args.heartbeat_interval,
+    )
+    return beats if args.once else beats.start()
 
 
 def _run_agent(
@@ -134,8 +165,19 @@ def _run_agent(
         execute=executor,
         work_dir=config.work_dir,
         parallelism=config.parallelism,
+        guard=guard_for(config.site, key.key_id),
     )
+    lifecycle = Lifecycle(
+        agent=agent,
+        follower=follower,
+        site=config.site,
+        key_id=key.key_id,
+        registry=config.registry,
+        wait=config.poll_wait_s,
+    )
+    beats = _heartbeats(args, config, key=key, follower=follower, agent=agent, runtime=runtime)
     stop = threading.Event()
+    hangup = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping; running containers are killed and rerun on restart", signum)
@@ -143,6 +185,7 @@ def _run_agent(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, lambda signum, frame: hangup.set())
     log.info(
         "site %r following %s from entry %d (allowlist: %s; review %s)",
         config.site,
@@ -151,14 +194,33 @@ def _run_agent(
         ", ".join(config.allowed_images) or "empty: nothing will run",
         "required" if config.require_review else "not required",
     )
+    current = config
+
+    def _reload() -> None:  # SIGHUP, in the main thread
+        nonlocal current
+        if not hangup.is_set():
+            return
+        hangup.clear()
+        try:
+            current, changes = reload_config(current, Path(args.config))
+        except SiteClientError as exc:
+            log.error("SIGHUP: the site config does not load; keeping the running one: %s", exc)
+            return
+        executor.reload(current)
+        for change in changes or ["nothing that can change while running changed"]:
+            log.info("SIGHUP: %s", change)
+        for warning in current.allowlist().warnings:
+            log.warning("config: %s", warning)
+
     try:
         if args.once:
             agent.step(0)
             agent.drain()
             agent.step(0)
         else:
-            agent.run(stop, wait=config.poll_wait_s)
+            lifecycle.serve(stop, on_tick=_reload)
     finally:
+        beats.stop()
         agent.close(cancel=True)
         runtime.close()
     return 0
@@ -168,11 +230,19 @@ def _check_image(args: argparse.Namespace) -> int:
     """The allowlist's verdict, then how the image stands in review as of the site's last
     verified view; refused (exit 1) when either refuses where it applies."""
     config = SiteConfig.load(args.config)
-    decision = config.allowlist().decide(args.image, require_digest=config.require_digest)
+    allowlist = config.allowlist()
+    for warning in allowlist.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    decision = allowlist.decide(args.image, require_digest=config.require_digest)
     verdict = "allowed" if decision.allowed else "refused"
     print(f"{verdict}: {decision.reason}")
+    pinned = pinned_verdict(allowlist, decision, require_digest=config.require_digest)
+    if pinned is not None:
+        print("\n".join(pinned.lines))
+    allowed = decision.allowed or (pinned is not None and config.require_digest)
+    allowed = allowed and (pinned is None or pinned.allowed)
     approved = _print_review(config, decision.ref)
-    return 0 if decision.allowed and (approved or not config.require_review) else 1
+    return 0 if allowed and (approved or not config.require_review) else 1
 
 
 def _print_review(config: SiteConfig, ref: ImageRef | None) -> bool:
@@ -264,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     except ForkDetectedError as exc:
         print(f"siteclient: FORK DETECTED, stopping: {exc}", file=sys.stderr)
         return EXIT_FORK
+    except RevokedError as exc:
+        print(f"siteclient: REVOKED, stopping: {exc}", file=sys.stderr)
+        return EXIT_REVOKED
     except (SiteClientError, ApiError, LedgerError, CryptoError) as exc:
         print(f"siteclient: error: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ it reads against the registry's signed log. Both send through ``transport``'s on
 retrying request path, which the site's FileService client shares."""
 
 from api.client.analyst import Analyst
-from api.client.answers import Appended, Page, SiteState, TaskView
+from api.client.answers import Appended, Page, SiteState, TaskProgress, TaskView
 from api.client.registry import Client
 from api.client.transport import RetryPolicy, SignedTransport
 
@@ -16,5 +16,6 @@ __all__ = [
     "RetryPolicy",
     "SignedTransport",
     "SiteState",
+    "TaskProgress",
     "TaskView",
 ]

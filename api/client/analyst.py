@@ -2,7 +2,9 @@
 
 An iterative analysis is one short loop::
 
-    analyst = Analyst(Client(url, key), key)
+    key = SigningKey.load("ana.key")
+    analyst = Analyst(Client("http://127.0.0.1:8555", key), key, genesis=GENESIS_HASH,
+                      identity=load_identity("ana.age"))
     task = None
     while True:
         run = analyst.run(IMAGE, {"coefficients": beta}, SITES, parent=task, timeout=600)
@@ -27,20 +29,21 @@ the ledger (:meth:`Analyst.ledger_view`, :mod:`api.client.ledgerview`), never th
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from api.client.answers import TaskView
+from api.client.answers import Appended, TaskView
 from api.client.ledgerview import LedgerReader, Replay
 from api.client.registry import Client
+from api.client.run import Run, SiteResult
+from api.client.waiting import Progress, Unreachable, wait_for
 from api.errors import AnalysisError
 from crypto import CryptoError, SigningKey
 from crypto.age import AgeIdentity, decrypt_bytes, is_age
 from ledger.bodies import (
     Body,
+    Cancel,
     Decision,
     EventId,
     Limits,
@@ -67,49 +70,20 @@ from ledger.trust import check_consistency, verify_note
 from ledger.view import View
 from ledger.witness_policy import parsed_policy, require_quorum
 
-Progress = Callable[[TaskView], None]
 INLINE_CONFIG_MAX = 16 * 1024  # larger configurations are uploaded as a blob
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SiteResult:
-    site: str
-    result: Result
-    entry: Entry
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Run:
-    """A finished task: each site's verified result and a reader for its outputs."""
-
-    task_id: EventId
-    results: Mapping[str, SiteResult]
-    analyst: Analyst
-
-    def states(self) -> dict[str, str]:
-        return {site: r.result.state.value for site, r in self.results.items()}
-
-    def output(self, site: str, name: str) -> bytes:
-        """The bytes of output ``name`` of ``site``, checked against the hash in the site's
-        signed result, and decrypted with the analyst's identity when the site encrypted them
-        (a wrong key, a swapped or altered blob gives a clear error, never garbage)."""
-        result = self.results[site].result
-        for output in result.outputs:
-            if output.name != name:
-                continue
-            if output.delivered_to is not None:
-                raise AnalysisError(
-                    f"{site!r}'s {name!r} was delivered to {output.delivered_to!r}, not stored"
-                )
-            data = self.analyst.client.get_blob(output.sha256, max_size=output.size)
-            return self.analyst.open(data, f"{site!r}'s {name!r}")
-        raise AnalysisError(f"site {site!r} produced no output {name!r} ({result.state})")
-
-    def json(self, site: str, name: str) -> Any:
-        return json.loads(self.output(site, name))
-
-
 class Analyst:
+    """A researcher's session with one registry: post tasks, wait, read verified results.
+
+    ``Analyst(client, key, genesis=HASH, identity=AGE_IDENTITY)``: ``key`` signs what the
+    analyst posts; ``genesis`` (``genesis_hash`` of ``pht init``, or ``pht audit --json``) pins
+    the ledger, so a registry serving another one is refused; ``identity``
+    (:func:`crypto.age.load_identity` of ``NAME.age``) decrypts outputs and logs the sites
+    encrypted for the analyst. :meth:`run` posts a task and waits for every site;
+    :meth:`Run.output`, :meth:`Run.json` and :meth:`Run.log` read what each site returned.
+    """
+
     def __init__(
         self,
         client: Client,
@@ -144,7 +118,10 @@ class Analyst:
         if not is_age(data):
             return data
         if self._identity is None:
-            raise AnalysisError(f"{what} is encrypted; give the Analyst your age identity")
+            raise AnalysisError(
+                f"{what} is encrypted for you: give the Analyst your age identity "
+                "(Analyst(..., identity=load_identity('NAME.age')), from crypto.age)"
+            )
         try:
             return decrypt_bytes(data, [self._identity])
         except CryptoError as exc:
@@ -167,9 +144,36 @@ class Analyst:
         the analyst, when the analyst has published an encryption key); ``deliver`` sends them
         to that site's FileService; ``inputs`` names earlier tasks whose delivered files the
         task's sites receive."""
+        body = self.task_body(
+            image,
+            config,
+            sites,
+            parent=parent,
+            label=label,
+            limits=limits,
+            recipient=recipient,
+            deliver=deliver,
+            inputs=inputs,
+        )
+        return EventId(self.append(body).event_id)
+
+    def task_body(
+        self,
+        image: str,
+        config: Mapping[str, Any],
+        sites: list[str],
+        *,
+        parent: str | None = None,
+        label: str | None = None,
+        limits: Limits | None = None,
+        recipient: str | None = None,
+        deliver: bool = False,
+        inputs: tuple[str, ...] = (),
+    ) -> Task:
+        """The task :meth:`post` posts (a configuration over 16 KiB is uploaded as a blob)."""
         encoded = canonical_bytes(dict(config))
         inline = len(encoded) <= INLINE_CONFIG_MAX
-        body = Task(
+        return Task(
             image=image,
             sites=tuple(sites),
             config=dict(config) if inline else None,
@@ -181,12 +185,14 @@ class Analyst:
             deliver=deliver,
             inputs=tuple(EventId(t) for t in inputs),
         )
-        return self._post(body)
+
+    def append(self, body: Body) -> Appended:
+        """Sign ``body`` with the analyst's key and post it; where the registry appended it."""
+        event = new_event(body, ledger=self.origin, author=self._key.key_id)
+        return self.client.post_event(SignedEvent.sign(event, self._key))
 
     def _post(self, body: Body) -> EventId:
-        event = new_event(body, ledger=self.origin, author=self._key.key_id)
-        self.client.post_event(SignedEvent.sign(event, self._key))
-        return event.id
+        return EventId(self.append(body).event_id)
 
     # ---- algorithm review
 
@@ -229,26 +235,26 @@ class Analyst:
             return None
         return self.ledger_view().standing(digest)
 
-    def wait(self, task_id: str, *, timeout: float, progress: Progress | None = None) -> TaskView:
-        """Block until every site has a result (or the timeout passes); report progress."""
-        deadline = self._clock() + timeout
-        cursor = self.client.health()
-        last: dict[str, str] | None = None
-        while True:
-            view = self.client.task(task_id)
-            states = {site: s.state for site, s in view.sites.items()}
-            if progress is not None and states != last:
-                progress(view)
-                last = states
-            if all(s.finished for s in view.sites.values()):
-                return view
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise AnalysisError(
-                    f"task {task_id[:12]} unfinished after {timeout:.0f} s: {states}"
-                )
-            page = self.client.entries(cursor, 1000, wait=max(1, min(25, int(remaining))))
-            cursor = page.next
+    def wait(
+        self,
+        task_id: str,
+        *,
+        timeout: float,
+        progress: Progress | None = None,
+        unreachable: Unreachable | None = None,
+    ) -> TaskView:
+        """Block until every site has a result (or the timeout passes); report each change to
+        ``progress``. While the registry cannot be reached (a restart, say) it keeps trying
+        until the timeout, telling ``unreachable`` the error once per outage and None when the
+        registry answers again (default: a log warning)."""
+        return wait_for(
+            self.client,
+            task_id,
+            timeout=timeout,
+            clock=self._clock,
+            progress=progress,
+            unreachable=unreachable,
+        )
 
     def checkpoint(self) -> Checkpoint:
         """The registry's checkpoint, verified and proven consistent with every one this analyst
@@ -302,17 +308,41 @@ class Analyst:
         for site, progress in record.sites.items():
             if not progress.finished or progress.index is None:
                 continue
-            entry = self.client.entry(progress.index)
-            if entry.leaf_hash != ledger.leaf(progress.index):
-                raise HistoryRewrittenError(
-                    f"entry {progress.index} served now differs from the one verified",
-                    trusted=ledger.note,
-                    index=progress.index,
-                )
+            entry = self._verified_entry(progress.index, ledger)
             body = entry.event.event.body
             assert isinstance(body, Result)  # the verified replay recorded it as a result
             out[site] = SiteResult(site=site, result=body, entry=entry)
         return out
+
+    def _verified_entry(self, index: int, ledger: View) -> Entry:
+        """Entry ``index`` as the registry serves it, which must be the one the replay verified."""
+        entry = self.client.entry(index)
+        if entry.leaf_hash != ledger.leaf(index):
+            raise HistoryRewrittenError(
+                f"entry {index} served now differs from the one verified",
+                trusted=ledger.note,
+                index=index,
+            )
+        return entry
+
+    def cancellation(self, task_id: str) -> tuple[int, str | None] | None:
+        """Where the task was cancelled and the reason given, from the verified replay; None
+        when it was not cancelled."""
+        ledger = self.ledger_view()
+        record = ledger.tasks.get(EventId(task_id))
+        if record is None or record.cancelled is None:
+            return None
+        body = self._verified_entry(record.cancelled, ledger).event.event.body
+        assert isinstance(body, Cancel)  # the verified replay recorded it as the cancellation
+        return record.cancelled, body.reason
+
+    def log(self, result: Result) -> bytes:
+        """The container log of ``result``, checked against its hash and decrypted (empty when
+        the site stored none)."""
+        if result.log is None:
+            return b""
+        data = self.client.get_blob(result.log.sha256, max_size=result.log.size)
+        return self.open(data, "the log")
 
     def run(
         self,

@@ -7,6 +7,7 @@ readers only guarantee well-formed values, and raise :class:`ProtocolError` for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,32 @@ class TaskView:
     task: Entry
     sites: dict[str, SiteState]
     cancelled: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskProgress:
+    """What :meth:`Analyst.wait` reports on each change: the task id, each site's state and the
+    cancellation entry, if any. Its ``repr`` is one short line (``progress=print`` is readable)."""
+
+    task_id: str
+    sites: Mapping[str, SiteState]
+    cancelled: int | None
+
+    @classmethod
+    def of(cls, view: TaskView) -> TaskProgress:
+        return cls(
+            task_id=view.task.event.event.id, sites=dict(view.sites), cancelled=view.cancelled
+        )
+
+    def states(self) -> dict[str, str]:
+        return {site: s.state for site, s in sorted(self.sites.items())}
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{site} {state}" for site, state in self.states().items())
+        cancelled = "" if self.cancelled is None else f" (cancelled at entry {self.cancelled})"
+        return f"<task {self.task_id[:12]}: {states}{cancelled}>"
+
+    __str__ = __repr__
 
 
 def json_answer(content: bytes, what: str) -> Any:
@@ -155,3 +182,65 @@ def hex64(value: str) -> str:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise ApiError(f"expected 64 lowercase hex digits, found {value[:80]!r}")
     return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteRow:
+    """One site as ``GET /v1/sites`` reports it (its presence is the registry's word)."""
+
+    site: str
+    organization: str | None
+    presence: str
+    last_seen: str | None
+    verified_size: int | None
+    behind: int | None
+    running: int | None
+    docker: bool | None
+    sparql: bool | None
+    version: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteList:
+    size: int
+    interval_s: float
+    sites: tuple[SiteRow, ...]
+
+
+PRESENCES = frozenset({"online", "lagging", "offline", "never"})
+_SITE_FIELDS = {
+    "site": str,
+    "organization": str | None,
+    "presence": str,
+    "last_seen": str | None,
+    "verified_size": int | None,
+    "behind": int | None,
+    "running": int | None,
+    "docker": bool | None,
+    "sparql": bool | None,
+    "version": str | None,
+}
+
+
+def site_list(value: Any) -> SiteList:
+    rows = value.get("sites") if isinstance(value, dict) else None
+    interval = value.get("interval_s") if isinstance(value, dict) else None
+    if not isinstance(rows, list):
+        raise ProtocolError("a site list must hold a 'sites' array")
+    if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
+        raise ProtocolError("a site list must give a positive 'interval_s'")
+    sites = []
+    for row in rows:
+        if not isinstance(row, dict) or set(row) != set(_SITE_FIELDS):
+            raise ProtocolError(f"site list: expected the fields {sorted(_SITE_FIELDS)}")
+        for name, kind in _SITE_FIELDS.items():
+            item = row[name]
+            wrong = not isinstance(item, kind) or (
+                isinstance(item, bool) and kind in (int, int | None)
+            )
+            if wrong:
+                raise ProtocolError(f"site list: field {name!r} of the wrong type")
+        if row["presence"] not in PRESENCES:
+            raise ProtocolError(f"site list: unknown presence {row['presence'][:20]!r}")
+        sites.append(SiteRow(**row))
+    return SiteList(size=field_int(value, "size"), interval_s=float(interval), sites=tuple(sites))

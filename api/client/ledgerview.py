@@ -24,7 +24,7 @@ from typing import Protocol
 
 from api.client.registry import Client
 from api.errors import InvalidRequestError
-from ledger.errors import QuorumError, UntrustedLogError
+from ledger.errors import HistoryRewrittenError, QuorumError, UntrustedLogError
 from ledger.events import Entry
 from ledger.trust import Pins, Trusted, TrustedLog
 from ledger.view import View
@@ -149,3 +149,17 @@ class LedgerReader:
         except BaseException:
             self._log = TrustedLog(Trusted(), pins=self._pins)  # staged work is not verified
             raise
+
+
+def verified_entry(client: Client, view: View, index: int) -> Entry:
+    """Entry ``index`` as the registry serves it now, checked against the leaf hash ``view``
+    verified under its checkpoint (so its inclusion is proven without a proof request). Raises
+    :class:`ledger.errors.HistoryRewrittenError` when the bytes served differ."""
+    entry = client.entry(index)
+    if entry.leaf_hash != view.leaf(index):
+        raise HistoryRewrittenError(
+            f"entry {index} served now differs from the one verified",
+            trusted=view.note,
+            index=index,
+        )
+    return entry

@@ -27,6 +27,7 @@ import requests
 from api.client.answers import (
     Appended,
     Page,
+    SiteList,
     TaskView,
     appended,
     entry_at,
@@ -35,10 +36,12 @@ from api.client.answers import (
     json_answer,
     page,
     proof_hashes,
+    site_list,
     task_view,
 )
 from api.client.transport import RetryPolicy, SignedTransport, retry_after
 from api.errors import ProtocolError, TransportError
+from api.wire.heartbeat import Heartbeat
 from api.wire.pages import page_records
 from crypto import SigningKey
 from ledger.canonical import canonical_bytes as json_canonical
@@ -164,6 +167,18 @@ class Client:
 
     def task(self, event_id: str) -> TaskView:
         return task_view(self._get_json(f"/v1/tasks/{hex64(event_id)}"))
+
+    # ---- presence (api.registry.presence)
+
+    def heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Send this site's heartbeat (kept by the registry in memory, never in the ledger)."""
+        self._http.request(
+            "POST", "/v1/heartbeats", body=heartbeat.to_json(), content_type="application/json"
+        )
+
+    def sites(self) -> SiteList:
+        """Each current site's presence, as the registry last heard from it."""
+        return site_list(self._get_json("/v1/sites"))
 
     # ---- blobs
 

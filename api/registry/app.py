@@ -17,6 +17,8 @@ import falcon
 
 from api.registry.auth import Authenticator, member_key
 from api.registry.openapi import document
+from api.registry.presence import INTERVAL_S, Presence
+from api.registry.readmodel import Heartbeats, Members, Sites, Tasks
 from api.registry.resources import (
     Blob,
     CheckpointResource,
@@ -54,6 +56,7 @@ def create_app(
     signature_skew: int = DEFAULT_SKEW,
     public_url: str | None = None,
     stop: threading.Event | None = None,
+    heartbeat_interval: float = INTERVAL_S,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The registry's Falcon app over an open ``ledger``.
 
@@ -66,6 +69,9 @@ def create_app(
     its ``time_window`` of its own clock (the one that stamps ``received``; ``clock`` here is the
     request-signature clock), and events naming blobs it does not hold; see
     :class:`ledger.store.ledger.Ledger`. The document at ``/openapi.json`` states that window.
+
+    ``heartbeat_interval`` is the sites' heartbeat period the presence table judges them by
+    (:mod:`api.registry.presence`); ``clock`` is its clock too.
     """
     verifier = RequestVerifier(
         member_key(ledger),
@@ -104,5 +110,10 @@ def create_app(
     app.add_route("/v1/proofs/inclusion", InclusionProof(ledger))
     app.add_route("/v1/proofs/consistency", ConsistencyProof(ledger))
     app.add_route("/v1/blobs/{sha256}", Blob(ledger, max_blob=max_blob))
+    app.add_route("/v1/tasks", Tasks(ledger))
     app.add_route("/v1/tasks/{event_id}", TaskResource(ledger))
+    app.add_route("/v1/members", Members(ledger))
+    presence = Presence(clock=clock, interval_s=heartbeat_interval)
+    app.add_route("/v1/heartbeats", Heartbeats(ledger, presence))
+    app.add_route("/v1/sites", Sites(ledger, presence))
     return app

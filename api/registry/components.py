@@ -37,14 +37,16 @@ _TITLES = {
     409: (
         "The event conflicts with the ledger's state: a blob it names was never uploaded "
         "(blob-missing: upload it, post the same event again), or the site's result for this "
-        "task is already in (result-exists)"
+        "task is already in (result-exists); or a heartbeat is not newer than the site's "
+        "latest (heartbeat-stale)"
     ),
     413: "Request body larger than the configured limit",
     415: "Wrong Content-Type",
     416: "`from` is beyond the ledger's size (range-not-satisfiable)",
     422: (
         "The event signature or blob hash does not verify, or the event's time lies outside "
-        "the registry's window (event-time-out-of-window)"
+        "the registry's window (event-time-out-of-window), or a heartbeat's sent_at lies ahead "
+        "of the registry's clock (heartbeat-from-the-future)"
     ),
     500: "Internal error (no detail is disclosed)",
     503: "Storage temporarily unavailable; retry",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.registry.components import INDEX, components, problems, ref
+from api.registry.readspec import read_paths, read_schemas
 from api.registry.schemas import HEX64
 from api.wire.httpsig import TAG
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
@@ -288,6 +289,9 @@ def document(
             }
         },
     }
+    paths.update(read_paths())
+    parts = components(time_window)
+    parts["schemas"].update(read_schemas())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -304,5 +308,5 @@ def document(
         "servers": [{"url": "/"}],
         "security": signed,
         "paths": paths,
-        "components": components(time_window),
+        "components": parts,
     }

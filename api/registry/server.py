@@ -21,6 +21,8 @@ import waitress
 
 from api.errors import ApiError
 from api.registry.app import MAX_BLOB, MAX_BODY, create_app
+from api.registry.presence import INTERVAL_S
+from api.registry.tlog_witness import WitnessCaller
 from api.wire.accesslog import buffer_access_log
 from api.wire.serving import answer_parse_errors_as_problems, stopped_by_signals
 from ledger.store.ledger import Ledger
@@ -38,6 +40,7 @@ def serve(
     max_blob: int = MAX_BLOB,
     public_url: str | None = None,
     clock: Callable[[], float] = time.time,
+    heartbeat_interval: float = INTERVAL_S,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve ``ledger`` until SIGTERM/SIGINT; the ledger is closed on return.
@@ -55,6 +58,7 @@ def serve(
             long_poll_slots=max(1, threads - 2),
             public_url=public_url,
             stop=stop,
+            heartbeat_interval=heartbeat_interval,
         )
         server = waitress.create_server(
             app,
@@ -79,6 +83,7 @@ def serve(
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     restore_access_log = buffer_access_log()
+    witnesses = WitnessCaller(ledger).start()
     try:
         with stopped_by_signals(stop):
             url = f"http://{_host_for_url(server.effective_host)}:{server.effective_port}"
@@ -89,6 +94,7 @@ def serve(
     finally:
         stop.set()
         try:
+            witnesses.stop()
             server.close()
         finally:
             restore_access_log()

@@ -34,7 +34,9 @@ falcon HTTPError                        its    by status (not-found, invalid-par
 ======================================  =====  ============================
 
 The resources answer ``range-not-satisfiable`` themselves (416, a page of entries asked from
-beyond the ledger's size).
+beyond the ledger's size), and the heartbeat resource its own three types
+(``malformed-heartbeat`` 400, ``heartbeat-stale`` 409, ``heartbeat-from-the-future`` 422;
+:mod:`api.registry.presence`).
 
 Why these statuses: ``blob-missing`` is 409 because the event conflicts with the registry's
 current state, not with the protocol (upload the blob, then post the *same* signed event again);
@@ -100,6 +102,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("bad-request", 400, "Bad request"),
         ProblemType("invalid-parameter", 400, "Invalid parameter"),
         ProblemType("malformed-event", 400, "Malformed event"),
+        ProblemType("malformed-heartbeat", 400, "Malformed heartbeat"),
         ProblemType("invalid-proof-request", 400, "Invalid proof request"),
         ProblemType("digest-mismatch", 400, "Content does not match its digest"),
         ProblemType("unauthenticated", 401, "Unauthenticated"),
@@ -109,6 +112,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("forbidden", 403, "Forbidden"),
         ProblemType("rule-violation", 403, "Rule violation"),
         ProblemType("result-exists", 409, "This site already posted a result for this task"),
+        ProblemType("heartbeat-stale", 409, "Not newer than this site's latest heartbeat"),
         ProblemType("not-found", 404, "Not found"),
         ProblemType("method-not-allowed", 405, "Method not allowed"),
         ProblemType("not-acceptable", 406, "Not acceptable"),
@@ -122,6 +126,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("bad-cosignature", 422, "Cosignature refused"),
         ProblemType("blob-mismatch", 422, "Blob does not match its hash"),
         ProblemType("event-time-out-of-window", 422, "Event time outside the registry's window"),
+        ProblemType("heartbeat-from-the-future", 422, "Heartbeat sent_at ahead of the registry"),
         ProblemType("headers-too-large", 431, "Request header fields too large"),
         ProblemType("internal-error", 500, "Internal server error"),
         ProblemType("store-damaged", 500, "Stored data is damaged"),

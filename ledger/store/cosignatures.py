@@ -9,11 +9,14 @@ size. :meth:`CosignatureBook.add` accepts it only when:
   verifies;
 - the line is by the sender's own published witness key (name and key hash), and verifies over
   that checkpoint's body;
+- its timestamp is not more than :data:`FUTURE_SKEW` s ahead of the registry's clock (the
+  same 10 minutes as an event's ``time``, :mod:`ledger.timewindow`); an old timestamp is fine,
+  as a witness may send a cosignature again after an outage;
 - the size is not below the newest one this witness cosigned (a replayed older cosignature is
   refused; the same line again is accepted once, idempotently).
 
 Accepted lines are appended to ``cosignatures.log`` (one JSON object a line; a torn last line is
-ignored on open), written before the answer and fsync'd within :data:`SYNC_INTERVAL` s (and on
+ignored on open), written out and fsync'd within :data:`SYNC_INTERVAL` s of the answer (and on
 close). One fsync per cosignature costs the append path a third of its throughput (they share
 the disk; ``bench/witness_bench.py``); losing the last fraction of a second of cosignatures in a
 crash is harmless: nothing is trusted on them (each is verified again by every reader), each
@@ -32,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +43,7 @@ from pathlib import Path
 from crypto import SigningKey
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.cosignature import (
+    WitnessKey,
     line_key,
     parse_witness_key,
     verify_cosignature,
@@ -51,6 +56,7 @@ from ledger.witness_policy import WitnessPolicy, cosigners
 COSIGNATURES_FILE = "cosignatures.log"
 RECENT_SIZES = 4096
 SYNC_INTERVAL = 0.25
+FUTURE_SKEW = 600  # seconds a cosignature's timestamp may lie ahead of the registry's clock
 
 
 class CosignatureBook:
@@ -65,16 +71,19 @@ class CosignatureBook:
         log_key: SigningKey,
         policy: Callable[[], WitnessPolicy | None],
         sync_interval: float = SYNC_INTERVAL,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self._path = Path(data_dir) / COSIGNATURES_FILE
         self._origin, self._root, self._log_key, self._policy = origin, root, log_key, policy
         self._lock = threading.Lock()
         self._dirty = False
         self._sync_interval = sync_interval
+        self._now = now
         self._closing = threading.Event()
         self._signed: OrderedDict[int, bytes] = OrderedDict()  # recent size -> root signed
         self._lines: dict[int, dict[str, str]] = {}  # size -> witness name -> line
         self._newest: dict[str, int] = {}  # witness name -> newest size it cosigned
+        self._witness_keys: dict[str, WitnessKey] = {}  # published key text -> parsed
         self._load()
         self._file = open(self._path, "ab")  # noqa: SIM115 (held open: appended to for life)
         self._flusher = threading.Thread(
@@ -120,7 +129,7 @@ class CosignatureBook:
         """Accept ``line`` from ``member`` for the checkpoint of ``size``; True when new."""
         if member.witness_key is None or not member.active:
             raise CosignatureError(f"{member.name!r} has published no witness key")
-        witness = parse_witness_key(member.witness_key)
+        witness = self._witness_key(member.witness_key)
         name, key_hash = line_key(line)
         if (name, key_hash) != (witness.name, witness.key_hash):
             raise CosignatureError(
@@ -128,13 +137,20 @@ class CosignatureBook:
                 f"witness key {witness.name}+{witness.key_hash.hex()}"
             )
         with self._lock:
+            if self._lines.get(size, {}).get(member.name) == line:
+                return False  # a retry: these very bytes were verified when first taken
             known = size in self._signed or size in self._lines
         if not known:
             raise CosignatureError(f"the registry signed no recent checkpoint of size {size}")
         # Outside the book's lock: the root is the ledger's (the ledger calls signed() under its
         # own lock, so the book never waits for the ledger while holding its lock).
         checkpoint = self.checkpoint(size)
-        verify_cosignature(line, checkpoint, witness)
+        cosignature = verify_cosignature(line, checkpoint, witness)
+        if cosignature.time > self._now() + FUTURE_SKEW:
+            raise CosignatureError(
+                f"the cosignature is dated {cosignature.time}, more than {FUTURE_SKEW} s ahead "
+                f"of the registry's clock ({int(self._now())}): check the witness's clock"
+            )
         with self._lock:
             held = self._lines.get(size, {}).get(member.name)
             if held == line:
@@ -146,14 +162,23 @@ class CosignatureBook:
                     f"{size} is older or replayed"
                 )
             record = {"size": size, "witness": member.name, "line": line}
-            try:
+            try:  # written out and fsync'd by the flusher (see the module docstring)
                 self._file.write(json.dumps(record, sort_keys=True).encode() + b"\n")
-                self._file.flush()
             except OSError as exc:
                 raise StoreError(f"cannot append to {self._path.name}: {exc.strerror}") from exc
             self._hold(size, member.name, line)
             self._dirty = True
         return True
+
+    def _witness_key(self, text: str) -> WitnessKey:
+        """``parse_witness_key``, remembered per key text (parsing costs as much as verifying)."""
+        witness = self._witness_keys.get(text)
+        if witness is None:
+            witness = parse_witness_key(text)
+            if len(self._witness_keys) >= RECENT_SIZES:
+                self._witness_keys.clear()
+            self._witness_keys[text] = witness
+        return witness
 
     def _flush_loop(self) -> None:
         while not self._closing.wait(self._sync_interval):
@@ -165,9 +190,9 @@ class CosignatureBook:
             if not self._dirty or self._file.closed:
                 return
             self._dirty = False
-            fd = self._file.fileno()
             try:
-                os.fsync(fd)
+                self._file.flush()
+                os.fsync(self._file.fileno())
             except OSError as exc:
                 raise StoreError(f"cannot sync {self._path.name}: {exc.strerror}") from exc
 
@@ -191,6 +216,11 @@ class CosignatureBook:
 
     def _note(self, checkpoint: Checkpoint, lines: list[str]) -> bytes:
         return with_cosignatures(sign_checkpoint(checkpoint, self._log_key), lines)
+
+    def newest(self, witness: str) -> int:
+        """The newest size ``witness`` cosigned (0 for none)."""
+        with self._lock:
+            return self._newest.get(witness, 0)
 
     def witnesses_of(self, size: int) -> list[str]:
         with self._lock:

@@ -269,7 +269,7 @@ class Ledger(LedgerReads):
                     if self.time_window is not None:  # first: apply changes the state
                         self.time_window.check(signed.event.time, received)
                     # Signatures by already known authors were verified in append().
-                    apply(state, entry, signature_checked=author is not None)
+                    apply(state, entry, signature_checked=author is not None, proposed=True)
                 except LedgerError as exc:
                     outcomes.append(exc)
                     continue

@@ -9,15 +9,20 @@ it, and is not served. Nothing here writes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from crypto import KeyId
 from ledger.errors import ProofError, StoreError, UnknownTaskError
 from ledger.events import Entry
+from ledger.listing import MemberLine, TaskPage, TaskQuery, list_members, list_tasks
 from ledger.merkle import MerkleTree
 from ledger.state import MemberRecord, State, TaskRecord
 from ledger.store import Store
 from ledger.store.integrity import check_leaves
+from ledger.view import TaskSnapshot
+from ledger.witness_policy import WitnessPolicy
+from ledger.witness_rules import policy_of
 
 
 class LedgerReads:
@@ -106,6 +111,15 @@ class LedgerReads:
         member = self._state.member_by_key(KeyId(key_id))
         return member if member is not None and member.active else None
 
+    def member(self, name: str) -> MemberRecord | None:
+        """The current member called ``name`` (None when there is none, or it was revoked)."""
+        member = self._state.members.get(name)
+        return member if member is not None and member.active else None
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The witness policy in force (None: no witnesses required)."""
+        return policy_of(self._state)
+
     def task(self, event_id: str) -> TaskRecord:
         with self._lock:
             record = self._state.tasks.get(event_id)  # type: ignore[call-overload]
@@ -143,8 +157,75 @@ class LedgerReads:
             "cancelled": cancelled,
         }
 
+    def task_list(self, query: TaskQuery) -> TaskPage:
+        """The page of tasks ``query`` selects, newest first (:func:`ledger.listing.list_tasks`).
 
-def _newest_index(record: TaskRecord) -> int:
+        Tasks are copied from the state in chunks under the lock, each once every entry it names
+        is committed (as :meth:`task_view` waits; a task whose own entry is not yet committed is
+        left for the next listing), so every index listed is below ``size``; entries are read
+        outside the lock."""
+        sizes: list[int] = []
+
+        def newest_first() -> Iterator[TaskSnapshot]:
+            before = query.after
+            while True:
+                chunk = self._committed_chunk(query, before, query.limit + 1, sizes)
+                yield from chunk
+                if len(chunk) <= query.limit:
+                    return
+                before = chunk[-1].index
+
+        tasks = list_tasks(newest_first(), self.entry, query, size=self.size)
+        return TaskPage(size=max(sizes, default=self.size), tasks=tasks.tasks, next=tasks.next)
+
+    def _committed_chunk(
+        self, query: TaskQuery, before: int | None, count: int, sizes: list[int]
+    ) -> list[TaskSnapshot]:
+        chunk: list[TaskSnapshot] = []
+
+        def committed() -> bool:
+            nonlocal chunk
+            chunk = self._chunk(query, before, count)
+            return all(_newest_index(task) < self._tree.size for task in chunk)
+
+        with self._grown:
+            if not self._grown.wait_for(committed, timeout=10.0):
+                raise StoreError("the ledger's write path is stalled; try again")
+            sizes.append(self._tree.size)
+        return chunk
+
+    def _chunk(self, query: TaskQuery, before: int | None, count: int) -> list[TaskSnapshot]:
+        """Up to ``count`` committed tasks older than ``before`` that pass the cheap filters
+        (under the lock). The state holds tasks in the order they were appended."""
+        found: list[TaskSnapshot] = []
+        size = self._tree.size
+        for record in reversed(self._state.tasks.values()):
+            if record.index >= size or (before is not None and record.index >= before):
+                continue
+            if query.cheap_match(record):
+                found.append(TaskSnapshot.of(record))
+                if len(found) == count:
+                    break
+        return found
+
+    def member_list(self) -> tuple[int, tuple[MemberLine, ...]]:
+        """Every member and the ledger size the list reflects (once every entry about a member
+        is committed; a member added by an uncommitted entry is left for the next listing)."""
+        lines: tuple[MemberLine, ...] = ()
+
+        def committed() -> bool:
+            nonlocal lines
+            size = self._tree.size
+            lines = list_members(m for m in self._state.members.values() if m.added < size)
+            return all(line.index < size for line in lines)
+
+        with self._grown:
+            if not self._grown.wait_for(committed, timeout=10.0):
+                raise StoreError("the ledger's write path is stalled; try again")
+            return self._tree.size, lines
+
+
+def _newest_index(record: TaskRecord | TaskSnapshot) -> int:
     """The index of the newest entry a task's read model names."""
     indexes = [p.index for p in record.sites.values() if p.index is not None]
     return max([record.index, record.cancelled or 0, *indexes])

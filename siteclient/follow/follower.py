@@ -19,6 +19,15 @@ checkpoints (and an entry served in two versions) are kept as evidence in the st
 :class:`ForkDetectedError` is raised, which stops the site with exit code 3. Nothing staged before
 the lie is ever acted on or saved.
 
+Stopping. ``hold`` is a lock the follower holds while it acts on a new view and saves it; a site
+client that stops takes it first, so it never leaves in the middle of a save, while a pending
+long poll (which holds nothing) does not keep it waiting.
+
+Refused keys. When the registry refuses this site's key (401) in the middle of a round, the
+membership the round had staged (entries the registry served, signed and chained to the verified
+history, not yet proven under a checkpoint) is kept as :attr:`Follower.refused_state`: it can say
+that the site was revoked, and at which entry, when the proof can no longer be fetched.
+
 Trust anchors: the genesis entry hash and the registry's log key, pinned in the site's config or,
 when the config leaves them out, trusted on first use and then pinned (logged loudly).
 """
@@ -27,12 +36,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import NoReturn
 
 from api.client.ledgerview import catch_up
 from api.client.registry import Client
+from api.errors import UnauthenticatedError
 from ledger.errors import (
     CorruptStoreError,
     HistoryRewrittenError,
@@ -41,6 +52,7 @@ from ledger.errors import (
     UntrustedLogError,
 )
 from ledger.events import Entry
+from ledger.state import State
 from ledger.trust import Pins, TrustedLog
 from ledger.view import View
 from ledger.witness_rules import policy_of
@@ -73,6 +85,8 @@ class Follower:
         self._clock, self._sleep, self._patience = clock, sleep, patience
         self._cosigned = False  # a witness policy is in force: read the cosigned checkpoint
         self._waiting: tuple[int, float, bool] | None = None  # size, since, reported
+        self.hold = threading.Lock()  # held while acting on a view and saving it
+        self.refused_state: State | None = None  # staged when the registry refused our key
         self._log = self._open()
 
     def _open(self) -> TrustedLog:
@@ -158,17 +172,20 @@ class Follower:
             self._caught(exc, b"")
         except QuorumError:
             raise
-        except BaseException:
+        except BaseException as exc:
             # A transient failure (the network, a timeout) before the commit: what was staged
             # goes with this log, and the next sync starts again from the saved state.
+            if isinstance(exc, UnauthenticatedError):
+                self.refused_state = trusted_log.trusted.state
             self._log = self._open()
             raise
-        try:
-            if act is not None:
-                act(view)
-        finally:
-            if view.fresh or start == 0:
-                self._store.save(trusted_log.trusted)
+        with self.hold:
+            try:
+                if act is not None:
+                    act(view)
+            finally:
+                if view.fresh or start == 0:
+                    self._store.save(trusted_log.trusted)
         return view
 
     def _witness_round(self, trusted_log: TrustedLog) -> None:

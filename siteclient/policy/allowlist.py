@@ -93,6 +93,50 @@ def _has_unescaped_domain_dot(pattern: str) -> bool:
     return False
 
 
+_GLOB_STAR_AFTER = frozenset("/:@-_") | frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _glob_marks(pattern: str) -> list[str]:
+    """The glob habits in ``pattern``: a ``*`` after nothing, a name character, ``/``, ``:`` or
+    ``@`` (where a glob means "any text" and a regex repeats that one character), and a ``?``
+    right after ``/`` or ``:`` (a glob's "one character"). ``.*``, ``[a-z]*``, ``(...)?`` and
+    escaped characters are regex and not flagged."""
+    marks: list[str] = []
+    escaped = in_class = False
+    for i, char in enumerate(pattern):
+        before = pattern[i - 1] if i > 0 else ""
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "*" and (before == "" or before.lower() in _GLOB_STAR_AFTER):
+            marks.append(f"'{before}*'")
+        elif char == "?" and before in ("/", ":"):
+            marks.append(f"'{before}?'")
+    return marks
+
+
+def _unglob(pattern: str) -> str:
+    """The regex a glob writer probably meant: ``*`` -> ``.*``, ``?`` -> ``.``, bare dots
+    escaped (what is already escaped stays as it is)."""
+    out = []
+    escaped = False
+    for char in pattern:
+        if escaped:
+            out.append(char)
+            escaped = False
+        elif char == "\\":
+            out.append(char)
+            escaped = True
+        else:
+            out.append({"*": ".*", "?": ".", ".": "\\."}.get(char, char))
+    return "".join(out)
+
+
 def _compile(patterns: Iterable[object]) -> tuple[list[tuple[str, re.Pattern[str]]], list[str]]:
     compiled: list[tuple[str, re.Pattern[str]]] = []
     problems: list[str] = []
@@ -154,6 +198,14 @@ class Allowlist:
                 yield (
                     f"pattern {pattern!r} has an unescaped '.' in its registry part; '.' matches "
                     "any character, so look-alike registries match too (write '\\.')"
+                )
+            glob = _glob_marks(pattern)
+            if glob:
+                yield (
+                    f"pattern {pattern!r} looks like a glob ({', '.join(glob)}), but patterns are "
+                    "regular expressions matched in full against the image's familiar form: '*' "
+                    "repeats the character before it and '?' makes it optional; for 'any text' "
+                    f"write '.*', e.g. '{_unglob(pattern)}'"
                 )
             foreign = next((probe for probe in _FOREIGN_PROBES if regex.fullmatch(probe)), None)
             if foreign is not None:

@@ -37,7 +37,7 @@ from ledger.errors import LedgerError
 from ledger.events import Entry, SignedEvent, new_event
 from ledger.store.durable import write_atomic
 from ledger.view import View
-from siteclient.errors import FeedError, SiteClientError, WorkerCrashedError
+from siteclient.errors import FeedError, MembershipError, SiteClientError, WorkerCrashedError
 from siteclient.follow.follower import Follower
 from siteclient.run import planner
 from siteclient.run.cleanup import remove_tree
@@ -86,8 +86,12 @@ class Agent:
         execute: Execute,
         work_dir: Path,
         parallelism: int = 1,
+        guard: Callable[[View], None] | None = None,
     ) -> None:
+        """``guard`` sees every new view before anything is acted on; what it raises stops the
+        site (the site client checks there that it is still the member its config says)."""
         self.site = site
+        self._guard = guard
         self._key = key
         self._client = client
         self._follower = follower
@@ -126,19 +130,11 @@ class Agent:
                 self._queue(entry, planner.delivery(view, entry.event.event.id), resumed=True)
         return list(view.fresh)
 
-    def run(self, stop: threading.Event, *, wait: int = 25, backoff: float = 1.0) -> None:
-        """Follow until ``stop`` is set; back off on transient registry or engine trouble."""
-        delay = backoff
-        while not stop.is_set():
-            try:
-                self.step(wait)
-                delay = backoff
-            except (ApiError, SiteClientError) as exc:
-                if _fatal(exc):
-                    raise
-                log.warning("%s; retrying in %.0f s", exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+    @property
+    def running(self) -> int:
+        """Tasks queued or running here now."""
+        with self._lock:
+            return len(self._futures)
 
     def idle(self) -> bool:
         with self._lock:
@@ -173,6 +169,8 @@ class Agent:
         return view
 
     def _act(self, view: View) -> None:
+        if self._guard is not None:
+            self._guard(view)
         self._view = view  # one reference, replaced whole: readers see one view or the next
         if not self._resumed:
             self._resume(view)
@@ -345,7 +343,7 @@ def _remove_folder(folder: Path) -> None:
         log.warning("could not remove %s: %s", folder, exc)
 
 
-def _fatal(exc: Exception) -> bool:
-    """A feed that cannot be trusted, or a crashed worker, stops the site; everything else is
-    retried."""
-    return isinstance(exc, FeedError | WorkerCrashedError)
+def fatal(exc: Exception) -> bool:
+    """A feed that cannot be trusted, a crashed worker, or a site that is not (any more) the
+    member its config says stops the site; everything else is retried."""
+    return isinstance(exc, FeedError | WorkerCrashedError | MembershipError)

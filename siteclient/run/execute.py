@@ -25,6 +25,7 @@ from ledger.bodies import BlobRef, Output, Result, ResultState, StatusState
 from ledger.canonical import canonical_bytes
 from ledger.events import utc_now
 from ledger.reference import ImageRef
+from ledger.tasks import LOG_TRUNCATED
 from ledger.view import View
 from siteclient.config import SiteConfig
 from siteclient.errors import (
@@ -82,6 +83,11 @@ class TaskExecutor:
         self._runtime = runtime
         self._allowlist = allowlist
         self._clock = clock
+
+    def reload(self, config: SiteConfig) -> None:
+        """Run later tasks under ``config`` (the site's SIGHUP: a new allowlist or limits)."""
+        self._allowlist = config.allowlist()
+        self._config = config
 
     def __call__(self, job: Job, folder: Path, report: Report) -> Result:
         task = job.body
@@ -160,7 +166,8 @@ class TaskExecutor:
                 state, reason = ResultState.FAILED, f"outputs refused: {exc}"
         log_ref = None
         if outcome.log_tail:
-            sealed = self._seal(job, outcome.log_tail)
+            kept = LOG_TRUNCATED + outcome.log_tail if outcome.log_truncated else outcome.log_tail
+            sealed = self._seal(job, kept)
             log_ref = BlobRef(sha256=self._client.put_blob(sealed), size=len(sealed))
         return Result(
             task=job.task_id,

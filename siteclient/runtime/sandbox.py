@@ -11,7 +11,11 @@ with :func:`check_mounts`.
   sits inside the task's private work folder (0700), which no other host user can enter, and the
   mode also works with a rootless engine, whose uid 65534 is some other uid on the host. Nothing
   else: an image that declares ``VOLUME``s is refused before it gets here.
-- **Environment.** ``SPARQL_ENDPOINT``, ``PHT_TASK`` and ``PHT_SITE``; nothing from the site's own
+- **Name.** ``pht-<first 12 hex of the task>-<site>-<run>`` (:func:`container_name`), so ``docker
+  ps`` says which task and site a container belongs to; ``<run>`` is the run folder's random
+  suffix, so a rerun never clashes with a container an earlier run left behind.
+- **Environment.** ``SPARQL_ENDPOINT`` (left out when the site has no SPARQL store),
+  ``PHT_TASK`` and ``PHT_SITE``; nothing from the site's own
   environment is ever passed. The engine still merges the image's own ``ENV`` (its author's,
   pinned by digest; ours win on a clash), adds a default ``PATH`` when the image sets none, and
   sets ``HOSTNAME`` (fixed here to ``pht``) and ``HOME`` (``/``). None of these carries site
@@ -72,12 +76,12 @@ def container_options(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             Mount(INPUT_TARGET, str(spec.input_dir.resolve()), type="bind", read_only=True)
         )
     file_limit = max(limits.output_max_bytes, limits.tmpfs_bytes) + 1
+    environment = {"PHT_TASK": spec.task, "PHT_SITE": spec.site}
+    if spec.sparql_endpoint is not None:
+        environment["SPARQL_ENDPOINT"] = spec.sparql_endpoint
     return {
-        "environment": {
-            "SPARQL_ENDPOINT": spec.sparql_endpoint,
-            "PHT_TASK": spec.task,
-            "PHT_SITE": spec.site,
-        },
+        "name": container_name(spec, run_dir),
+        "environment": environment,
         "hostname": HOSTNAME,
         "user": f"{CONTAINER_UID}:{CONTAINER_GID}",
         "mounts": mounts,
@@ -112,6 +116,13 @@ def container_options(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "stdin_open": False,
         "tty": False,
     }
+
+
+def container_name(spec: RunSpec, run_dir: Path) -> str:
+    """``pht-<task12>-<site>-<run>``: a valid Docker name (``[a-zA-Z0-9][a-zA-Z0-9_.-]*``; task
+    ids are hex, site names and ``mkdtemp`` suffixes use only those characters), unique per run."""
+    run = run_dir.name.removeprefix("run-")
+    return f"pht-{spec.task[:12]}-{spec.site[:64]}-{run}"
 
 
 def check_mounts(attrs: Mapping[str, Any], spec: RunSpec) -> None:

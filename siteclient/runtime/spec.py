@@ -94,7 +94,7 @@ class RunSpec:
     image_id: str
     task: str
     site: str
-    sparql_endpoint: str
+    sparql_endpoint: str | None  # None: the site has no SPARQL store ($SPARQL_ENDPOINT unset)
     config: bytes
     work_dir: Path
     input_dir: Path | None = None
@@ -106,6 +106,8 @@ class RunSpec:
             raise ConfigError(f"image id must be sha256:<64 hex>, found {self.image_id!r}")
         for name in ("task", "site", "sparql_endpoint"):
             value = getattr(self, name)
+            if value is None and name == "sparql_endpoint":
+                continue
             if not value.isprintable() or len(value) > ENV_VALUE_MAX:
                 raise ConfigError(f"{name} must be printable, found {value!r:.80}")
         if self.network is not None and (

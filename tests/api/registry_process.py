@@ -32,7 +32,7 @@ def init_registry(tmp: Path, world: World) -> Path:
                 "public_key": signing_key.public.b64(),
             }
             if name in world.orgs:
-                member["org"] = world.orgs[name]
+                member["organization"] = world.orgs[name]
             if world.witnesses and world.roles[name].value == "site":
                 world.witness_signer(name).save(keys / f"{name}.witness.key")
                 member["witness_key"] = world.witness_key_text(name)
@@ -60,9 +60,17 @@ def init_registry(tmp: Path, world: World) -> Path:
 class RegistryProcess:
     """``pht serve --data DATA`` in a child process; ``url`` once it listens."""
 
-    def __init__(self, data: Path, *, threads: int = 12, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        threads: int = 12,
+        log: Path | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.data = data
         self.threads = threads
+        self.extra = extra  # more `pht serve` arguments
         self.log = log if log is not None else data.parent / "serve.log"
         self.port = 0
         self.url = ""
@@ -83,6 +91,7 @@ class RegistryProcess:
             str(self.port),
             "--threads",
             str(self.threads),
+            *self.extra,
         ]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(

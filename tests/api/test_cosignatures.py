@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def checkpoint_of(ledger: Ledger, size: int | None = None) -> Checkpoint:
     return Checkpoint(origin=ledger.origin, size=size, root=ledger.root(size))
 
 
-def line_by(world: World, name: str, checkpoint: Checkpoint, time: int = 1_800_000_000) -> str:
+def line_by(world: World, name: str, checkpoint: Checkpoint, time: int = 1_700_000_000) -> str:
     return cosign(checkpoint, world.witness_signer(name), name=name, time=time)
 
 
@@ -222,6 +223,12 @@ def _signing_key_as_witness(world: World, ledger: Ledger) -> tuple[str, int, str
     return "site-a", cp.size, cosign(cp, world.keys["site-a"], name="site-a", time=1)
 
 
+def _dated_in_the_future(world: World, ledger: Ledger) -> tuple[str, int, str]:
+    cp = checkpoint_of(ledger)  # an hour ahead: a witness whose clock is wrong, or a lie
+    later = int(time.time()) + 3600
+    return "site-a", cp.size, cosign(cp, World.witness_signer("site-a"), name="site-a", time=later)
+
+
 def _malformed(text: str) -> Attack:
     return lambda world, ledger: ("site-a", ledger.size, text)
 
@@ -241,6 +248,7 @@ ATTACKS: dict[str, Attack] = {
     "test_rejects_cosignature_relayed_for_another_witness": _another_witness_line,
     "test_rejects_cosignature_by_an_unpublished_key": _unpublished_key,
     "test_rejects_cosignature_by_the_signing_key": _signing_key_as_witness,
+    "test_rejects_cosignature_dated_an_hour_ahead": _dated_in_the_future,
     "test_rejects_malformed_line_without_em_dash": _malformed("- site-a AAAA"),
     "test_rejects_malformed_line_bad_base64": _malformed("\u2014 site-a not*base64"),
     "test_rejects_malformed_line_extra_field": _malformed("\u2014 site-a AAAA AAAA"),

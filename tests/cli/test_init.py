@@ -90,8 +90,10 @@ def test_init_carries_each_members_organization(
 ) -> None:
     reviewer = SigningKey.generate().public.b64()
     members = json.loads(setup["members"].read_text())
-    members[0]["org"] = "umc-a"
-    members.append({"name": "rhea", "role": "reviewer", "public_key": reviewer, "org": "umc-b"})
+    members[0]["organization"] = "umc-a"
+    members.append(
+        {"name": "rhea", "role": "reviewer", "public_key": reviewer, "organization": "umc-b"}
+    )
     setup["members"].write_text(json.dumps(members))
     assert init(setup) == 0
     ledger = Ledger.open(setup["data"], log_key=SigningKey.load(setup["data"] / "log.key"))
@@ -138,12 +140,15 @@ def test_init_refuses_admin_listed_with_another_role(
     [
         ("{", "not valid JSON"),
         ('{"name": "x"}', "expected a JSON array"),
-        ('[{"name": "x", "role": "site"}]', "expected fields"),
+        ('[{"name": "x", "role": "site"}]', "missing public_key or public_key_file"),
         ('[{"name": "x", "role": "pilot", "public_key": "%s"}]', "role"),
         ('[{"name": "Bad Name", "role": "site", "public_key": "%s"}]', "name"),
         ('[{"name": "x", "role": "site", "public_key": "bm90IGEga2V5"}]', "32 raw"),
-        ('[{"name": "x", "role": "reviewer", "public_key": "%s", "org": "Not Org"}]', "org"),
-        ('[{"name": "x", "role": "reviewer", "public_key": "%s", "team": "a"}]', "optionally org"),
+        (
+            '[{"name": "x", "role": "reviewer", "public_key": "%s", "organization": "Not Org"}]',
+            "organization",
+        ),
+        ('[{"name": "x", "role": "reviewer", "public_key": "%s", "team": "a"}]', "'team'"),
     ],
     ids=[
         "broken-json",

@@ -63,6 +63,7 @@ def test_post_watch_results_through_the_cli(
                 "--sites",
                 "site-a",
                 "--pin-digest",
+                "--plaintext",
             ]
         )
         == 0

@@ -142,7 +142,7 @@ ATTACKS: dict[str, tuple[Setup, Attack, str]] = {
     "test_rejects_review_by_a_non_reviewer_auditor": (
         _nothing,
         lambda led: ("audrey", review(led.submission)),
-        "'audrey' is a auditor, only a reviewer",
+        "'audrey' is an auditor, only a reviewer",
     ),
     "test_rejects_review_by_a_non_reviewer_site": (
         _nothing,
@@ -187,7 +187,7 @@ ATTACKS: dict[str, tuple[Setup, Attack, str]] = {
     "test_rejects_review_policy_by_a_researcher": (
         _nothing,
         lambda led: ("alice", ReviewPolicy(approvals=1, organizations=1)),
-        "only a admin may post this",
+        "only an admin may post this",
     ),
 }
 

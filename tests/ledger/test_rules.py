@@ -129,7 +129,7 @@ ATTACKS: dict[str, tuple[Attack, type[Exception], str]] = {
             ),
         ),
         RuleViolation,
-        "only admin",
+        "only an admin",
     ),
     "test_rejects_cancel_by_a_stranger_to_the_task": (
         lambda w, t: w.sign("site-a", Cancel(task=t)),  # type: ignore[arg-type]

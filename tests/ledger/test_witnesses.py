@@ -144,7 +144,7 @@ def test_witness_policy_rules() -> None:
     world = World(witnesses=True)
     state = _state(world)
     text = world.witness_policy(SITES, 2)
-    with pytest.raises(RuleViolation, match="only admin"):
+    with pytest.raises(RuleViolation, match="only an admin"):
         apply(state, world.push(world.sign("alice", WitnessPolicySet(policy=text))))
     world.entries.pop()
     with pytest.raises(RuleViolation, match="is not an active member"):

@@ -406,3 +406,19 @@ def test_inbox_never_overlaps_state_work_or_key(tmp_path: Path, inbox_dir: str, 
 def test_file_service_must_be_an_object(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file_service: expected an object, found an array"):
         SiteConfig.load(_write(tmp_path, _minimal() | {"file_service": []}))
+
+
+def test_site_without_sparql_store_writes_null(tmp_path: Path) -> None:
+    """Finding 8: `"sparql_endpoint": ""` was refused, so a site without a store had to invent
+    a URL; null says there is none. An empty string is still refused (a typo, not a choice)."""
+    config = SiteConfig.load(_write(tmp_path, {**_minimal(), "sparql_endpoint": None}))
+    assert config.sparql_endpoint is None
+    with pytest.raises(ConfigError) as error:
+        SiteConfig.load(_write(tmp_path, {**_minimal(), "sparql_endpoint": ""}))
+    assert _problems(error) == [
+        "sparql_endpoint: expected a non-empty string or null, found the string ''"
+    ]
+    missing = {k: v for k, v in _minimal().items() if k != "sparql_endpoint"}
+    with pytest.raises(ConfigError) as error:
+        SiteConfig.load(_write(tmp_path, missing))
+    assert _problems(error) == ["'sparql_endpoint': missing (required)"]

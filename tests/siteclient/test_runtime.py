@@ -642,3 +642,50 @@ def test_stale_containers_of_the_site_are_removed(
     assert runtime.remove_stale(TEST_SITE) == [container.id]
     with pytest.raises(docker.errors.NotFound):
         container.reload()
+
+
+def test_site_without_sparql_store_leaves_sparql_endpoint_unset(
+    runtime: DockerRuntime, images: ImageFactory, tmp_path: Path
+) -> None:
+    """Finding 8: ``"sparql_endpoint": null`` is a site with no SPARQL store."""
+    script = "cat /proc/$$/environ | tr '\\0' '\\n'"
+    outcome = run_script(runtime, images, tmp_path, "nosparql", script, sparql_endpoint=None)
+    assert outcome.state is RunState.COMPLETED, outcome
+    env = dict(line.split("=", 1) for line in log_text(outcome).splitlines())
+    assert "SPARQL_ENDPOINT" not in env
+    assert env["PHT_SITE"] == TEST_SITE
+
+
+def test_container_name_says_task_and_site(
+    runtime: DockerRuntime, images: ImageFactory, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    """Finding 24: `docker ps` showed random names (`hungry_tu`); each rerun gets its own."""
+    image = images.script("named", "sleep 100000")
+    pulled = runtime.pull(image.repository, tag=image.tag, digest=None)
+    task = "ab12" * 16
+    names = []
+    for _ in range(2):  # a rerun of the same task on the same site
+        cancel = threading.Event()
+        spec = spec_for(
+            pulled.image_id, tmp_path, "named", task=task, limits=RunLimits(timeout_s=60)
+        )
+        seen: list[str] = []
+
+        def look(cancel: threading.Event = cancel, seen: list[str] = seen) -> None:
+            deadline = time.monotonic() + 30
+            while not seen and time.monotonic() < deadline:
+                found = docker_client.containers.list(filters={"label": f"org.pht.task={task}"})
+                seen.extend(c.name for c in found)
+                time.sleep(0.1)
+            cancel.set()
+
+        watcher = threading.Thread(target=look)
+        watcher.start()
+        outcome = runtime.run(spec, cancel)
+        watcher.join()
+        assert outcome.state is RunState.CANCELLED, outcome
+        assert len(seen) == 1, seen
+        names.append(seen[0])
+    for name in names:
+        assert re.fullmatch(rf"pht-ab12ab12ab12-{re.escape(TEST_SITE)}-[a-z0-9_]+", name), name
+    assert names[0] != names[1]

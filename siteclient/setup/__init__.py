@@ -1,0 +1,1 @@
+"""Setting a site up: ``siteclient init`` and ``siteclient check-config``."""
