@@ -7,6 +7,10 @@
 #             HTTP, no auth. Docker allows insecure pushes to 127.0.0.0/8 by default.
 #   image     $PHT_DOCKER_REGISTRY/pht-test/busybox:latest, a FROM-scratch image holding Debian's
 #             busybox-static and its applet links, built offline and pushed to the registry.
+#   postgres  A PostgreSQL cluster of our own (Debian's postgresql; initdb + pg_ctl as the
+#             `postgres` user) in $PG_DIR, on 127.0.0.1:$PG_PORT only, trust auth for loopback,
+#             with a database `pht_test`. The tests read its DSN from $PHT_TEST_POSTGRES
+#             (.ci/test sets it; default $PG_DSN).
 #
 # Usage: .ci/services.sh start|stop|status
 #
@@ -23,6 +27,10 @@ IMAGE=$REGISTRY_ADDR/$IMAGE_REPO:latest
 DOCKERD_LOG=/tmp/pht-dockerd.log
 REGISTRY_LOG=/tmp/pht-registry.log
 WAIT_SECONDS=60
+PG_DIR=/tmp/pht-postgres
+PG_PORT=${PHT_POSTGRES_PORT:-5433}
+PG_DSN=postgresql://postgres@127.0.0.1:$PG_PORT/pht_test
+PG_LOG=/tmp/pht-postgres.log
 
 # Tried in order until dockerd answers. Plain defaults work on a normal Debian 12 host; the others
 # are for sandboxes without netfilter or without overlayfs support.
@@ -174,6 +182,61 @@ start_registry() {
     die "docker-registry did not answer within ${WAIT_SECONDS}s; see $REGISTRY_LOG"
 }
 
+# -------------------------------------------------------------------------------------- postgres
+
+pg_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -n $dir ]] || die "PostgreSQL not found; apt-get install postgresql"
+    echo "$dir"
+}
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+postgres_up() {
+    psql "$PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1
+}
+
+start_postgres() {
+    if postgres_up; then
+        log "postgres: already answering at $PG_DSN"
+        return 0
+    fi
+    [[ $(id -u) == 0 ]] || die "starting our PostgreSQL cluster needs root (it runs as postgres)"
+    getent passwd postgres >/dev/null || die "no postgres user; apt-get install postgresql"
+    local bin
+    bin=$(pg_bin)
+    if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
+        log "postgres: initdb in $PG_DIR/data"
+        rm -rf "$PG_DIR"
+        install -d -o postgres -g postgres -m 0700 "$PG_DIR" "$PG_DIR/data" "$PG_DIR/socket"
+        as_postgres "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust \
+            --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    fi
+    touch "$PG_LOG" && chown postgres "$PG_LOG"
+    log "postgres: starting on 127.0.0.1:$PG_PORT; log in $PG_LOG"
+    # -w waits until it accepts connections. Loopback only, socket in a directory of our own.
+    as_postgres "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_LOG" -w -t "$WAIT_SECONDS" start \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR/socket -c fsync=on" >/dev/null \
+        || { tail -n 5 "$PG_LOG" >&2; die "PostgreSQL did not start; see $PG_LOG"; }
+    head -n 1 "$PG_DIR/data/postmaster.pid" >"$STATE_DIR/postgres.pid"
+    local admin=postgresql://postgres@127.0.0.1:$PG_PORT/postgres
+    if [[ -z $(psql "$admin" -XAtqc "SELECT 1 FROM pg_database WHERE datname = 'pht_test'") ]]; then
+        psql "$admin" -Xqc 'CREATE DATABASE pht_test' >/dev/null
+    fi
+    postgres_up || die "PostgreSQL started but $PG_DSN does not answer; see $PG_LOG"
+    log "postgres: up at $PG_DSN"
+}
+
+stop_postgres() {
+    [[ -f $STATE_DIR/postgres.pid ]] || return 0
+    if [[ -f $PG_DIR/data/postmaster.pid ]]; then
+        log "stopping postgres ($PG_DIR/data)"
+        as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null || true
+    fi
+    rm -f "$STATE_DIR/postgres.pid"
+}
+
 # ----------------------------------------------------------------------------------------- image
 
 BUILD_CTX=""
@@ -268,6 +331,12 @@ status() {
         echo "image:    unknown (registry down)"
         rc=3
     fi
+    if postgres_up; then
+        echo "postgres: up at $PG_DSN ($(describe postgres postgres))"
+    else
+        echo "postgres: down at $PG_DSN"
+        rc=3
+    fi
     return "$rc"
 }
 
@@ -283,7 +352,7 @@ main() {
     esac
     case ${1:-} in
         start)
-            local t0 t1 t2 t3
+            local t0 t1 t2 t3 t4
             t0=$(now_ms)
             start_docker
             t1=$(now_ms)
@@ -291,10 +360,14 @@ main() {
             t2=$(now_ms)
             build_image
             t3=$(now_ms)
-            log "timings: docker $((t1 - t0)) ms, registry $((t2 - t1)) ms, image $((t3 - t2)) ms"
+            start_postgres
+            t4=$(now_ms)
+            log "timings: docker $((t1 - t0)) ms, registry $((t2 - t1)) ms, image $((t3 - t2)) ms," \
+                "postgres $((t4 - t3)) ms"
             status
             ;;
         stop)
+            stop_postgres
             stop_pid registry docker-registry
             stop_pid dockerd dockerd
             rm -f "$STATE_DIR/dockerd.flags"

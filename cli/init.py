@@ -3,6 +3,7 @@
 ::
 
     pht init --data DIR --origin NAME --admin-key KEY --members FILE [--name TEXT]
+             [--store postgresql://...]
 
 - Generates the registry's log key (the checkpoint signing key) into ``DIR/log.key``, mode 0600.
 - Builds the genesis ``consortium`` event: name, origin, ``log_key`` (the C2SP verifier key of the
@@ -12,6 +13,8 @@
   with role ``admin``, or is added (first) as ``--admin-name``.
 - The genesis is checked against the rules before anything is written, then the ledger is created.
 - Refuses a directory that already holds a ledger or a log key.
+- ``--store postgresql://...`` keeps the entries and blobs in that (empty) database instead of the
+  data directory (DESIGN 10); the data directory still holds the log key and the checkpoint.
 
 Prints, as JSON, what sites and auditors pin: the log verifier key and the genesis entry's hash.
 """
@@ -67,7 +70,17 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--members", required=True, type=Path, help="members JSON file")
     parser.add_argument("--name", help="the consortium's name (default: the origin)")
     parser.add_argument("--admin-name", default="admin", help="the admin's name if not listed")
+    add_store_option(parser)
     parser.set_defaults(run=run)
+
+
+def add_store_option(parser: Any) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the entries and blobs in this PostgreSQL database (postgresql://...) "
+        "instead of the data directory",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_key.save(data / LOG_KEY)
     try:
-        ledger = Ledger.create(data, genesis=genesis, log_key=log_key)
+        ledger = Ledger.create(data, genesis=genesis, log_key=log_key, store_url=args.store)
     except BaseException:
         (data / LOG_KEY).unlink(missing_ok=True)
         raise

@@ -13,14 +13,14 @@ import sys
 
 from api.client.evidence import keep_evidence
 from api.errors import ApiError
-from cli import audit, image, init, keys, member, profile, serve, site, task, witness
+from cli import audit, image, init, keys, member, profile, serve, site, store, task, witness
 from cli.errors import CliError
 from cli.hints import hint
 from cli.profile import state_home
 from crypto import CryptoError
 from ledger.errors import LedgerError, UntrustedLogError
 
-COMMANDS = (keys, init, serve, member, task, image, audit, profile, witness, site)
+COMMANDS = (keys, init, serve, member, task, image, audit, profile, witness, site, store)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@
 
     pht serve --data DIR [--host 127.0.0.1] [--port 8555] [--threads 16]
               [--max-body BYTES] [--max-blob BYTES] [--public-url URL]
+              [--store postgresql://...]
 
 Logs one line per request; prints ``listening on <url>`` on stdout once bound (``--port 0``
 picks a free port; the default 8555 keeps clear of the image registry many setups run on 5000).
@@ -22,7 +23,7 @@ from api.registry.app import MAX_BLOB, MAX_BODY
 from api.registry.presence import INTERVAL_S
 from api.registry.server import serve
 from cli.errors import CliError
-from cli.init import LOG_KEY
+from cli.init import LOG_KEY, add_store_option
 from crypto import SigningKey
 from ledger.store.ledger import Ledger
 
@@ -51,6 +52,7 @@ def add_parser(commands: Any) -> None:
         help=f"the sites' heartbeat period, seconds (default {INTERVAL_S:g}); a site is offline "
         "after 3 missed",
     )
+    add_store_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--max-body must be at least 1024 and --max-blob at least 1")
     data: Path = args.data
     log_key = SigningKey.load(data / LOG_KEY)
-    ledger = Ledger.open(data, log_key=log_key)
+    ledger = Ledger.open(data, log_key=log_key, store_url=args.store)
     try:
         serve(
             ledger,

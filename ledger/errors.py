@@ -100,6 +100,10 @@ class UnknownTaskError(LedgerError, LookupError):
     """No task with this event id is in the ledger."""
 
 
+class UnknownTileError(LedgerError, LookupError):
+    """The path names no C2SP tlog-tiles tile or entry bundle the ledger holds (yet)."""
+
+
 class ChainError(LedgerError):
     """The entry does not continue the hash chain (index or prev)."""
 

@@ -170,6 +170,15 @@ class MerkleTree:
             raise ProofError(f"leaf range must lie in [0, {self.size}], found {start!r}..{stop!r}")
         return bytes(self._levels[0][start * HASH_SIZE : stop * HASH_SIZE])
 
+    def subtree(self, depth: int, index: int) -> bytes:
+        """MTH of the complete subtree of ``2**depth`` leaves starting at leaf
+        ``index * 2**depth``."""
+        if not (0 <= depth < len(self._levels) and 0 <= index < self.size >> depth):
+            raise ProofError(
+                f"no complete subtree {index} of {2**depth} leaves in a tree of {self.size}"
+            )
+        return self._node(depth, index)
+
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` leaves (default: all of them)."""
         if size is None:

@@ -1,4 +1,7 @@
-"""The site's ``config.json``: read once at start, validated completely, then immutable.
+"""The site config (``config.json``): read at start, validated completely, then immutable.
+
+``siteclient init`` writes one; ``siteclient check-config`` checks one against the world; SIGHUP
+makes ``follow`` read it again for the keys :mod:`siteclient.configreload` may change.
 
 Every problem is found before anything runs and reported together, one line each, so an operator
 fixes the file in one pass. Unknown keys are refused (a typo such as ``allowed_image`` would
@@ -30,10 +33,12 @@ Decisions:
 
 - Relative paths (``key_file``, ``state_dir``, ``work_dir``) are resolved against the directory of
   the config file, never the current directory; ``~`` is not expanded (write an absolute path).
-- ``log_key`` and ``genesis`` must be present. ``null`` means **trust on first use**: the follower
-  pins what the registry first serves into the state directory, says so loudly in its log, and from
-  then on treats the pinned value exactly like a configured one. Being explicit keeps TOFU a
-  choice, never the accident of a missing key; :attr:`SiteConfig.trust_on_first_use` names them.
+- ``log_key`` and ``genesis`` are what ``pht init`` printed as ``log_key`` and ``genesis_hash``
+  (``siteclient init`` fetches them for the operator to confirm). Both must be present.
+  ``null`` means **trust on first use**: the follower pins what the registry first serves into
+  the state directory, says so loudly in its log, and from then on treats the pinned value
+  exactly like a configured one. Being explicit keeps TOFU a choice, never the accident of a
+  missing key; :attr:`SiteConfig.trust_on_first_use` names them.
 - ``sparql_endpoint`` is the URL containers get as ``$SPARQL_ENDPOINT``; ``null`` says the site has
   no SPARQL store, and then ``$SPARQL_ENDPOINT`` is not set in the container at all. A
   container reaches the endpoint only over ``network``: with the default ``null`` it has no

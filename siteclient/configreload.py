@@ -12,9 +12,16 @@ validate raises :class:`~siteclient.errors.ConfigError`, and the caller keeps th
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from siteclient.config import SiteConfig
+from siteclient.errors import SiteClientError
+
+log = logging.getLogger("siteclient")
 
 RELOADABLE = ("allowed_images", "limits", "require_digest", "require_review")
 
@@ -43,6 +50,37 @@ def reload_config(current: SiteConfig, path: Path) -> tuple[SiteConfig, list[str
         notes.append(f"changes to {', '.join(ignored)} take effect only after a restart")
     updated = dataclasses.replace(current, **{name: getattr(new, name) for name in RELOADABLE})
     return updated, notes
+
+
+class Reloader:
+    """SIGHUP for ``follow``: :meth:`request` is the signal handler (it only sets a flag);
+    :meth:`poll`, called from the main thread's wait loop, reloads and hands the new config to
+    ``apply``, logging what changed, or why the file was not taken."""
+
+    def __init__(self, config: SiteConfig, path: Path, apply: Callable[[SiteConfig], None]):
+        self.config = config
+        self._path = path
+        self._apply = apply
+        self._pending = threading.Event()
+
+    def request(self, signum: int, frame: FrameType | None) -> None:
+        self._pending.set()
+
+    def poll(self) -> None:
+        if not self._pending.is_set():
+            return
+        self._pending.clear()
+        try:
+            config, changes = reload_config(self.config, self._path)
+        except SiteClientError as exc:
+            log.error("SIGHUP: the site config does not load; keeping the running one: %s", exc)
+            return
+        self.config = config
+        self._apply(config)
+        for change in changes or ["nothing that can change while running changed"]:
+            log.info("SIGHUP: %s", change)
+        for warning in config.allowlist().warnings:
+            log.warning("config: %s", warning)
 
 
 def _show(value: object) -> str:

@@ -1,14 +1,17 @@
 """``siteclient``: a hospital's client of the PHT registry.
 
+    siteclient init --dir DIR --site NAME ...     write a validated site config (and keys)
+    siteclient check-config --config config.json  reach the registry, Docker, the SPARQL endpoint
     siteclient follow --config config.json        follow the ledger and run what is allowed
-    siteclient check-image REF --config config.json   would this image run here, and why (the
-                                                  allowlist, and the review state of a digest
-                                                  in the site's verified view of the ledger)
+    siteclient check-image REF --config config.json   would this image (and REF@sha256:...) run
+                                                  here, and why (the allowlist, and the review
+                                                  state of a digest in the site's verified view)
     siteclient status --config config.json        cursor, trusted checkpoint, tasks in flight
     siteclient serve-files --config config.json   the FileService: receive files from members
 
 Errors end here as one line, ``siteclient: error: <reason>``, and a non-zero exit code. A fork
-or rewrite of the registry's history stops ``follow`` with exit code 3 (evidence is kept).
+or rewrite of the registry's history stops ``follow`` with exit code 3 (evidence is kept); a
+revoked site stops with exit code 5 (:mod:`siteclient.helptext` has the whole table).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from crypto.age import load_identity
 from ledger.errors import LedgerError
 from ledger.reference import ImageRef
 from ledger.trust import TrustedLog
+from siteclient import helptext
 from siteclient.config import SiteConfig
-from siteclient.configreload import reload_config
+from siteclient.configreload import Reloader
 from siteclient.errors import ForkDetectedError, RevokedError, SiteClientError, StateError
 from siteclient.fileservice.serve import serve_files
 from siteclient.follow.follower import Follower
@@ -44,6 +48,7 @@ from siteclient.run.agent import RESULT_JOURNAL, RUNNING_MARK, Agent
 from siteclient.run.execute import TaskExecutor
 from siteclient.run.lifecycle import Lifecycle
 from siteclient.runtime.docker import DockerRuntime
+from siteclient.setup import checkconfig, init
 
 log = logging.getLogger("siteclient")
 
@@ -53,22 +58,37 @@ EXIT_REVOKED = 5
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="siteclient", description="Follow a PHT registry and run allowed analyses here."
+        prog="siteclient",
+        description="Follow a PHT registry and run allowed analyses here.",
+        epilog=helptext.MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    init.add_parser(commands)
+    checkconfig.add_parser(commands)
 
-    follow = commands.add_parser("follow", help="follow the ledger and run what is allowed")
-    follow.add_argument("--config", required=True, help="the site's config.json")
+    follow = commands.add_parser(
+        "follow",
+        help="follow the ledger and run what is allowed",
+        epilog=helptext.FOLLOW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    follow.add_argument("--config", required=True, help="the site config (DIR/config.json)")
     follow.add_argument(
         "--once", action="store_true", help="catch up, run what is pending, then exit"
     )
     follow.add_argument("--heartbeat-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     follow.set_defaults(run=_follow)
 
-    check = commands.add_parser("check-image", help="say whether an image may run here, and why")
+    check = commands.add_parser(
+        "check-image",
+        help="say whether an image (and its pinned form) may run here, and why",
+        epilog=helptext.CHECK_IMAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     check.add_argument("image", help="an image reference, e.g. myconsortium/avg:1.2")
-    check.add_argument("--config", required=True)
+    check.add_argument("--config", required=True, help="the site config (DIR/config.json)")
     check.set_defaults(run=_check_image)
 
     status = commands.add_parser("status", help="cursor, trusted checkpoint, tasks in flight")
@@ -174,10 +194,11 @@ def _run_agent(
         key_id=key.key_id,
         registry=config.registry,
         wait=config.poll_wait_s,
+        store=store,
     )
     beats = _heartbeats(args, config, key=key, follower=follower, agent=agent, runtime=runtime)
     stop = threading.Event()
-    hangup = threading.Event()
+    reloader = Reloader(config, Path(args.config), executor.reload)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping; running containers are killed and rerun on restart", signum)
@@ -185,7 +206,7 @@ def _run_agent(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, lambda signum, frame: hangup.set())
+    signal.signal(signal.SIGHUP, reloader.request)
     log.info(
         "site %r following %s from entry %d (allowlist: %s; review %s)",
         config.site,
@@ -194,31 +215,11 @@ def _run_agent(
         ", ".join(config.allowed_images) or "empty: nothing will run",
         "required" if config.require_review else "not required",
     )
-    current = config
-
-    def _reload() -> None:  # SIGHUP, in the main thread
-        nonlocal current
-        if not hangup.is_set():
-            return
-        hangup.clear()
-        try:
-            current, changes = reload_config(current, Path(args.config))
-        except SiteClientError as exc:
-            log.error("SIGHUP: the site config does not load; keeping the running one: %s", exc)
-            return
-        executor.reload(current)
-        for change in changes or ["nothing that can change while running changed"]:
-            log.info("SIGHUP: %s", change)
-        for warning in current.allowlist().warnings:
-            log.warning("config: %s", warning)
-
     try:
         if args.once:
-            agent.step(0)
-            agent.drain()
-            agent.step(0)
+            lifecycle.once()
         else:
-            lifecycle.serve(stop, on_tick=_reload)
+            lifecycle.serve(stop, on_tick=reloader.poll)
     finally:
         beats.stop()
         agent.close(cancel=True)
@@ -227,8 +228,9 @@ def _run_agent(
 
 
 def _check_image(args: argparse.Namespace) -> int:
-    """The allowlist's verdict, then how the image stands in review as of the site's last
-    verified view; refused (exit 1) when either refuses where it applies."""
+    """The allowlist's verdict on the reference and on its pinned form (what ``--pin-digest``
+    posts, :mod:`siteclient.policy.pinned`), then how the image stands in review as of the
+    site's last verified view; refused (exit 1) when any of them refuses where it applies."""
     config = SiteConfig.load(args.config)
     allowlist = config.allowlist()
     for warning in allowlist.warnings:

@@ -31,6 +31,7 @@ from api.registry.resources import (
     OpenApi,
     TaskResource,
 )
+from api.registry.tiles import Tiles
 from api.registry.witness import Cosignatures, CosignedCheckpoint
 from api.wire import problems
 from api.wire.accesslog import AccessLog
@@ -79,7 +80,7 @@ def create_app(
         window=signature_window,
         skew=signature_skew,
         not_before=math.ceil(clock()),
-        replay=ReplayCache(),
+        replay=ReplayCache(shared=ledger.nonces),  # replicas of a database's ledger share it
     )
     middleware: list[Any] = [AccessLog(), Authenticator(ledger, verifier, public_url=public_url)]
     app = falcon.App(
@@ -116,4 +117,5 @@ def create_app(
     presence = Presence(clock=clock, interval_s=heartbeat_interval)
     app.add_route("/v1/heartbeats", Heartbeats(ledger, presence))
     app.add_route("/v1/sites", Sites(ledger, presence))
+    app.add_route("/v1/tile/{path:path}", Tiles(ledger))  # C2SP tlog-tiles, prefix /v1
     return app

@@ -274,6 +274,38 @@ def document(
                 },
             },
         },
+        "/v1/tile/{path}": {
+            "get": {
+                "operationId": "getTile",
+                "summary": "A C2SP tlog-tiles hash tile or entry bundle (prefix /v1)",
+                "description": (
+                    "`path` is `<L>/<N>[.p/<W>]` (a hash tile of level L) or "
+                    "`entries/<N>[.p/<W>]` (the entries under level-0 tile N, each behind its "
+                    "length as a big-endian uint16), N in 3-digit elements (1234067 is "
+                    "x001/x234/067). Served once the ledger holds all it covers; immutable."
+                ),
+                "security": signed,
+                "parameters": [
+                    {
+                        "name": "path",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The tile's bytes",
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **problems(*_AUTH),
+                },
+            }
+        },
         "/v1/tasks/{event_id}": {
             "get": {
                 "operationId": "getTask",

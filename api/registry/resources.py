@@ -312,7 +312,9 @@ class Blob:
         # Hashed through before the headers go (DamagedBlobError: store-damaged), so a damaged
         # blob is never sent under a Content-Digest naming its old hash.
         stream = self._blobs.open_verified(sha256)
-        resp.set_stream(stream, os.fstat(stream.fileno()).st_size)
+        size = stream.seek(0, os.SEEK_END)  # a file, or the database's bytes in memory
+        stream.seek(0)
+        resp.set_stream(stream, size)
         resp.content_type = OCTETS
         digest = base64.b64encode(bytes.fromhex(sha256)).decode()
         resp.set_header("Content-Digest", f"sha-256=:{digest}:")

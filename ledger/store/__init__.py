@@ -6,8 +6,8 @@ Invariant: :class:`ledger.store.ledger.Ledger` reaches its entries only through 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO, Protocol
 
 
 class Store(Protocol):
@@ -17,6 +17,13 @@ class Store(Protocol):
     - ``append_batch`` appends the payloads as the next entries, all or none, and returns only
       once they are durable: the ledger acknowledges an append when it returns. It raises
       StoreError when it cannot (and may refuse further appends until reopened).
+      ``append_sequenced(decide)`` is the same, for a store other processes may append to too:
+      with the next index reserved, it calls ``decide`` with the entries others appended since
+      this process last looked (``count`` grows by them), and appends the payloads it returns.
+      ``catch_up(adopt)`` hands ``adopt`` those entries without appending, and ``watch(wake)``
+      calls ``wake`` from a thread of the store's whenever there may be some. A store only one
+      process writes (the embedded one) never has any: ``decide`` gets none, the others do
+      nothing.
     - ``count`` is the number of durable entries. ``read`` and ``read_range`` give payloads,
       raising StoreError out of range and DamagedEntryError naming an entry whose stored bytes
       are damaged; ``checksums=False`` may skip the store's own checksums (the ledger checks every
@@ -31,12 +38,22 @@ class Store(Protocol):
       against it with one hash.
     - ``sync_index`` makes durable whatever derived data a snapshot relies on (a no-op where
       there is none); ``close`` releases the store and is idempotent.
+    - ``save_checkpoint`` keeps the latest signed checkpoint note durably, replacing the one
+      before (whole or not at all); ``stored_checkpoint`` gives it (None before the first), and
+      ``checkpoint_place`` says where it is kept, for messages. The next open checks the entries
+      against it: a store that lost acknowledged entries is refused.
     """
 
     @property
     def count(self) -> int: ...
 
     def append_batch(self, payloads: Sequence[bytes]) -> None: ...
+
+    def append_sequenced(self, decide: Callable[[Sequence[bytes]], list[bytes]]) -> None: ...
+
+    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None: ...
+
+    def watch(self, wake: Callable[[], None]) -> None: ...
 
     def read(self, index: int) -> bytes: ...
 
@@ -51,5 +68,40 @@ class Store(Protocol):
     def digest(self) -> tuple[int, str]: ...
 
     def sync_index(self) -> None: ...
+
+    def save_checkpoint(self, note: bytes) -> None: ...
+
+    def stored_checkpoint(self) -> bytes | None: ...
+
+    @property
+    def checkpoint_place(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class Blobs(Protocol):
+    """What the registry asks of its blob store (content-addressed by SHA-256, hex): the data
+    directory's :class:`ledger.store.blobs.BlobStore`, or the database's
+    :class:`ledger.store.postgres.blobs.PostgresBlobs`. ``open_verified`` hands out a handle
+    at offset 0 only once the bytes hash to their name."""
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def size(self, sha256: str) -> int: ...
+
+    def put(
+        self, data: bytes, expected_sha256: str | None = None, *, max_size: int | None = None
+    ) -> str: ...
+
+    def put_stream(
+        self,
+        source: bytes | Iterable[bytes] | BinaryIO,
+        expected_sha256: str | None = None,
+        max_size: int | None = None,
+    ) -> tuple[str, int]: ...
+
+    def open_verified(self, sha256: str) -> BinaryIO: ...
+
+    def names(self) -> Iterator[str]: ...
 
     def close(self) -> None: ...

@@ -51,7 +51,7 @@ def check_name(sha256: object) -> str:
     return sha256
 
 
-def _chunks(source: bytes | Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
+def read_chunks(source: bytes | Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
     read = getattr(source, "read", None)
     if isinstance(source, bytes | bytearray | memoryview):
         yield bytes(source)
@@ -122,7 +122,7 @@ class BlobStore:
             digest = hashlib.sha256()
             size = 0
             with os.fdopen(fd, "wb") as out:
-                for chunk in _chunks(source):
+                for chunk in read_chunks(source):
                     size += len(chunk)
                     if max_size is not None and size > max_size:
                         raise BlobError(
@@ -222,6 +222,21 @@ class BlobStore:
         be read, DamagedBlobError if its bytes no longer hash to its name."""
         with self.open_verified(sha256) as blob:
             return blob.seek(0, os.SEEK_END)
+
+    def names(self) -> Iterator[str]:
+        """The name of every stored blob, in order."""
+        if not self._root.is_dir():
+            return
+        for shard in sorted(self._root.iterdir()):
+            if len(shard.name) != 2 or not shard.is_dir():
+                continue  # tmp/
+            for blob in sorted(shard.iterdir()):
+                name = shard.name + blob.name
+                if _HEX64.fullmatch(name):
+                    yield name
+
+    def close(self) -> None:
+        """Nothing to release: every put is synced before it returns."""
 
     def clean_tmp(self) -> int:
         """Remove leftover temp files (run at startup, when no put is in flight); return how

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +20,7 @@ from ledger.errors import DamagedEntryError, StoreError
 from ledger.store.durable import datasync, fsync_dir, pread_all, pwrite_all, write_atomic
 from ledger.store.logdigest import LogDigest
 from ledger.store.logfiles import (
+    CHECKPOINT_NAME,
     INDEX_NAME,
     LOCK_NAME,
     LOG_NAME,
@@ -284,6 +285,30 @@ class EntryStore:
                 self._end = position
                 if self._digest is not None:
                     self._digest.update(written)
+
+    def append_sequenced(self, decide: Callable[[Sequence[bytes]], list[bytes]]) -> None:
+        """``append_batch(decide([]))``: one process writes a data directory (its LOCK)."""
+        payloads = decide(())
+        if payloads:
+            self.append_batch(payloads)
+
+    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None:
+        """Nothing to hand over: no other process appends to this directory."""
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Nothing to watch: no other process appends to this directory."""
+
+    def save_checkpoint(self, note: bytes) -> None:
+        """Replace ``checkpoint`` in the data directory with ``note`` (atomically)."""
+        write_atomic(self._data_dir / CHECKPOINT_NAME, note)
+
+    def stored_checkpoint(self) -> bytes | None:
+        path = self._data_dir / CHECKPOINT_NAME
+        return path.read_bytes() if path.exists() else None
+
+    @property
+    def checkpoint_place(self) -> str:
+        return str(self._data_dir / CHECKPOINT_NAME)
 
     def sync_index(self) -> None:
         """Make the index durable (run before writing a snapshot that relies on it)."""

@@ -2,15 +2,17 @@
 (:class:`ledger.store.reads.LedgerReads`); opening recovers (:mod:`ledger.store.recovery`).
 
 Invariant: an append returns only after its entry is durable and signed under a new checkpoint.
-Entries reach the disk only through :class:`ledger.store.Store` (``append_batch``, ``count``, the
-reads, the log's ``offset`` and ``digest``, ``sync_index``, ``close``; its docstring is the
-contract): the embedded :class:`EntryStore` implements it, and a PostgreSQL backend can.
+Entries reach the disk only through :class:`ledger.store.Store` (its docstring is the contract):
+the embedded :class:`EntryStore` implements it, and so does
+:class:`ledger.store.postgres.entries.PostgresStore`, which several registry processes may share:
+each judges new events against the state as of the entry before them, taking the entries the
+others appended first (``append_sequenced``), and takes them as they come (``watch``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,20 +20,21 @@ from crypto import SigningKey
 from ledger import fields as f
 from ledger.bodies import registry_blobs
 from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.errors import BlobError, LedgerError, MissingBlobError, SignatureError, StoreError
+from ledger.errors import BlobError, LedgerError, MissingBlobError, SignatureError
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.merkle import MerkleTree
 from ledger.rules import apply, check_event_signature
 from ledger.state import State
-from ledger.store import Store
+from ledger.store import Blobs, Store
+from ledger.store.backend import Backend, open_for_ledger
 from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook
-from ledger.store.durable import write_atomic
-from ledger.store.entries import EntryStore
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
+from ledger.store.integrity import recheck
+from ledger.store.postgres.nonces import Nonces
 from ledger.store.reads import LedgerReads
-from ledger.store.recovery import CHECKPOINT_FILE, recover
+from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
 from ledger.witness_rules import policy_of
@@ -46,7 +49,8 @@ class AppendResult:
 
 
 class Ledger(LedgerReads):
-    """One open data directory. Thread-safe; one process per directory (the store locks it).
+    """One open data directory. Thread-safe; one process per directory (its LOCK), and with a
+    PostgreSQL store any number of processes (each with a directory of its own) per database.
 
     ``clock`` stamps each entry's ``received``; ``time_window`` bounds how far a new event's own
     ``time`` may lie from it (default :data:`ledger.timewindow.DEFAULT_TIME_WINDOW`: 24 hours
@@ -72,6 +76,9 @@ class Ledger(LedgerReads):
 
     Opening recovers (:func:`ledger.store.recovery.recover`), then signs a fresh checkpoint for
     the recovered size.
+
+    ``store_url`` (``create``/``open``), a ``postgresql://`` URL, keeps the entries and blobs in
+    that database instead (:mod:`ledger.store.postgres`); the data directory keeps the rest.
     """
 
     def __init__(
@@ -83,9 +90,10 @@ class Ledger(LedgerReads):
         clock: Callable[[], str],
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+        blobs: Blobs | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.blobs = BlobStore(data_dir / "objects")
+        self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir / "objects")
         self._store = store
         self._log_key = log_key
         self._clock = clock
@@ -98,6 +106,9 @@ class Ledger(LedgerReads):
         self._ids = IdIndex()
         self._snapshot_size = 0
         self._checkpoint = b""
+        self._unsettled = False  # the state may be ahead of the store (see _reload)
+        self.nonces: Nonces | None = None  # request nonces, when replicas share the store
+        self._rest: Backend | None = None  # what open() opened beside the store
         self.cosignatures = CosignatureBook(
             data_dir,
             origin=lambda: self._state.origin,
@@ -115,6 +126,7 @@ class Ledger(LedgerReads):
             except BaseException:
                 self._committer.close()
                 raise
+        self._store.watch(self._catch_up)  # a store shared with other registry processes
 
     # ---- opening
 
@@ -128,15 +140,13 @@ class Ledger(LedgerReads):
         clock: Callable[[], str] = utc_now,
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+        store_url: str | None = None,
     ) -> Ledger:
         """Create a new ledger whose entry 0 is ``genesis``; refuse an existing one."""
-        data_dir = Path(data_dir)
-        if (data_dir / "entries.log").exists():
-            raise StoreError(f"{data_dir} already holds a ledger; refusing to overwrite it")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        ledger = cls(
-            data_dir,
-            EntryStore.open(data_dir),
+        ledger = cls._opened(
+            Path(data_dir),
+            store_url,
+            create=True,
             log_key=log_key,
             clock=clock,
             snapshot_every=snapshot_every,
@@ -158,23 +168,48 @@ class Ledger(LedgerReads):
         clock: Callable[[], str] = utc_now,
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
+        store_url: str | None = None,
     ) -> Ledger:
-        data_dir = Path(data_dir)
-        if not (data_dir / "entries.log").exists():
-            raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
-        store = EntryStore.open(data_dir)
+        return cls._opened(
+            Path(data_dir),
+            store_url,
+            create=False,
+            log_key=log_key,
+            clock=clock,
+            snapshot_every=snapshot_every,
+            time_window=time_window,
+        )
+
+    @classmethod
+    def _opened(
+        cls,
+        data_dir: Path,
+        store_url: str | None,
+        *,
+        create: bool,
+        log_key: SigningKey,
+        clock: Callable[[], str],
+        snapshot_every: int,
+        time_window: TimeWindow | None,
+    ) -> Ledger:
+        """The ledger over the embedded store of ``data_dir``, or the database ``store_url``."""
+        backend = open_for_ledger(data_dir, store_url, create=create)
         try:
-            return cls(
+            ledger = cls(
                 data_dir,
-                store,
+                backend.store,
                 log_key=log_key,
                 clock=clock,
                 snapshot_every=snapshot_every,
                 time_window=time_window,
+                blobs=backend.blobs,
             )
         except BaseException:
-            store.close()  # release the LOCK: the operator repairs and opens again
+            backend.close()  # release the LOCK: the operator repairs and opens again
             raise
+        ledger.nonces = backend.nonces
+        ledger._rest = backend
+        return ledger
 
     def _recover(self) -> bool:
         """Recover the derived data from the store, sign a fresh checkpoint over it. Returns
@@ -252,39 +287,52 @@ class Ledger(LedgerReads):
         outcomes: list[AppendResult | LedgerError] = []
         fresh: list[Entry] = []
         received = f.timestamp(self._clock(), "registry clock")  # one time for the batch
-        with self._lock:
-            state = self._state
-            ids_in_batch: dict[str, Entry] = {}
-            for signed in batch:
-                key = signed.event.id
-                prior = ids_in_batch.get(key) or self._find(key)
-                if prior is not None:
-                    outcomes.append(AppendResult(entry=prior, created=False))
-                    continue
-                entry = Entry.following(
-                    index=state.size, prev=state.head, received=received, event=signed
-                )
-                author = state.member_by_key(signed.event.author)
-                try:
-                    if self.time_window is not None:  # first: apply changes the state
-                        self.time_window.check(signed.event.time, received)
-                    # Signatures by already known authors were verified in append().
-                    apply(state, entry, signature_checked=author is not None, proposed=True)
-                except LedgerError as exc:
-                    outcomes.append(exc)
-                    continue
-                ids_in_batch[key] = entry
-                fresh.append(entry)
-                outcomes.append(AppendResult(entry=entry, created=True))
-        if not fresh:
-            return outcomes
-        try:
-            self._store.append_batch([entry.canonical for entry in fresh])
-        except BaseException:
-            # The state already holds entries that are not durable: rebuild it from disk.
+        if self._unsettled:  # a failed write could not reload: the store must answer first
             with self._lock:
                 self._reload()
+
+        def decide(newer: Sequence[bytes]) -> list[bytes]:
+            """With the next index reserved: take what other processes appended, then judge
+            the batch against the state as of the entry before it."""
+            with self._grown:
+                self._adopt(newer)
+                state = self._state
+                ids_in_batch: dict[str, Entry] = {}
+                for signed in batch:
+                    key = signed.event.id
+                    prior = ids_in_batch.get(key) or self._find(key)
+                    if prior is not None:
+                        outcomes.append(AppendResult(entry=prior, created=False))
+                        continue
+                    entry = Entry.following(
+                        index=state.size, prev=state.head, received=received, event=signed
+                    )
+                    author = state.member_by_key(signed.event.author)
+                    try:
+                        if self.time_window is not None:  # first: apply changes the state
+                            self.time_window.check(signed.event.time, received)
+                        # Signatures by authors known then were verified in append(); when other
+                        # processes' entries came in since, the rules verify every one again.
+                        checked = author is not None and not newer
+                        apply(state, entry, signature_checked=checked, proposed=True)
+                    except LedgerError as exc:
+                        outcomes.append(exc)
+                        continue
+                    ids_in_batch[key] = entry
+                    fresh.append(entry)
+                    outcomes.append(AppendResult(entry=entry, created=True))
+            return [entry.canonical for entry in fresh]
+
+        try:
+            self._store.append_sequenced(decide)
+        except BaseException:
+            if fresh:
+                # The state already holds entries that may not be durable: rebuild it.
+                with self._lock:
+                    self._reload()
             raise
+        if not fresh:
+            return outcomes
         with self._grown:
             for entry in fresh:
                 self._remember(entry)
@@ -295,10 +343,35 @@ class Ledger(LedgerReads):
             self.snapshot()
         return outcomes
 
+    def _adopt(self, newer: Sequence[bytes]) -> None:
+        """Fold in entries other registry processes appended to a shared store (checked against
+        the chain and the rules; their signatures were checked where they were appended), and
+        wake the long-polls. Called with the lock held."""
+        for payload in newer:
+            entry = recheck(self._state, self._state.size, payload, snapshot_size=0)
+            self._remember(entry)
+        if newer:
+            self._sign_checkpoint()
+            self._grown.notify_all()
+
+    def _catch_up(self) -> None:
+        """The store's watcher: take what other processes appended."""
+        if self._unsettled:
+            return
+
+        def adopt(newer: Sequence[bytes]) -> None:
+            with self._grown:
+                self._adopt(newer)
+
+        self._store.catch_up(adopt)
+
     def _reload(self) -> None:
-        self._state, self._tree, self._ids = State(), MerkleTree(), IdIndex()
-        self._snapshot_size = 0
+        """Rebuild the derived data from the store after a failed write. If the store cannot
+        answer (a database that is gone), the state may hold entries that never became durable:
+        it stays unsettled, and the next commit reloads before it appends anything."""
+        self._unsettled = True
         self._recover()
+        self._unsettled = False
 
     def _remember(self, entry: Entry) -> None:
         self._ids.add(bytes.fromhex(entry.event.event.id), entry.index)
@@ -313,7 +386,7 @@ class Ledger(LedgerReads):
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
         with self._lock:
             self._store.sync_index()
-            write_atomic(self.data_dir / CHECKPOINT_FILE, self._checkpoint)
+            self._store.save_checkpoint(self._checkpoint)
             log_bytes, log_sha256 = self._store.digest()
             if log_bytes != self._store.offset(self._state.size):
                 return  # a batch is in the log but not yet in the tree; the next one will do
@@ -334,8 +407,17 @@ class Ledger(LedgerReads):
         return self.cosignatures.cosigned_note(latest, size)
 
     def close(self) -> None:
-        self.cosignatures.close()
-        self._committer.close()
-        if self._state.size:
-            self.snapshot()
-        self._store.close()
+        try:
+            self.cosignatures.close()
+            self._committer.close()
+            if self._state.size:
+                self.snapshot()  # may fail (a database that is gone): release the rest anyway
+        finally:
+            try:
+                self._store.close()
+            finally:
+                rest, self._rest = self._rest, None  # closing twice must not close a fd twice
+                if rest is not None:
+                    rest.close_rest()
+                else:
+                    self.blobs.close()

@@ -16,6 +16,7 @@ from ledger.store.durable import fsync_dir
 LOG_NAME = "entries.log"
 INDEX_NAME = "entries.idx"
 LOCK_NAME = "LOCK"
+CHECKPOINT_NAME = "checkpoint"  # the latest signed checkpoint (EntryStore.save_checkpoint)
 
 
 def open_files(data_dir: Path) -> tuple[int, int, int]:
@@ -38,12 +39,8 @@ def open_files(data_dir: Path) -> tuple[int, int, int]:
         if not data_dir.is_dir():
             data_dir.mkdir(parents=True)
             fsync_dir(data_dir.parent)
-        lock_fd, _ = _open_rw(data_dir / LOCK_NAME)
-        fds.append(lock_fd)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise StoreError(f"{data_dir}: already open (LOCK held by another process)") from exc
+        fds.append(lock_dir(data_dir))
+        lock_fd = fds[0]
         log_fd, log_created = _open_rw(data_dir / LOG_NAME)
         fds.append(log_fd)
         idx_fd, idx_created = _open_rw(data_dir / INDEX_NAME)
@@ -56,6 +53,21 @@ def open_files(data_dir: Path) -> tuple[int, int, int]:
         if isinstance(exc, OSError):
             raise cannot_open(data_dir, exc) from exc
         raise
+
+
+def lock_dir(data_dir: Path) -> int:
+    """Take ``data_dir``'s LOCK (creating it): one process per data directory, whatever keeps
+    its entries. Returns the descriptor that holds it; StoreError if another process does."""
+    lock_fd, _ = _open_rw(data_dir / LOCK_NAME)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(lock_fd)
+        raise StoreError(f"{data_dir}: already open (LOCK held by another process)") from exc
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return lock_fd
 
 
 def close_all(fds: list[int]) -> None:

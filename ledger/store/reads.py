@@ -20,6 +20,7 @@ from ledger.merkle import MerkleTree
 from ledger.state import MemberRecord, State, TaskRecord
 from ledger.store import Store
 from ledger.store.integrity import check_leaves
+from ledger.tiles import Tile, bundle, entries_range, hash_tile
 from ledger.view import TaskSnapshot
 from ledger.witness_policy import WitnessPolicy
 from ledger.witness_rules import policy_of
@@ -101,6 +102,16 @@ class LedgerReads:
             if new > self._tree.size:
                 raise ProofError(f"tree size {new} is beyond the ledger's {self._tree.size}")
             return self._tree.consistency_proof(old, new)
+
+    def tile(self, tile: Tile) -> bytes:
+        """A C2SP tlog-tiles hash tile or entry bundle (:mod:`ledger.tiles`); UnknownTileError
+        when the ledger does not hold all it covers yet. Entries are checked against their leaf
+        hashes, as every entry served."""
+        if tile.level is not None:
+            with self._lock:
+                return hash_tile(self._tree, tile)
+        start, stop = entries_range(self.size, tile)
+        return bundle(self.entries_bytes(start, stop - start), start)
 
     def wait_for(self, size: int, timeout: float) -> bool:
         """Block until the ledger holds more than ``size`` entries or ``timeout`` passes."""

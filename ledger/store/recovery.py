@@ -28,7 +28,6 @@ from ledger.trust import check_checkpoint, verify_note
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint"
 CHUNK = 4096  # entries re-checked per read
 
 
@@ -94,7 +93,7 @@ def recover(data_dir: Path, store: Store) -> Recovered:
                 raise misplaced
         except DamagedEntryError as exc:
             raise refuse(data_dir, exc) from exc
-    _check_stored_checkpoint(data_dir, state, tree)
+    _check_stored_checkpoint(store, state, tree)
     return Recovered(
         state=state,
         tree=tree,
@@ -139,18 +138,18 @@ def refuse(data_dir: Path, damage: DamagedEntryError) -> DamagedEntryError:
     )
 
 
-def _check_stored_checkpoint(data_dir: Path, state: State, tree: MerkleTree) -> None:
+def _check_stored_checkpoint(store: Store, state: State, tree: MerkleTree) -> None:
     """The recovered log is the history the stored checkpoint signed (through the trust
     core, as every reader checks it): else acknowledged entries are missing or altered."""
-    path = data_dir / CHECKPOINT_FILE
-    if not path.exists():
+    note = store.stored_checkpoint()
+    if note is None:
         return
+    place = store.checkpoint_place
     if not state.size:  # a signed checkpoint over a log that holds nothing: all of it was lost
         raise CorruptStoreError(
-            f"{path} is a checkpoint the registry signed, but the entry log holds no entry: "
+            f"{place} is a checkpoint the registry signed, but the entry log holds no entry: "
             "acknowledged entries are missing; restore the data directory from a backup"
         )
-    note = path.read_bytes()
     try:
         stored = verify_note(note, log_key=state.log_key, origin=state.origin)
         check_checkpoint(stored, tree, exact=False)

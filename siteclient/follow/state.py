@@ -8,6 +8,9 @@ Files (``state_dir``)::
     leaves.bin       the Merkle leaf hashes of every verified entry (32 bytes each), append-only;
                      cut back to ``size`` on load, since it may run ahead of trusted.json
     evidence/        one folder per lie caught: the checkpoints that contradict each other
+    revoked.json     {"index"}: the registry served this site's revocation at that entry and
+                     then refused the site's key (so it can never be verified); a restart that
+                     meets the same refusal names the entry again
 
 The cursor is ``size``: everything below it was verified against a signed checkpoint and folded
 into ``state``. Writing ``trusted.json`` last makes the cursor, the checkpoint and the state move
@@ -32,6 +35,7 @@ from siteclient.errors import StateError
 
 TRUSTED = "trusted.json"
 LEAVES = "leaves.bin"
+REVOKED = "revoked.json"
 
 
 class TrustStore:
@@ -111,6 +115,21 @@ class TrustStore:
         except OSError as exc:
             raise StateError(f"cannot save the site's trusted state: {exc.strerror}") from exc
         self._saved_leaves = trusted.tree.size
+
+    def mark_revoked(self, index: int) -> None:
+        """Remember that the registry served this site's revocation at entry ``index``."""
+        try:
+            write_atomic(self.dir / REVOKED, json.dumps({"index": index}).encode())
+        except OSError as exc:
+            raise StateError(f"cannot save {REVOKED} in {self.dir}: {exc.strerror}") from exc
+
+    def revoked_at(self) -> int | None:
+        """The entry :meth:`mark_revoked` remembered, if any."""
+        try:
+            index = json.loads((self.dir / REVOKED).read_bytes())["index"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return index if isinstance(index, int) and not isinstance(index, bool) else None
 
     def keep_evidence(self, lie: UntrustedLogError, *, name: str, entry: bytes = b"") -> Path:
         """Keep what proves a registry lied in a new folder under ``evidence/``

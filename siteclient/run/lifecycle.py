@@ -8,7 +8,10 @@
   site stops with :class:`RevokedError` (exit code 5), naming the entry.
 - **A refused key.** A 401 ``unknown-key`` is never retried: the registry no longer knows the
   key. The verified view, else the membership staged in the refused round
-  (:attr:`Follower.refused_state`), says whether and where the site was revoked.
+  (:attr:`Follower.refused_state`), says whether and where the site was revoked; the entry is
+  remembered in the state directory, so a restart that meets the same refusal names it again.
+  (A site that was down when it was revoked never sees the entry: the registry refuses its
+  reads. It stops with exit code 1, saying that it was probably revoked.)
 - **First start.** Before anything was ever verified (an empty state directory), a registry
   that cannot be reached, or that answers but is not a PHT registry, stops the client with
   the fix (:class:`RegistryError`), since that is a wrong ``registry`` in the config far more
@@ -29,15 +32,16 @@ from collections.abc import Callable
 
 from api.errors import ApiError, ProblemError, ProtocolError, TransportError, UnauthenticatedError
 from crypto import KeyId
-from siteclient.errors import MembershipError, RegistryError, SiteClientError
+from siteclient.errors import MembershipError, RegistryError, RevokedError, SiteClientError
 from siteclient.follow.follower import Follower
 from siteclient.follow.membership import check_membership, guard_for
+from siteclient.follow.state import TrustStore
 from siteclient.run.agent import Agent, fatal
 from siteclient.setup.probe import probe_registry
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 1.0  # how long a stop waits for the loop thread to end on its own
+STOP_GRACE_S = 0.25  # how long a stop waits for the loop thread to end on its own
 HOLD_WAIT_S = 0.8  # how long a stop waits for a save in progress
 
 
@@ -52,6 +56,7 @@ class Lifecycle:
         registry: str,
         wait: int,
         backoff: float = 1.0,
+        store: TrustStore,
         probe: Callable[[str], object] = probe_registry,
     ) -> None:
         self._agent = agent
@@ -62,6 +67,7 @@ class Lifecycle:
         self._wait = wait
         self._backoff = backoff
         self._probe = probe
+        self._store = store
         self.check = guard_for(site, key_id)
         self.error: BaseException | None = None
 
@@ -93,6 +99,26 @@ class Lifecycle:
             if failures:
                 log.info("reconnected to %s after %d failed attempt(s)", self._registry, failures)
             reached, delay, failures = True, self._backoff, 0
+
+    def once(self) -> None:
+        """``follow --once``: catch up, run what is pending, catch up again; the same checks
+        and first-start diagnostics as :meth:`run`, but nothing is retried."""
+        saved = self._follower.view
+        if saved is not None:
+            self.check(saved)
+        try:
+            self._agent.step(0)
+            self._agent.drain()
+            self._agent.step(0)  # sees our own results; queues again what failed transiently
+            self._agent.drain()
+        except UnauthenticatedError as exc:
+            if exc.slug != "unknown-key":
+                raise
+            self._refused(exc, saved is not None)
+        except ApiError as exc:
+            if saved is None and self._follower.view is None:
+                self._first_failure(exc)
+            raise
 
     def serve(self, stop: threading.Event, *, on_tick: Callable[[], None] | None = None) -> None:
         """:meth:`run` in a daemon thread until it ends or ``stop`` is set (see the module);
@@ -128,14 +154,26 @@ class Lifecycle:
             self.check(view)
         staged = self._follower.refused_state
         if staged is not None:
-            check_membership(
-                staged.members,
-                staged.keys,
-                site=self._site,
-                key_id=self._key_id,
-                as_of=staged.size,
+            try:
+                check_membership(
+                    staged.members,
+                    staged.keys,
+                    site=self._site,
+                    key_id=self._key_id,
+                    as_of=staged.size,
+                    verified=False,
+                )
+            except RevokedError as revoked:
+                self._store.mark_revoked(revoked.index)
+                raise
+        seen = self._store.revoked_at()
+        if seen is not None:
+            raise RevokedError(
+                f"site {self._site!r} was revoked at entry {seen} (as the registry served it "
+                f"before; it refuses this site's key now: {exc})",
+                index=seen,
                 verified=False,
-            )
+            ) from exc
         short = self._key_id[:12]
         if not reached:
             raise MembershipError(

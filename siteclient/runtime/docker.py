@@ -64,6 +64,7 @@ from siteclient.runtime.container import (
     read_log_tail,
     translated,
 )
+from siteclient.runtime.reach import reach
 from siteclient.runtime.sandbox import LABEL_SITE, check_mounts, container_options, make_run_dir
 from siteclient.runtime.spec import (
     DIGEST,
@@ -129,6 +130,10 @@ class DockerRuntime:
         """Raises EngineUnavailableError unless the engine answers."""
         with translated("ping the Docker engine"):
             self._client.ping()
+
+    def reach(self, url: str, *, network: str, image: str, timeout_s: int = 5) -> str | None:
+        """Fetch ``url`` from a throwaway container on ``network`` (:func:`reach`)."""
+        return reach(self._client, url, network=network, image=image, timeout_s=timeout_s)
 
     # ---- pull
 

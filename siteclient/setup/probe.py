@@ -53,9 +53,10 @@ class FetchedPins:
     genesis: str
 
 
-def client_for(url: str, key: SigningKey | None = None, *, attempts: int = 2) -> Client:
-    """A client that gives up quickly: these are interactive checks."""
-    return Client(url, key, timeout=10.0, retry=RetryPolicy(attempts=attempts, backoff=0.2))
+def client_for(url: str, key: SigningKey | None = None) -> Client:
+    """A client that gives up within about 2 s: these are interactive checks. (Not sooner: a
+    request signed in the second a registry started is refused once, ``signature-expired``.)"""
+    return Client(url, key, timeout=10.0, retry=RetryPolicy(attempts=4, backoff=0.3))
 
 
 def probe_registry(url: str) -> RegistryFacts:

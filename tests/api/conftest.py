@@ -21,6 +21,7 @@ from ledger.bodies import Task
 from ledger.events import SignedEvent
 from ledger.store.ledger import Ledger
 from tests.ledger.factory import World
+from tests.postgres_db import fresh_schema
 
 HOST = "falconframework.org"  # falcon.testing's default Host
 T0 = 1_800_000_000.25
@@ -110,10 +111,33 @@ def world() -> World:
     return World()
 
 
+STORES = ("embedded", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``BOTH_STORES = True`` runs each test over a ledger on both stores."""
+    if getattr(metafunc.module, "BOTH_STORES", False) and "store_url" in metafunc.fixturenames:
+        metafunc.parametrize("store_url", STORES, indirect=True)
+
+
 @pytest.fixture
-def ledger(tmp_path: Path, world: World) -> Iterator[Ledger]:
+def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (the data directory's embedded store), or with ``BOTH_STORES`` also a DSN of a
+    PostgreSQL schema of the test's own."""
+    if getattr(request, "param", "embedded") == "embedded":
+        yield None
+        return
+    with fresh_schema() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, world: World, store_url: str | None) -> Iterator[Ledger]:
     opened = Ledger.create(
-        tmp_path / "data", genesis=world.sign("admin", world.genesis_body()), log_key=world.log_key
+        tmp_path / "data",
+        genesis=world.sign("admin", world.genesis_body()),
+        log_key=world.log_key,
+        store_url=store_url,
     )
     yield opened
     opened.close()

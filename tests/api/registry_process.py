@@ -16,10 +16,10 @@ from cli.main import main as pht
 from tests.ledger.factory import World
 
 
-def init_registry(tmp: Path, world: World) -> Path:
+def init_registry(tmp: Path, world: World, *, store: str | None = None) -> Path:
     """Write every member's key file and the members file; run ``pht init``; return the data dir.
     With ``world.witnesses`` the sites' witness keys go to ``keys/<site>.witness.key`` and their
-    verifier keys into the members file."""
+    verifier keys into the members file. ``store``: ``pht init --store`` (a PostgreSQL DSN)."""
     keys = tmp / "keys"
     keys.mkdir()
     members = []
@@ -51,6 +51,7 @@ def init_registry(tmp: Path, world: World) -> Path:
             str(keys / "admin.key"),
             "--members",
             str(tmp / "members.json"),
+            *(["--store", store] if store else []),
         ]
     )
     assert code == 0
@@ -58,7 +59,7 @@ def init_registry(tmp: Path, world: World) -> Path:
 
 
 class RegistryProcess:
-    """``pht serve --data DATA`` in a child process; ``url`` once it listens."""
+    """``pht serve --data DATA [--store DSN]`` in a child process; ``url`` once it listens."""
 
     def __init__(
         self,
@@ -67,8 +68,12 @@ class RegistryProcess:
         threads: int = 12,
         log: Path | None = None,
         extra: tuple[str, ...] = (),
+        store: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.data = data
+        self.store = store
+        self.public_url = public_url
         self.threads = threads
         self.extra = extra  # more `pht serve` arguments
         self.log = log if log is not None else data.parent / "serve.log"
@@ -92,6 +97,8 @@ class RegistryProcess:
             "--threads",
             str(self.threads),
             *self.extra,
+            *(["--store", self.store] if self.store else []),
+            *(["--public-url", self.public_url] if self.public_url else []),
         ]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from ledger.store.ledger import Ledger
 from tests.api.conftest import task
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World, key
+from tests.postgres_db import fresh_schema
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +39,28 @@ def world() -> World:
     return World()
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[RegistryProcess]:
-    data = init_registry(tmp_path_factory.mktemp("registry"), world)
-    process = RegistryProcess(data)
-    process.start()
-    yield process
-    process.stop()
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, world: World
+) -> Iterator[RegistryProcess]:
+    """One registry process per store: the data directory's, and a PostgreSQL database."""
+    with ExitStack() as stack:
+        store = stack.enter_context(fresh_schema()) if request.param == "postgres" else None
+        data = init_registry(tmp_path_factory.mktemp("registry"), world, store=store)
+        process = RegistryProcess(data, store=store)
+        process.start()
+        yield process
+        process.stop()
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def store(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``--store`` for a registry of the test's own: none (the data directory), or a database."""
+    if request.param == "embedded":
+        yield None
+        return
+    with fresh_schema() as dsn:
+        yield dsn
 
 
 def client(registry: RegistryProcess, signer: SigningKey | None, **options: object) -> Client:
@@ -208,10 +225,10 @@ def test_transport_failure_is_reported_after_retries() -> None:
 
 
 def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_append(
-    tmp_path: Path, world: World
+    tmp_path: Path, world: World, store: str | None
 ) -> None:
-    data = init_registry(tmp_path, world)
-    process = RegistryProcess(data)
+    data = init_registry(tmp_path, world, store=store)
+    process = RegistryProcess(data, store=store)
     process.start()
     try:
         with client(process, world.keys["alice"]) as alice:
@@ -224,7 +241,7 @@ def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_append(
         assert process.terminate() == 0
     finally:
         process.stop()
-    reopened = Ledger.open(data, log_key=SigningKey.load(data / "log.key"))
+    reopened = Ledger.open(data, log_key=SigningKey.load(data / "log.key"), store_url=store)
     try:
         assert reopened.size == 21
         for appended in acknowledged:
@@ -236,9 +253,9 @@ def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_append(
     assert "stopped; ledger closed at size 21" in log
 
 
-def test_client_retries_across_a_restart(tmp_path: Path, world: World) -> None:
-    data = init_registry(tmp_path, world)
-    process = RegistryProcess(data)
+def test_client_retries_across_a_restart(tmp_path: Path, world: World, store: str | None) -> None:
+    data = init_registry(tmp_path, world, store=store)
+    process = RegistryProcess(data, store=store)
     process.start()
     try:
         with client(process, world.keys["alice"], retry=RetryPolicy(attempts=12)) as alice:

@@ -31,6 +31,8 @@ from tests.api.conftest import (
 )
 from tests.ledger.factory import World
 
+BOTH_STORES = True  # every test over a ledger runs on the data directory and on PostgreSQL
+
 JSON = "application/json"
 OCTETS = "application/octet-stream"
 

@@ -139,3 +139,23 @@ def test_status_shows_cursor_checkpoint_and_pending_tasks(
     assert siteclient(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert "cursor:" in text and "entries verified" in text
+
+
+@pytest.mark.parametrize(
+    ("command", "needle"),
+    [
+        ([], "5 this site was revoked"),
+        (["follow"], '5 this site was revoked ("revoked at entry N")'),
+        (["init"], "exit codes: 0 written"),
+        (["check-config"], "exit codes: 0 every check passed"),
+        (["check-image"], "append\n(@sha256:[0-9a-f]{64})? to the pattern"),
+    ],
+)
+def test_help_gives_examples_and_exit_codes(
+    capsys: pytest.CaptureFixture[str], command: list[str], needle: str
+) -> None:
+    """The walkthrough found no example or exit code in any --help."""
+    assert siteclient([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert needle in out
+    assert "\n  siteclient " in out  # an example command line

@@ -133,10 +133,27 @@ def test_revoked_site_exits_5_naming_the_entry(env: SiteEnv) -> None:
     assert "retrying" not in _log(config)
 
 
-def test_restarted_revoked_site_stops_instead_of_retrying(env: SiteEnv) -> None:
+def test_revoked_site_restarted_exits_5_again(env: SiteEnv) -> None:
+    config = env.write_config(poll_wait_s=25)
+    proc = env.spawn(config)
+    try:
+        _until("the site to catch up", _caught_up(env, config))
+        index = _revoke(env, "site-a")
+        assert proc.wait(60) == EXIT_REVOKED, _log(config)
+    finally:
+        _stop(proc)
+    proc = env.spawn(config)  # systemd without RestartPreventExitStatus=5, say
+    try:
+        assert proc.wait(60) == EXIT_REVOKED, _log(config)
+    finally:
+        _stop(proc)
+    assert _log(config).count(f"was revoked at entry {index}") == 2
+
+
+def test_site_revoked_while_down_stops_instead_of_retrying(env: SiteEnv) -> None:
     config = env.write_config()
     assert env.follow_once(config) == 0
-    _revoke(env, "site-a")
+    _revoke(env, "site-a")  # the site never sees the entry: the registry refuses its reads
     proc = env.spawn(config)
     try:
         code = proc.wait(60)
@@ -146,12 +163,14 @@ def test_restarted_revoked_site_stops_instead_of_retrying(env: SiteEnv) -> None:
     text = _log(config)
     assert "the registry refuses this site's key" in text
     assert "it was probably revoked since (ask the admin); stopping" in text
+    assert "retrying" not in text
 
 
 # ---- stopping and reloading (finding 15)
 
 
-def test_follow_stops_within_2s_of_sigterm_during_long_poll(env: SiteEnv) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_follow_stops_within_2s_of_sigterm_during_long_poll(env: SiteEnv, signum: int) -> None:
     config = env.write_config(poll_wait_s=30)
     proc = env.spawn(config)
     try:
@@ -159,13 +178,13 @@ def test_follow_stops_within_2s_of_sigterm_during_long_poll(env: SiteEnv) -> Non
         _until("the long poll", lambda: "following" in _log(config))
         time.sleep(1.0)  # the 30 s long poll is now pending
         began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         code = proc.wait(25)  # the old client waited for the long poll (up to 30 s here)
         took = time.monotonic() - began
     finally:
         _stop(proc)
     assert code == 0, _log(config)
-    print(f"stopped {took:.2f} s after SIGTERM with a 30 s long poll pending")
+    print(f"stopped {took:.2f} s after signal {signum} with a 30 s long poll pending")
 
 
 def test_sighup_reloads_allowlist(env: SiteEnv, images: ImageFactory) -> None:
@@ -246,3 +265,11 @@ def test_site_logs_reconnected_after_the_registry_comes_back(env: SiteEnv) -> No
         assert proc.poll() is None
     finally:
         _stop(proc)
+
+
+def test_follow_once_names_the_fix_for_a_wrong_registry_url_too(
+    env: SiteEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = env.write_config(registry="http://127.0.0.1:5000")
+    assert env.follow_once(config) == 1
+    assert "http://127.0.0.1:5000 answers but is not a PHT registry" in capsys.readouterr().err

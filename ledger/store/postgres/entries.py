@@ -1,0 +1,297 @@
+"""``PostgresStore``: the :class:`ledger.store.Store` over a PostgreSQL database, shared by any
+number of registry processes (replicas) on the same ledger.
+
+Invariants:
+
+- Sequencing is one transaction that locks the coordination row (``pht_log``, SELECT ... FOR
+  UPDATE), hands the ledger the entries other processes committed since it last looked (so it
+  judges new events against the state as of the entry before them), inserts what the ledger
+  decides at the next dense indexes and advances the row. ``append_sequenced`` returns only once
+  that has committed: an acknowledged entry is a committed one. A NOTIFY on commit wakes the
+  other processes, which read the new entries (``catch_up``; also polled each second).
+- ``count`` is the number of entries this process has handed to its ledger; it moves only with
+  them, so the ledger never misses an entry. After a write whose outcome is unknown (the
+  connection died during COMMIT) it is re-read from the database, and the ledger reloads.
+- Each entry keeps the SHA-256 of its payload, so ``read_range`` names an entry whose stored bytes
+  changed (:class:`DamagedEntryError`). Connections come back after the database went away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ledger.errors import DamagedEntryError, StoreError
+from ledger.store.postgres.frames import LogDigest, framed_size, starts
+from ledger.store.postgres.schema import (
+    NOTIFY,
+    Session,
+    connect,
+    create_tables,
+    database_error,
+    has_ledger,
+    shown,
+)
+from ledger.store.postgres.watch import Watcher
+
+READ_CHUNK = 1024
+Decide = Callable[[Sequence[bytes]], list[bytes]]
+
+
+class PostgresStore:
+    """The entries of one ledger in the database ``dsn`` (its ``search_path`` schema)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._write_lock = threading.Lock()  # sequencing and catching up, one at a time
+        self._read_lock = threading.Lock()
+        self._digest: LogDigest | None = None
+        self._closed = False
+        self._stale = True
+        self._count = 0
+        self._bytes = 0
+        self._watcher: Watcher | None = None
+        self._write = Session(dsn)
+        try:
+            self._read = Session(dsn)
+            self._refresh()
+        except BaseException:
+            self._write.close()
+            raise
+
+    @classmethod
+    def open(cls, dsn: str, *, create: bool = False) -> PostgresStore:
+        """Open the ledger in ``dsn`` (``create``: a new, empty one). Raises StoreError when it
+        holds none (or, with ``create``, already holds one)."""
+        probe = connect(dsn)
+        try:
+            exists = has_ledger(probe)
+            if create and exists:
+                raise StoreError(f"{shown(dsn)} already holds a ledger; refusing to overwrite it")
+            if not create and not exists:
+                raise StoreError(f"{shown(dsn)} holds no ledger (run `pht init --store` first)")
+            if create:
+                create_tables(probe)
+        except database_error() as exc:
+            raise StoreError(f"{shown(dsn)}: {exc}") from exc
+        finally:
+            probe.close()
+        return cls(dsn)
+
+    # ---- size
+
+    def _refresh(self) -> None:
+        row = self._query_one("SELECT size, bytes FROM pht_log")
+        self._count, self._bytes = int(row[0]), int(row[1])
+        self._stale = False
+
+    @property
+    def count(self) -> int:
+        if self._stale:
+            self._refresh()
+        return self._count
+
+    def _advance(self, payloads: Sequence[bytes]) -> None:
+        self._count += len(payloads)
+        self._bytes += sum(framed_size(p) for p in payloads)
+        if self._digest is not None:
+            self._digest.update(payloads)
+
+    # ---- writing
+
+    def append_batch(self, payloads: Sequence[bytes]) -> None:
+        """Append ``payloads`` as they are; refuses if another process appended meanwhile (a
+        copy into a store of its own; the ledger uses :meth:`append_sequenced`)."""
+
+        def decide(newer: Sequence[bytes]) -> list[bytes]:
+            if newer:
+                raise StoreError(
+                    f"the ledger in {shown(self.dsn)} holds {self._count} entries, not the "
+                    f"{self._count - len(newer)} this process wrote: another process wrote to it"
+                )
+            return list(payloads)
+
+        self.append_sequenced(decide)
+
+    def append_sequenced(self, decide: Decide) -> None:
+        if self._closed:
+            raise StoreError("the PostgreSQL store is closed")
+        with self._write_lock:
+            if self._stale:
+                self._refresh()
+            for attempt in (1, 2):
+                decided = False
+                payloads: list[bytes] = []
+                try:
+                    conn = self._write.get()
+                    with conn.transaction(), conn.cursor() as cur:
+                        row = cur.execute("SELECT size, bytes FROM pht_log FOR UPDATE").fetchone()
+                        newer = self._rows(cur, self._count, int(row[0]))
+                        if self._bytes + sum(map(framed_size, newer)) != int(row[1]):
+                            raise StoreError(
+                                f"{shown(self.dsn)}: pht_log does not agree with the entries "
+                                "before it: the tables were edited by hand"
+                            )
+                        self._advance(newer)  # committed by others: the ledger takes them now
+                        decided = True
+                        payloads = decide(newer)
+                        if payloads:
+                            self._insert(cur, payloads)
+                except database_error() as exc:
+                    if not decided and attempt == 1 and self._write.broken():
+                        continue  # a connection the database dropped: once more, on a new one
+                    self._stale = bool(payloads)  # did the COMMIT happen? the ledger reloads
+                    raise StoreError(f"{shown(self.dsn)}: the append failed: {exc}") from exc
+                except BaseException:
+                    self._stale = bool(payloads)
+                    raise
+                self._advance(payloads)
+                return
+
+    def _insert(self, cur: Any, payloads: list[bytes]) -> None:
+        first = self._count
+        offsets = starts(self._bytes, payloads)
+        cur.executemany(
+            "INSERT INTO pht_entries (idx, start, payload, sha256) VALUES (%s, %s, %s, %s)",
+            [
+                (first + n, offsets[n], payload, hashlib.sha256(payload).digest())
+                for n, payload in enumerate(payloads)
+            ],
+        )
+        end = offsets[-1] + framed_size(payloads[-1])
+        cur.execute("UPDATE pht_log SET size = %s, bytes = %s", (first + len(payloads), end))
+        cur.execute(NOTIFY)  # delivered on commit
+
+    def _rows(self, cur: Any, start: int, stop: int) -> list[bytes]:
+        if stop <= start:
+            return []
+        rows = cur.execute(
+            "SELECT idx, payload FROM pht_entries WHERE idx >= %s AND idx < %s ORDER BY idx",
+            (start, stop),
+        ).fetchall()
+        if [int(r[0]) for r in rows] != list(range(start, stop)):
+            raise DamagedEntryError(start, "rows are missing from pht_entries")
+        return [bytes(r[1]) for r in rows]
+
+    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None:
+        """Hand ``adopt`` the entries other processes committed since this one last looked."""
+        with self._write_lock:
+            if self._closed or self._stale:
+                return  # the ledger reloads after an unknown outcome, not here
+            size = int(self._query_one("SELECT size FROM pht_log")[0])
+            if size <= self._count:
+                return
+            newer = self.read_range(self._count, size, upto=size)
+            adopt(newer)
+            self._advance(newer)
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (from a thread of the store's) whenever another process may have
+        appended: on its NOTIFY, and at least once a second."""
+        self._watcher = Watcher(self.dsn, wake)
+
+    # ---- reading
+
+    def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...]:
+        rows = self._query(sql, params)
+        if not rows:
+            raise StoreError(f"{shown(self.dsn)}: no row for {sql!r}")
+        return rows[0]
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        if self._closed:
+            raise StoreError("the PostgreSQL store is closed")
+        with self._read_lock:
+            return self._read.query(sql, params)
+
+    def read(self, index: int) -> bytes:
+        return self.read_range(index, index + 1)[0]
+
+    def read_range(
+        self, start: int, stop: int, *, checksums: bool = True, upto: int | None = None
+    ) -> list[bytes]:
+        count = self.count if upto is None else upto
+        if not 0 <= start <= stop <= count:
+            raise StoreError(f"entries {start}..{stop - 1} are out of range (the log has {count})")
+        out: list[bytes] = []
+        for first in range(start, stop, READ_CHUNK):
+            last = min(stop, first + READ_CHUNK)
+            rows = self._query(
+                "SELECT idx, payload, sha256 FROM pht_entries "
+                "WHERE idx >= %s AND idx < %s ORDER BY idx",
+                (first, last),
+            )
+            for expected, row in enumerate(rows, first):
+                index, payload, sha = int(row[0]), bytes(row[1]), bytes(row[2])
+                if index != expected:
+                    raise DamagedEntryError(expected, "its row is missing from pht_entries")
+                if checksums and hashlib.sha256(payload).digest() != sha:
+                    raise DamagedEntryError(index, "its payload does not match its stored SHA-256")
+                out.append(payload)
+            if len(rows) != last - first:
+                raise DamagedEntryError(first + len(rows), "its row is missing from pht_entries")
+        return out
+
+    def read_range_scanned(self, start: int, stop: int) -> list[bytes]:
+        """The payloads as stored (there is no index to distrust: each row holds its index)."""
+        return self.read_range(start, stop, checksums=False)
+
+    def offset(self, index: int) -> int:
+        count = self.count
+        if index == count:
+            return self._bytes
+        if not 0 <= index < count:
+            raise StoreError(f"entry {index} is out of range (the log has {count})")
+        return int(self._query_one("SELECT start FROM pht_entries WHERE idx = %s", (index,))[0])
+
+    def start_digest(self, at: int) -> str:
+        digest = LogDigest()
+        for first in range(0, at, READ_CHUNK):
+            digest.update(self.read_range(first, min(at, first + READ_CHUNK), checksums=False))
+        before = digest.hexdigest()
+        digest.update(self.read_range(at, self.count, checksums=False))
+        self._digest = digest
+        return before
+
+    def digest(self) -> tuple[int, str]:
+        if self._digest is None:
+            raise StoreError("start_digest was not called")
+        return self._digest.length, self._digest.hexdigest()
+
+    # ---- the checkpoint
+
+    def save_checkpoint(self, note: bytes) -> None:
+        """Keep ``note`` unless a replica already saved one for a larger tree."""
+        size = int(note.split(b"\n", 2)[1])
+        self._query(
+            "UPDATE pht_log SET checkpoint = %s, checkpoint_size = %s "
+            "WHERE checkpoint_size IS NULL OR checkpoint_size <= %s RETURNING 1",
+            (note, size, size),
+        )
+
+    def stored_checkpoint(self) -> bytes | None:
+        note = self._query_one("SELECT checkpoint FROM pht_log")[0]
+        return None if note is None else bytes(note)
+
+    @property
+    def checkpoint_place(self) -> str:
+        return f"the checkpoint in {shown(self.dsn)}"
+
+    def sync_index(self) -> None:
+        """Nothing to do: every committed append is durable in the database."""
+
+    def _nudge(self) -> None:
+        self._query(NOTIFY)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._watcher is not None:
+            self._watcher.stop(self._nudge)
+        self._closed = True
+        with self._write_lock:
+            self._write.close()
+        with self._read_lock:
+            self._read.close()

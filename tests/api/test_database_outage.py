@@ -1,0 +1,85 @@
+"""A registry on PostgreSQL when the database goes away and comes back: appends are refused with
+503 ``store-unavailable`` and ``Retry-After`` (never acknowledged, never half-applied), and once
+the database answers again the same registry process appends and serves as before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import falcon
+import psycopg
+import pytest
+from falcon import testing
+
+from ledger.store.ledger import Ledger
+from tests.api.conftest import Caller, FakeClock, make_app, problem_slug, task
+from tests.ledger.factory import World
+from tests.postgres_db import fresh_schema
+from tests.postgres_proxy import Proxy
+
+pytestmark = pytest.mark.postgres
+JSON = "application/json"
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[Proxy, str]]:
+    with fresh_schema() as dsn:
+        proxy = Proxy(dsn)
+        try:
+            yield proxy, dsn
+        finally:
+            proxy.cut()
+
+
+@pytest.fixture
+def outage_ledger(tmp_path: Path, world: World, proxy: tuple[Proxy, str]) -> Iterator[Ledger]:
+    opened = Ledger.create(
+        tmp_path / "data",
+        genesis=world.sign("admin", world.genesis_body()),
+        log_key=world.log_key,
+        store_url=proxy[0].dsn,
+    )
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def app(outage_ledger: Ledger, clock: FakeClock) -> falcon.App[Any, Any]:
+    return make_app(outage_ledger, clock)
+
+
+def test_appends_wait_out_a_database_outage(
+    app: falcon.App[Any, Any],
+    clock: FakeClock,
+    world: World,
+    proxy: tuple[Proxy, str],
+    outage_ledger: Ledger,
+) -> None:
+    call = Caller(testing.TestClient(app), clock)
+    alice = world.keys["alice"]
+
+    def post(n: int) -> testing.Result:
+        body = task(world, n).canonical()
+        return call("POST", "/v1/events", key=alice, body=body, content_type=JSON)
+
+    assert post(1).status_code == 201
+    proxy[0].cut()
+    refused = post(2)
+    assert refused.status_code == 503, refused.text
+    assert problem_slug(refused) == "store-unavailable"
+    assert refused.headers["retry-after"] == "1"
+    assert post(3).status_code == 503  # still gone: the state was not left ahead of the store
+    assert call("GET", "/v1/checkpoint").status_code == 200  # the signed head, from memory
+
+    proxy[0].restore()
+    again = post(4)
+    assert again.status_code == 201, again.text
+    assert again.json["index"] == 2
+    page = call("GET", "/v1/events", key=alice, query="from=0")
+    assert [e["index"] for e in page.json["entries"]] == [0, 1, 2]
+    with psycopg.connect(proxy[1]) as conn:
+        rows = conn.execute("SELECT idx FROM pht_entries ORDER BY idx").fetchall()
+    assert rows == [(0,), (1,), (2,)]
+    assert outage_ledger.size == 3

@@ -1,0 +1,214 @@
+"""Several ``pht serve`` processes on one PostgreSQL ledger (DESIGN 10): appends through any of
+them land once, densely, in one order; a follower long-polling one replica wakes when another
+appends; a signed request replayed to another replica is refused; a replica killed mid-way loses
+nothing acknowledged and the others carry on, also behind nginx
+(examples/deploy/nginx-replicas.conf)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from falcon import testing
+
+from api.client.registry import Client
+from ledger.store.ledger import Ledger
+from tests.api.conftest import FakeClock, make_app, signed_headers, task
+from tests.api.registry_process import RegistryProcess, init_registry
+from tests.ledger.factory import World
+from tests.postgres_db import fresh_schema
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_schema() as made:
+        yield made
+
+
+def _replica(tmp: Path, data: Path, name: str, dsn: str) -> RegistryProcess:
+    """Another data directory with the log key, serving the same database."""
+    own = tmp / name / "data"
+    own.mkdir(parents=True)
+    shutil.copy2(data / "log.key", own / "log.key")
+    return RegistryProcess(own, store=dsn)
+
+
+def test_replicas_append_in_one_order_and_wake_each_others_followers(
+    tmp_path: Path, dsn: str
+) -> None:
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    replicas = [RegistryProcess(data, store=dsn), _replica(tmp_path, data, "b", dsn)]
+    for replica in replicas:
+        replica.start()
+    try:
+        a, b = (Client(r.url, world.keys["alice"]) for r in replicas)
+        with a, b, Client(replicas[1].url, world.keys["site-b"]) as follower:
+            woke: list[list[int]] = []
+            waiter = threading.Thread(
+                target=lambda: woke.append([e.index for e in follower.entries(1, wait=20).entries])
+            )
+            waiter.start()
+            first = a.post_event(task(world, 0))  # through A; B's long-poll must wake
+            waiter.join(20)
+            assert woke == [[first.index]]
+
+            events = [task(world, n) for n in range(1, 21)]
+            results: list[int] = []
+            posters = [
+                threading.Thread(target=lambda c=c, e=e: results.append(c.post_event(e).index))
+                for c, e in zip([a, b] * 10, events, strict=True)
+            ]
+            for t in posters:
+                t.start()
+            for t in posters:
+                t.join()
+            assert sorted(results) == list(range(2, 22))
+            again = b.post_event(events[0])  # posted through A or B before: the same entry
+            assert not again.created and again.index in results
+            for c in (a, b):
+                page = c.entries(0, limit=100, wait=5)
+                while len(page.entries) < 22:  # the other replica's entries, as they come in
+                    page = c.entries(0, limit=100, wait=1)
+                assert [e.index for e in page.entries] == list(range(22))
+            assert a.checkpoint() == b.checkpoint()
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_a_killed_replica_loses_nothing_acknowledged(tmp_path: Path, dsn: str) -> None:
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    a, b = RegistryProcess(data, store=dsn), _replica(tmp_path, data, "b", dsn)
+    a.start()
+    b.start()
+    try:
+        with Client(a.url, world.keys["alice"]) as to_a:
+            acknowledged = [to_a.post_event(task(world, n)) for n in range(5)]
+        a.kill()
+        with Client(b.url, world.keys["alice"]) as to_b:
+            after = to_b.post_event(task(world, 99))
+            assert after.index == 6
+            page = to_b.entries(0, limit=100)
+            assert [e.hash for e in page.entries[1:6]] == [x.hash for x in acknowledged]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_request_replayed_to_another_replica_is_refused(tmp_path: Path, dsn: str) -> None:
+    world = World()
+    ledgers = [
+        Ledger.create(
+            tmp_path / "a",
+            genesis=world.sign("admin", world.genesis_body()),
+            log_key=world.log_key,
+            store_url=dsn,
+        ),
+    ]
+    ledgers.append(Ledger.open(tmp_path / "b", log_key=world.log_key, store_url=dsn))
+    clock = FakeClock()
+    try:
+        apps = [testing.TestClient(make_app(ledger, clock)) for ledger in ledgers]
+        headers = signed_headers(
+            world.keys["alice"], "GET", "/v1/events", query="from=0", created=int(clock())
+        )
+        first = apps[0].simulate_get("/v1/events", query_string="from=0", headers=headers)
+        assert first.status_code == 200
+        replayed = apps[1].simulate_get("/v1/events", query_string="from=0", headers=headers)
+        assert replayed.status_code == 401
+        assert replayed.json["type"].endswith("/request-replayed")
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _nginx() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if found is None:
+        reason = "nginx not found; apt-get install nginx-light (.ci/setup does)"
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+@contextmanager
+def nginx_in_front(tmp: Path, upstreams: list[str], port: int) -> Iterator[str]:
+    """examples/deploy/nginx-replicas.conf rendered for ``upstreams``, run on ``port``."""
+    binary = _nginx()
+    template = Path(__file__).resolve().parents[2] / "examples/deploy/nginx-replicas.conf"
+    servers = "\n".join(
+        f"        server {u.removeprefix('http://')} max_fails=1 fail_timeout=10s;"
+        for u in upstreams
+    )
+    conf = (
+        template.read_text()
+        .replace("@DIR@", str(tmp))
+        .replace("@UPSTREAMS@", servers)
+        .replace("@LISTEN@", f"127.0.0.1:{port}")
+    )
+    (tmp / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen(
+        [binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
+        stderr=(tmp / "stderr.log").open("w"),
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, (tmp / "error.log").read_text()
+            assert time.monotonic() < deadline, "nginx did not listen"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_nginx_in_front_of_replicas_rides_out_a_killed_one(tmp_path: Path, dsn: str) -> None:
+    _nginx()
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    port = _free_port()
+    public = f"http://127.0.0.1:{port}"
+    replicas = [RegistryProcess(data, store=dsn, public_url=public)]
+    replicas.append(_replica(tmp_path, data, "b", dsn))
+    replicas[1].public_url = public
+    for replica in replicas:
+        replica.start()
+    (tmp_path / "nginx").mkdir()
+    try:
+        with (
+            nginx_in_front(tmp_path / "nginx", [r.url for r in replicas], port) as url,
+            Client(url, world.keys["alice"]) as alice,
+        ):
+            acknowledged = [alice.post_event(task(world, n)) for n in range(6)]
+            replicas[0].kill()
+            acknowledged += [alice.post_event(task(world, n)) for n in range(6, 12)]
+            assert [a.index for a in acknowledged] == list(range(1, 13))
+            page = alice.entries(0, limit=100)
+            assert [e.hash for e in page.entries[1:]] == [a.hash for a in acknowledged]
+            assert alice.checkpoint().split(b"\n")[1] == b"13"  # the signed size
+    finally:
+        for replica in replicas:
+            replica.stop()
