@@ -32,6 +32,7 @@ from api.registry.resources import (
     TaskResource,
 )
 from api.registry.tiles import Tiles
+from api.registry.webview import add_web_routes
 from api.registry.witness import Cosignatures, CosignedCheckpoint
 from api.wire import problems
 from api.wire.accesslog import AccessLog
@@ -118,4 +119,5 @@ def create_app(
     app.add_route("/v1/heartbeats", Heartbeats(ledger, presence))
     app.add_route("/v1/sites", Sites(ledger, presence))
     app.add_route("/v1/tile/{path:path}", Tiles(ledger))  # C2SP tlog-tiles, prefix /v1
+    add_web_routes(app)  # the web view (issue 14): static files, public
     return app

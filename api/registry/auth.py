@@ -19,8 +19,9 @@ served; the methods each path has are public in ``/openapi.json`` anyway):
 Decisions: a revoked member's key, like a stranger's, is not the key of a current member, so its
 requests cannot be authenticated at all (401 ``unknown-key``, the detail says so); 403 is reserved
 for a current member acting beyond their role. The public resources are ``/healthz``,
-``/openapi.json`` and ``/v1/checkpoint`` (the checkpoint is signed by the log key and meant to be
-gossiped). ``req.context.member`` holds the authenticated :class:`MemberRecord`.
+``/openapi.json``, ``/v1/checkpoint`` (the checkpoint is signed by the log key and meant to be
+gossiped) and the web view's static files (``/``, ``/assets/...``). ``req.context.member`` holds
+the authenticated :class:`MemberRecord`.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ import falcon
 import http_sf
 
 from api.registry.resources import STREAMED
+from api.registry.webview import ASSET_ROUTES
 from api.wire.httpsig import BODY_METHODS, RequestVerifier, ServerMessage, target_uri
 from api.wire.problems import Problem
 from crypto import KeyId, PublicKey
 from ledger.store.ledger import Ledger
 
-PUBLIC_ROUTES = frozenset(
-    {"/healthz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"}
+PUBLIC_ROUTES = (
+    frozenset({"/healthz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"})
+    | ASSET_ROUTES
 )
 
 

@@ -66,8 +66,11 @@ class WitnessCaller:
         self._session.close()
 
     def _run(self) -> None:
+        seen = 0  # the ledger size last looked at: wake only when it grows (or to stop)
         while not self._stop.is_set():
-            self._ledger.wait_for(max(self._asked.values(), default=0) + 1, self._idle)
+            if not self._ledger.wait_for(seen, self._idle):
+                continue
+            seen = self._ledger.size
             try:
                 self.ask_all()
             except Exception:  # a bug here must not end witnessing for the registry's life

@@ -355,3 +355,26 @@ def test_a_running_registry_gets_cosigned_by_a_standard_witness(tmp_path: Path) 
             server.shutdown()
             server.server_close()
         process.stop()
+
+
+def test_caller_sleeps_while_the_ledger_does_not_grow(ledger: Ledger, world: World) -> None:
+    """It looks once per new size, never in a loop (a spinning caller slowed every request)."""
+    looks = []
+
+    class Counting(WitnessCaller):
+        def ask_all(self) -> dict[str, int]:
+            looks.append(ledger.size)
+            return super().ask_all()
+
+    caller = Counting(ledger, idle=0.05).start()
+    try:
+        time.sleep(0.5)
+        assert looks == [1]
+        grow(ledger, world)
+        deadline = time.monotonic() + 5
+        while len(looks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert looks == [1, 2]
+    finally:
+        caller.stop()

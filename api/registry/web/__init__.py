@@ -1,0 +1,1 @@
+"""The web view's static files (served by api.registry.webview; no Python here)."""
