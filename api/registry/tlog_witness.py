@@ -126,11 +126,11 @@ class WitnessCaller:
                 continue
             if status != 200:
                 log.warning(
-                    "witness %s refused the checkpoint of size %d: HTTP %d %s",
+                    "witness %s refused the checkpoint of size %d: HTTP %d %r",
                     name,
                     size,
                     status,
-                    body[:200].decode("utf-8", "replace"),
+                    body[:200].decode("utf-8", "replace"),  # quoted: the witness's text
                 )
                 return 0
             return self._take(name, size, body)
