@@ -30,7 +30,7 @@ from cli.errors import CliError
 from cli.members_file import read_members
 from crypto import SigningKey
 from ledger.bodies import Consortium
-from ledger.checkpoint import verifier_key
+from ledger.checkpoint import key_fingerprint, verifier_key
 from ledger.events import ZERO_HASH, Entry, SignedEvent, new_event, utc_now
 from ledger.rules import apply
 from ledger.state import State
@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             "data": str(data),
             "origin": args.origin,
             "log_key": ledger.log_key,
+            "log_key_fingerprint": key_fingerprint(ledger.log_key),
             "genesis_hash": entry.hash,
             "genesis_event_id": genesis.event.id,
             "members": [m["name"] for m in members],

@@ -207,6 +207,13 @@ def verifier_key(name: str, public_key: PublicKey) -> str:
     return f"{name}+{key_hash(name, public_key).hex()}+{encoded}"
 
 
+def key_fingerprint(text: str) -> str:
+    """The log key's fingerprint, for a person to compare: the hex SHA-256 of its raw Ed25519
+    key, in groups of four (what ``pht init``, ``siteclient init`` and the web view show)."""
+    digest = hashlib.sha256(parse_verifier_key(text).public_key.raw).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
 def parse_verifier_key(text: str) -> NoteVerifier:
     """Parse a verifier key string strictly; the key hash must match the name and key."""
     if not isinstance(text, str):

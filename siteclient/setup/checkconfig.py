@@ -30,12 +30,13 @@ import requests
 
 from api.errors import ApiError, UnauthenticatedError
 from crypto import CryptoError, SigningKey
+from ledger.checkpoint import key_fingerprint
 from ledger.errors import LedgerError
 from siteclient.config import SiteConfig
 from siteclient.errors import SiteClientError
 from siteclient.follow.membership import check_membership
 from siteclient.runtime.docker import DockerRuntime
-from siteclient.setup.probe import RegistryFacts, fingerprint, probe_registry, replay
+from siteclient.setup.probe import RegistryFacts, probe_registry, replay
 
 DEFAULT_PROBE_IMAGE = "busybox:latest"
 
@@ -146,8 +147,8 @@ def _ledger(config: SiteConfig, report: _Report) -> None:
         report.note(
             "pins",
             f"{' and '.join(config.trust_on_first_use)} null (trust on first use): the "
-            f"registry serves log_key {view.log_key} (fingerprint {fingerprint(view.log_key)}) "
-            f"and genesis {view.genesis} (fingerprint {fingerprint(view.genesis)}); pin them",
+            f"registry serves log_key {view.log_key} (fingerprint "
+            f"{key_fingerprint(view.log_key)}) and genesis {view.genesis}; pin them",
         )
     else:
         report.ok("pins", f"{view.size} entries verify under the pinned log_key and genesis")

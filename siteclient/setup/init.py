@@ -32,6 +32,7 @@ from typing import Any
 
 from api.errors import ApiError, UnauthenticatedError
 from crypto import SigningKey, write_new_file
+from ledger.checkpoint import key_fingerprint
 from ledger.store.durable import write_atomic
 from siteclient.config import SiteConfig
 from siteclient.errors import ConfigError
@@ -40,7 +41,6 @@ from siteclient.setup.probe import (
     RegistryFacts,
     check_log_key,
     fetch_pins,
-    fingerprint,
     probe_registry,
 )
 
@@ -268,12 +268,11 @@ def _show(fetched: FetchedPins, facts: RegistryFacts) -> None:
         f"{facts.size} entries"
     )
     print(f"log key   {fetched.log_key}")
-    print(f"          fingerprint {fingerprint(fetched.log_key)}")
+    print(f"          fingerprint {key_fingerprint(fetched.log_key)}")
     print(f"genesis   {fetched.genesis}")
-    print(f"          fingerprint {fingerprint(fetched.genesis)}")
     print(
-        "Compare both with what the admin published (`pht init` printed log_key and "
-        "genesis_hash); the fingerprints are the first 16 hex digits of their SHA-256."
+        "Compare both with what the admin published (`pht init` printed log_key, its "
+        "log_key_fingerprint and genesis_hash; the web view shows the same fingerprint)."
     )
 
 

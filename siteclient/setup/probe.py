@@ -10,12 +10,10 @@ something that is not a PHT registry does).
   ledger) names the registry's log key; its entry hash is the genesis pin. The public checkpoint
   must verify under that key, so what is shown is what the registry signs with.
 - :func:`replay`: the whole ledger, verified under the pins, for the current membership.
-- :func:`fingerprint`: a short form of a pin for reading aloud over the phone.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from api.client.ledgerview import catch_up
@@ -129,9 +127,3 @@ def replay(url: str, key: SigningKey, *, log_key: str | None, genesis: str | Non
             return catch_up(TrustedLog(Trusted(), pins=pins), client)
         except QuorumError:  # a witness policy in force: read the cosigned checkpoint
             return catch_up(TrustedLog(Trusted(), pins=pins), client, cosigned=True)
-
-
-def fingerprint(text: str) -> str:
-    """``1a2b 3c4d 5e6f 7a8b``: the first 64 bits of SHA-256 of ``text``, in groups of four."""
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return " ".join(digest[i : i + 4] for i in range(0, 16, 4))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -73,6 +74,10 @@ def test_init_writes_log_key_and_genesis(
         assert isinstance(body, Consortium)
         assert body.name == "Test consortium" and body.origin == ORIGIN
         assert body.log_key == verifier_key(ORIGIN, log_key.public) == summary["log_key"]
+        digest = hashlib.sha256(log_key.public.raw).hexdigest()  # what sites and browsers show
+        assert summary["log_key_fingerprint"] == " ".join(
+            digest[i : i + 4] for i in range(0, 64, 4)
+        )
         assert [(m.name, m.role.value) for m in body.members] == [
             ("admin", "admin"),
             ("alice", "researcher"),

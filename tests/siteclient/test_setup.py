@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import pty
@@ -78,7 +80,10 @@ def test_init_writes_config_that_follow_accepts(
     out = capsys.readouterr().out
     log_key, genesis = _pins(env)
     assert f"log key   {log_key}" in out and f"genesis   {genesis}" in out
-    assert out.count("fingerprint ") == 2
+    # SHA-256 of the raw Ed25519 key, in groups of four, as the web view shows it
+    raw = base64.b64decode(log_key.split("+", 2)[2])[1:]
+    digest = hashlib.sha256(raw).hexdigest()
+    assert f"fingerprint {' '.join(digest[i : i + 4] for i in range(0, 64, 4))}" in out
     line = next(json.loads(x) for x in out.splitlines() if x.startswith('{"name"'))
     assert line == {
         "name": "site-a",
