@@ -216,8 +216,9 @@ start_postgres() {
     touch "$PG_LOG" && chown postgres "$PG_LOG"
     log "postgres: starting on 127.0.0.1:$PG_PORT; log in $PG_LOG"
     # -w waits until it accepts connections. Loopback only, socket in a directory of our own.
+    # fd 9 (the start/stop lock) closed: the server would hold the lock for its whole life.
     as_postgres "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_LOG" -w -t "$WAIT_SECONDS" start \
-        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR/socket -c fsync=on" >/dev/null \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR/socket -c fsync=on" >/dev/null 9>&- \
         || { tail -n 5 "$PG_LOG" >&2; die "PostgreSQL did not start; see $PG_LOG"; }
     head -n 1 "$PG_DIR/data/postmaster.pid" >"$STATE_DIR/postgres.pid"
     local admin=postgresql://postgres@127.0.0.1:$PG_PORT/postgres

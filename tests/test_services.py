@@ -76,3 +76,22 @@ def test_busybox_image_pulls_from_registry_and_runs(docker_client: docker.Docker
 
     assert result["StatusCode"] == 0, logs
     assert logs == b"hello\n"
+
+
+def test_no_started_service_holds_the_start_lock() -> None:
+    """``services.sh`` starts its daemons with the start/stop lock's descriptor closed: one that
+    inherited it (PostgreSQL once did) held the lock for life, and the next ``start`` (the demo
+    after the tests, or a second CI run) waited 300 s and failed."""
+    lock = "/tmp/pht-services/lock"  # .ci/services.sh's STATE_DIR
+    holders = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+        except OSError:  # gone, or not ours to read
+            continue
+        if lock in targets:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().replace(b"\0", b" ")[:80].decode(errors="replace")
+            holders.append(f"{pid}: {argv}")
+    assert holders == [], f"these processes hold {lock}: {holders}"
