@@ -33,7 +33,7 @@ reasons end up in a signed ``rejected`` result in the ledger.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ledger.errors import InvalidReferenceError
@@ -73,6 +73,20 @@ def _has_unescaped_domain_dot(pattern: str) -> bool:
     A heuristic for ``registry.example.org/...`` written without ``\\.``; ``.*`` and ``[.]`` and
     ``\\.`` are not flagged.
     """
+    for i, char in _plain(pattern):
+        if char == "/":
+            return False
+        if char == ".":
+            before = pattern[i - 1] if i > 0 else ""
+            after = pattern[i + 1] if i + 1 < len(pattern) else ""
+            if before.isalnum() and after.isalnum():
+                return True
+    return False
+
+
+def _plain(pattern: str) -> Iterator[tuple[int, str]]:
+    """Each character of ``pattern`` outside escapes (``\\x``) and character classes
+    (``[...]``), with its position: what the heuristics below look at."""
     escaped = in_class = False
     for i, char in enumerate(pattern):
         if escaped:
@@ -83,14 +97,8 @@ def _has_unescaped_domain_dot(pattern: str) -> bool:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-        elif char == "/":
-            return False
-        elif char == ".":
-            before = pattern[i - 1] if i > 0 else ""
-            after = pattern[i + 1] if i + 1 < len(pattern) else ""
-            if before.isalnum() and after.isalnum():
-                return True
-    return False
+        else:
+            yield i, char
 
 
 _GLOB_STAR_AFTER = frozenset("/:@-_") | frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -102,18 +110,9 @@ def _glob_marks(pattern: str) -> list[str]:
     right after ``/`` or ``:`` (a glob's "one character"). ``.*``, ``[a-z]*``, ``(...)?`` and
     escaped characters are regex and not flagged."""
     marks: list[str] = []
-    escaped = in_class = False
-    for i, char in enumerate(pattern):
+    for i, char in _plain(pattern):
         before = pattern[i - 1] if i > 0 else ""
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "*" and (before == "" or before.lower() in _GLOB_STAR_AFTER):
+        if char == "*" and (before == "" or before.lower() in _GLOB_STAR_AFTER):
             marks.append(f"'{before}*'")
         elif char == "?" and before in ("/", ":"):
             marks.append(f"'{before}?'")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -157,15 +156,6 @@ def test_serve_listens_on_8555_by_default_and_a_busy_port_suggests_port(
         port = busy.getsockname()[1]
         assert pht(["serve", "--data", str(data), "--port", str(port)]) == 1
     assert "pass --port N" in capsys.readouterr().err
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SiteEnv]:
-    monkeypatch.setenv("PHT_PROFILE", str(tmp_path / "profile.json"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
-    site = SiteEnv(tmp_path).start()
-    yield site
-    site.stop()
 
 
 def test_member_add_carries_organization_and_encryption_key(

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ import pytest
 from cli.main import main as pht
 from tests.siteclient.conftest import ImageFactory
 from tests.siteclient.site_env import ROOT, SiteEnv
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SiteEnv]:
-    monkeypatch.setenv("PHT_PROFILE", str(tmp_path / "profile.json"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
-    site = SiteEnv(tmp_path).start()
-    yield site
-    site.stop()
 
 
 def _profile(env: SiteEnv, capsys: pytest.CaptureFixture[str], member: str = "alice") -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -25,15 +24,6 @@ from ledger.tasks import LOG_TRUNCATED
 from tests.cli.researcher_env import post_result, profile, publish_encryption_key
 from tests.siteclient.conftest import ImageFactory
 from tests.siteclient.site_env import ROOT, SiteEnv
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SiteEnv]:
-    monkeypatch.setenv("PHT_PROFILE", str(tmp_path / "profile.json"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
-    site = SiteEnv(tmp_path).start()
-    yield site
-    site.stop()
 
 
 def _post(env: SiteEnv, *extra: str, image: str = "127.0.0.1:5000/pht-test/rt-x:1") -> list[str]:
