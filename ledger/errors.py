@@ -142,6 +142,11 @@ class StoreError(LedgerError):
     """The data directory cannot be read or written."""
 
 
+class BacklogError(StoreError):
+    """Too many sequenced entries await a checkpoint (a shared store's integrator is behind or
+    gone): the append is refused, to be tried again shortly, rather than queued without bound."""
+
+
 class CorruptStoreError(StoreError):
     """The data directory holds bytes that cannot be recovered."""
 

@@ -189,8 +189,16 @@ def _answer_schemas() -> dict[str, Any]:
         "Health": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["status", "size"],
-            "properties": {"status": {"const": "ok"}, "size": INDEX},
+            "required": ["status", "size", "integrator"],
+            "properties": {
+                "status": {"const": "ok"},
+                "size": INDEX,
+                "integrator": {
+                    "type": "boolean",
+                    "description": "Whether this process signs the checkpoints (of replicas "
+                    "sharing a PostgreSQL ledger, one at a time does; a lone registry always)",
+                },
+            },
         },
     }
 

@@ -124,7 +124,10 @@ class Health:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         only_params(req, ())
-        resp.data = json_bytes({"status": "ok", "size": self._ledger.size})
+        ledger = self._ledger
+        resp.data = json_bytes(
+            {"status": "ok", "size": ledger.size, "integrator": ledger.integrating}
+        )
         resp.content_type = JSON
 
 

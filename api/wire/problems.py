@@ -65,6 +65,7 @@ import falcon
 from api.errors import PROBLEM_BASE, RequestAuthError
 from api.wire.httpsig import accept_signature
 from ledger.errors import (
+    BacklogError,
     BlobError,
     CosignatureError,
     DamagedError,
@@ -259,6 +260,9 @@ def _ledger_error(req: falcon.Request, resp: falcon.Response, ex: Exception, par
         # the entry or blob, never a path; the log line says what was found.
         log.error("%s %s: store damaged, not served: %s", req.method, req.path, ex)
         slug, detail = "store-damaged", f"{ex.subject} is damaged in the registry's store"
+    elif isinstance(ex, BacklogError):  # transient by design: say why, ask to come back
+        log.warning("%s %s: %s", req.method, req.path, ex)
+        slug, detail, headers = "store-unavailable", str(ex), {"Retry-After": "1"}
     elif isinstance(ex, StoreError):
         log.error("%s %s: storage failed: %s", req.method, req.path, ex)
         slug, detail, headers = "store-unavailable", None, {"Retry-After": "1"}

@@ -20,10 +20,16 @@ class Store(Protocol):
       ``append_sequenced(decide)`` is the same, for a store other processes may append to too:
       with the next index reserved, it calls ``decide`` with the entries others appended since
       this process last looked (``count`` grows by them), and appends the payloads it returns.
-      ``catch_up(adopt)`` hands ``adopt`` those entries without appending, and ``watch(wake)``
-      calls ``wake`` from a thread of the store's whenever there may be some. A store only one
+      ``catch_up(adopt)`` hands ``adopt`` those entries without appending (with the checkpoint
+      the integrator published last, when it is newer), and ``watch(wake, elected)`` calls
+      ``wake`` from a thread of the store's whenever there may be some. A store only one
       process writes (the embedded one) never has any: ``decide`` gets none, the others do
       nothing.
+    - Integrating: of the processes sharing a store, one at a time signs checkpoints.
+      ``campaign`` stands for it (one attempt now; ``watch`` keeps trying and calls ``elected``
+      on each win), ``integrating`` says whether this process signs now (always, for a store
+      one process writes), and ``publish(note)`` hands the others a newly signed checkpoint
+      without blocking (a no-op where there are no others).
     - ``count`` is the number of durable entries. ``read`` and ``read_range`` give payloads,
       raising StoreError out of range and DamagedEntryError naming an entry whose stored bytes
       are damaged; ``checksums=False`` may skip the store's own checksums (the ledger checks every
@@ -51,9 +57,15 @@ class Store(Protocol):
 
     def append_sequenced(self, decide: Callable[[Sequence[bytes]], list[bytes]]) -> None: ...
 
-    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None: ...
+    def catch_up(self, adopt: Callable[[Sequence[bytes], bytes | None], None]) -> None: ...
 
-    def watch(self, wake: Callable[[], None]) -> None: ...
+    def watch(self, wake: Callable[[], None], elected: Callable[[], None]) -> None: ...
+
+    def campaign(self) -> None: ...
+
+    def integrating(self) -> bool: ...
+
+    def publish(self, note: bytes) -> None: ...
 
     def read(self, index: int) -> bytes: ...
 

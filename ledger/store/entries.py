@@ -292,11 +292,20 @@ class EntryStore:
         if payloads:
             self.append_batch(payloads)
 
-    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None:
+    def catch_up(self, adopt: Callable[[Sequence[bytes], bytes | None], None]) -> None:
         """Nothing to hand over: no other process appends to this directory."""
 
-    def watch(self, wake: Callable[[], None]) -> None:
+    def watch(self, wake: Callable[[], None], elected: Callable[[], None]) -> None:
         """Nothing to watch: no other process appends to this directory."""
+
+    def campaign(self) -> None:
+        """Nothing to campaign for: the one process writing the directory integrates."""
+
+    def integrating(self) -> bool:
+        return True
+
+    def publish(self, note: bytes) -> None:
+        """Nobody to publish to (the snapshot saves the checkpoint)."""
 
     def save_checkpoint(self, note: bytes) -> None:
         """Replace ``checkpoint`` in the data directory with ``note`` (atomically)."""

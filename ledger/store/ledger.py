@@ -7,10 +7,16 @@ the embedded :class:`EntryStore` implements it, and so does
 :class:`ledger.store.postgres.entries.PostgresStore`, which several registry processes may share:
 each judges new events against the state as of the entry before them, taking the entries the
 others appended first (``append_sequenced``), and takes them as they come (``watch``).
+
+Of the processes sharing a store, one at a time integrates (``Store.integrating``): it signs each
+checkpoint and publishes it. The others serve the checkpoint it published, verified against their
+own tree, and serve entries only up to it (``_served``), so a reader never sees an entry no
+checkpoint covers; an append through them returns once a published checkpoint covers it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +25,7 @@ from pathlib import Path
 from crypto import SigningKey
 from ledger import fields as f
 from ledger.bodies import registry_blobs
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.checkpoint import Checkpoint, sign_checkpoint, unverified_size
 from ledger.errors import BlobError, LedgerError, MissingBlobError, SignatureError
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.merkle import MerkleTree
@@ -40,6 +46,8 @@ from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
 from ledger.witness_rules import policy_of
 
 SNAPSHOT_EVERY = 50_000
+PUBLISH_WAIT = 10.0  # seconds an append waits for the integrator's checkpoint to cover it
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +114,7 @@ class Ledger(LedgerReads):
         self._ids = IdIndex()
         self._snapshot_size = 0
         self._checkpoint = b""
+        self._served = 0  # the size of self._checkpoint: what readers are shown
         self._unsettled = False  # the state may be ahead of the store (see _reload)
         self.nonces: Nonces | None = None  # request nonces, when replicas share the store
         self._rest: Backend | None = None  # what open() opened beside the store
@@ -116,6 +125,7 @@ class Ledger(LedgerReads):
             log_key=log_key,
             policy=lambda: policy_of(self._state),
         )
+        self._store.campaign()  # a shared store: stand for integrator before recovering
         replayed = not self._recover()
         self._committer: GroupCommitter[SignedEvent, AppendResult | LedgerError] = GroupCommitter(
             self._commit
@@ -126,7 +136,8 @@ class Ledger(LedgerReads):
             except BaseException:
                 self._committer.close()
                 raise
-        self._store.watch(self._catch_up)  # a store shared with other registry processes
+        # A store shared with other registry processes: take their entries and checkpoints.
+        self._store.watch(self._catch_up, self._take_over)
 
     # ---- opening
 
@@ -219,6 +230,7 @@ class Ledger(LedgerReads):
         self._snapshot_size = found.snapshot_size
         if self._state.size:
             self._sign_checkpoint()
+            self._adopt_published(self._store.stored_checkpoint())
         return found.from_snapshot
 
     # ---- writing
@@ -244,7 +256,21 @@ class Ledger(LedgerReads):
         outcome = self._committer.submit(signed)
         if isinstance(outcome, LedgerError):
             raise outcome
+        self._await_checkpoint(outcome.entry.index)
         return outcome
+
+    @property
+    def integrating(self) -> bool:
+        """Whether this process signs the checkpoints (see the module)."""
+        return self._store.integrating()
+
+    def _await_checkpoint(self, index: int) -> None:
+        """Wait until the checkpoint served covers entry ``index`` (at once where this process
+        signs; a shared store's integrator publishes within milliseconds). The entry is
+        committed either way: after ``PUBLISH_WAIT`` the append is answered regardless."""
+        with self._grown:
+            if not self._grown.wait_for(lambda: self._served > index, timeout=PUBLISH_WAIT):
+                log.warning("no checkpoint covers entry %d after %.0f s", index, PUBLISH_WAIT)
 
     def _require_blobs(self, signed: SignedEvent) -> None:
         """Refuse an event naming a blob this registry does not hold, or holds with another size
@@ -268,6 +294,7 @@ class Ledger(LedgerReads):
         entry = self._find(signed.event.id)
         if entry is None:
             return None
+        self._await_checkpoint(entry.index)
         if entry.event.sig != signed.sig:
             author = self._state.member_by_key(signed.event.author)
             if author is None:  # cannot happen for a stored event; refuse rather than guess
@@ -355,15 +382,47 @@ class Ledger(LedgerReads):
             self._grown.notify_all()
 
     def _catch_up(self) -> None:
-        """The store's watcher: take what other processes appended."""
+        """The store's watcher: take what other processes appended, and the checkpoint the
+        integrator published."""
         if self._unsettled:
             return
 
-        def adopt(newer: Sequence[bytes]) -> None:
+        def adopt(newer: Sequence[bytes], published: bytes | None) -> None:
             with self._grown:
                 self._adopt(newer)
+                self._adopt_published(published)
+                self._grown.notify_all()
 
         self._store.catch_up(adopt)
+
+    def _take_over(self) -> None:
+        """Elected to integrate (the store's election thread): sign over everything sequenced."""
+        self._catch_up()
+        with self._grown:
+            if self._state.size and not self._unsettled:
+                self._sign_checkpoint()
+                self._grown.notify_all()
+        log.info("integrating the ledger from size %d", self._served)
+
+    def _adopt_published(self, note: bytes | None) -> None:
+        """Serve ``note``, a checkpoint the integrator published, if newer than the one served
+        and exactly the note this process would sign over its own tree at that size (Ed25519
+        signing is deterministic): a store whose checkpoint disagrees with its entries is
+        reported, never served. Called with the lock held (or before any other thread runs)."""
+        if not note or self._store.integrating():
+            return
+        try:
+            size = unverified_size(note)
+        except LedgerError:
+            size = -1
+        if size <= self._served or size > self._tree.size:
+            return  # old news, or ahead of the entries read here (the next catch-up has them)
+        cp = Checkpoint(origin=self._state.origin, size=size, root=self._tree.root(size))
+        if note != sign_checkpoint(cp, self._log_key):
+            log.error("the published checkpoint of size %d does not match the entries", size)
+            return
+        self._checkpoint, self._served = note, size
+        self.cosignatures.signed(cp)
 
     def _reload(self) -> None:
         """Rebuild the derived data from the store after a failed write. If the store cannot
@@ -378,15 +437,21 @@ class Ledger(LedgerReads):
         self._tree.append(entry.leaf_hash)
 
     def _sign_checkpoint(self) -> None:
+        """Sign a checkpoint over the whole tree, if this process integrates (see the module)."""
+        if not self._store.integrating():
+            return
         cp = Checkpoint(origin=self._state.origin, size=self._tree.size, root=self._tree.root())
         self._checkpoint = sign_checkpoint(cp, self._log_key)
+        self._served = cp.size
         self.cosignatures.signed(cp)
+        self._store.publish(self._checkpoint)
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
         with self._lock:
             self._store.sync_index()
-            self._store.save_checkpoint(self._checkpoint)
+            if self._checkpoint:
+                self._store.save_checkpoint(self._checkpoint)
             log_bytes, log_sha256 = self._store.digest()
             if log_bytes != self._store.offset(self._state.size):
                 return  # a batch is in the log but not yet in the tree; the next one will do
@@ -403,7 +468,7 @@ class Ledger(LedgerReads):
     def cosigned_checkpoint(self) -> bytes:
         """The newest cosigned checkpoint, every cosignature appended (DESIGN 12)."""
         with self._lock:
-            latest, size = self._checkpoint, self._tree.size
+            latest, size = self._checkpoint, self._served
         return self.cosignatures.cosigned_note(latest, size)
 
     def close(self) -> None:

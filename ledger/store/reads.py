@@ -35,12 +35,13 @@ class LedgerReads:
     _state: State
     _tree: MerkleTree
     _checkpoint: bytes
+    _served: int  # the size of the checkpoint served: readers see the entries below it
     _lock: threading.Lock
     _grown: threading.Condition
 
     @property
     def size(self) -> int:
-        return self._tree.size
+        return self._served
 
     @property
     def origin(self) -> str:
@@ -52,6 +53,9 @@ class LedgerReads:
         return self._state.log_key
 
     def checkpoint(self) -> bytes:
+        """The signed checkpoint served (StoreError before a shared store's first one)."""
+        if not self._checkpoint:
+            raise StoreError("the ledger's integrator has not published a checkpoint yet")
         return self._checkpoint
 
     def entry_bytes(self, index: int) -> bytes:
@@ -116,7 +120,7 @@ class LedgerReads:
     def wait_for(self, size: int, timeout: float) -> bool:
         """Block until the ledger holds more than ``size`` entries or ``timeout`` passes."""
         with self._grown:
-            return self._grown.wait_for(lambda: self._tree.size > size, timeout=timeout)
+            return self._grown.wait_for(lambda: self._served > size, timeout=timeout)
 
     def member_for_key(self, key_id: str) -> MemberRecord | None:
         member = self._state.member_by_key(KeyId(key_id))
@@ -149,7 +153,7 @@ class LedgerReads:
 
         def committed() -> bool:
             record = self._state.tasks.get(event_id)  # type: ignore[call-overload]
-            return record is None or _newest_index(record) < self._tree.size
+            return record is None or _newest_index(record) < self._served
 
         with self._grown:
             if not self._grown.wait_for(committed, timeout=10.0):
@@ -202,19 +206,19 @@ class LedgerReads:
         def committed() -> bool:
             nonlocal chunk
             chunk = self._chunk(query, before, count)
-            return all(_newest_index(task) < self._tree.size for task in chunk)
+            return all(_newest_index(task) < self._served for task in chunk)
 
         with self._grown:
             if not self._grown.wait_for(committed, timeout=10.0):
                 raise StoreError("the ledger's write path is stalled; try again")
-            sizes.append(self._tree.size)
+            sizes.append(self._served)
         return chunk
 
     def _chunk(self, query: TaskQuery, before: int | None, count: int) -> list[TaskSnapshot]:
         """Up to ``count`` committed tasks older than ``before`` that pass the cheap filters
         (under the lock). The state holds tasks in the order they were appended."""
         found: list[TaskSnapshot] = []
-        size = self._tree.size
+        size = self._served
         for record in reversed(self._state.tasks.values()):
             if record.index >= size or (before is not None and record.index >= before):
                 continue
@@ -231,14 +235,14 @@ class LedgerReads:
 
         def committed() -> bool:
             nonlocal lines
-            size = self._tree.size
+            size = self._served
             lines = list_members(m for m in self._state.members.values() if m.added < size)
             return all(line.index < size for line in lines)
 
         with self._grown:
             if not self._grown.wait_for(committed, timeout=10.0):
                 raise StoreError("the ledger's write path is stalled; try again")
-            return self._tree.size, lines
+            return self._served, lines
 
 
 def _history(history: tuple[int, ...] | None) -> list[int]:

@@ -14,6 +14,11 @@ Invariants:
   connection died during COMMIT) it is re-read from the database, and the ledger reloads.
 - Each entry keeps the SHA-256 of its payload, so ``read_range`` names an entry whose stored bytes
   changed (:class:`DamagedEntryError`). Connections come back after the database went away.
+- One process at a time integrates (:mod:`ledger.store.postgres.election`): it signs checkpoints
+  and ``publish``es them into ``pht_log``; the others adopt the published one as they catch up.
+  Sequencing refuses new entries (:class:`BacklogError`, a 503 to the client) while more than
+  ``backlog_limit`` of them wait for a published checkpoint: with no integrator alive, the log
+  pushes back instead of queueing without bound.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledger.errors import DamagedEntryError, StoreError
+from ledger.errors import BacklogError, DamagedEntryError, StoreError
+from ledger.store.postgres.election import Election
 from ledger.store.postgres.frames import LogDigest, framed_size, starts
+from ledger.store.postgres.publisher import Publisher
 from ledger.store.postgres.schema import (
     NOTIFY,
     Session,
@@ -32,12 +39,15 @@ from ledger.store.postgres.schema import (
     create_tables,
     database_error,
     has_ledger,
+    save_checkpoint,
     shown,
 )
 from ledger.store.postgres.watch import Watcher
 
 READ_CHUNK = 1024
+BACKLOG_LIMIT = 20_000  # sequenced entries awaiting a published checkpoint before appends wait
 Decide = Callable[[Sequence[bytes]], list[bytes]]
+Adopt = Callable[[Sequence[bytes], bytes | None], None]
 
 
 class PostgresStore:
@@ -53,6 +63,10 @@ class PostgresStore:
         self._count = 0
         self._bytes = 0
         self._watcher: Watcher | None = None
+        self._election: Election | None = None  # a serving ledger's candidacy (campaign)
+        self._publisher: Publisher | None = None
+        self._published = 0  # the size of the newest published checkpoint handed over
+        self.backlog_limit = BACKLOG_LIMIT
         self._write = Session(dsn)
         try:
             self._read = Session(dsn)
@@ -127,7 +141,10 @@ class PostgresStore:
                 try:
                     conn = self._write.get()
                     with conn.transaction(), conn.cursor() as cur:
-                        row = cur.execute("SELECT size, bytes FROM pht_log FOR UPDATE").fetchone()
+                        row = cur.execute(
+                            "SELECT size, bytes, checkpoint_size FROM pht_log FOR UPDATE"
+                        ).fetchone()
+                        self._check_backlog(int(row[0]), row[2])
                         newer = self._rows(cur, self._count, int(row[0]))
                         if self._bytes + sum(map(framed_size, newer)) != int(row[1]):
                             raise StoreError(
@@ -149,6 +166,16 @@ class PostgresStore:
                     raise
                 self._advance(payloads)
                 return
+
+    def _check_backlog(self, size: int, published: int | None) -> None:
+        if self._election is None:
+            return  # a copy into a store of its own: nobody integrates meanwhile
+        waiting = size - (published or 0)
+        if waiting > self.backlog_limit:
+            raise BacklogError(
+                f"{waiting} entries await a checkpoint (the bound is {self.backlog_limit}): "
+                "the integrating registry process is behind or gone; try again shortly"
+            )
 
     def _insert(self, cur: Any, payloads: list[bytes]) -> None:
         first = self._count
@@ -175,22 +202,47 @@ class PostgresStore:
             raise DamagedEntryError(start, "rows are missing from pht_entries")
         return [bytes(r[1]) for r in rows]
 
-    def catch_up(self, adopt: Callable[[Sequence[bytes]], None]) -> None:
-        """Hand ``adopt`` the entries other processes committed since this one last looked."""
+    def catch_up(self, adopt: Adopt) -> None:
+        """Hand ``adopt`` the entries other processes committed since this one last looked, and
+        the newest published checkpoint when it is newer than the last one handed over."""
         with self._write_lock:
             if self._closed or self._stale:
                 return  # the ledger reloads after an unknown outcome, not here
-            size = int(self._query_one("SELECT size FROM pht_log")[0])
-            if size <= self._count:
+            row = self._query_one("SELECT size, checkpoint_size, checkpoint FROM pht_log")
+            size, published = int(row[0]), int(row[1] or 0)
+            note = bytes(row[2]) if published > self._published else None
+            if size <= self._count and note is None:
                 return
-            newer = self.read_range(self._count, size, upto=size)
-            adopt(newer)
+            newer = self.read_range(self._count, size, upto=size) if size > self._count else []
+            adopt(newer, note)
             self._advance(newer)
+            self._published = max(self._published, published)
 
-    def watch(self, wake: Callable[[], None]) -> None:
+    def watch(self, wake: Callable[[], None], elected: Callable[[], None]) -> None:
         """Call ``wake`` (from a thread of the store's) whenever another process may have
-        appended: on its NOTIFY, and at least once a second."""
+        appended or published: on its NOTIFY, and at least once a second; campaign to
+        integrate, calling ``elected`` on each win (after :meth:`campaign`)."""
         self._watcher = Watcher(self.dsn, wake)
+        if self._election is not None:
+            self._election.start(elected)
+
+    # ---- integrating
+
+    def campaign(self) -> None:
+        """Stand for integrator, with one attempt now (:mod:`.election`)."""
+        if self._election is None:
+            self._election = Election(self.dsn)
+            self._election.try_once()
+
+    def integrating(self) -> bool:
+        """Whether this process signs the checkpoints (always, before :meth:`campaign`)."""
+        return self._election is None or self._election.integrating
+
+    def publish(self, note: bytes) -> None:
+        """Publish ``note`` for the other processes, soon (never blocks the caller)."""
+        if self._publisher is None:
+            self._publisher = Publisher(self.dsn)
+        self._publisher.offer(note)
 
     # ---- reading
 
@@ -264,12 +316,8 @@ class PostgresStore:
 
     def save_checkpoint(self, note: bytes) -> None:
         """Keep ``note`` unless a replica already saved one for a larger tree."""
-        size = int(note.split(b"\n", 2)[1])
-        self._query(
-            "UPDATE pht_log SET checkpoint = %s, checkpoint_size = %s "
-            "WHERE checkpoint_size IS NULL OR checkpoint_size <= %s RETURNING 1",
-            (note, size, size),
-        )
+        with self._read_lock:
+            save_checkpoint(self._read, note)
 
     def stored_checkpoint(self) -> bytes | None:
         note = self._query_one("SELECT checkpoint FROM pht_log")[0]
@@ -288,6 +336,10 @@ class PostgresStore:
     def close(self) -> None:
         if self._closed:
             return
+        if self._publisher is not None:
+            self._publisher.close()  # the last checkpoint out before the lock is given up
+        if self._election is not None:
+            self._election.close()
         if self._watcher is not None:
             self._watcher.stop(self._nudge)
         self._closed = True

@@ -152,6 +152,22 @@ def database_error() -> type[Exception]:
     return error
 
 
+# Keep a checkpoint unless one for a larger tree is there; wake the other processes when kept.
+_SAVE_CHECKPOINT = """
+WITH kept AS (
+    UPDATE pht_log SET checkpoint = %s, checkpoint_size = %s
+    WHERE checkpoint_size IS NULL OR checkpoint_size < %s RETURNING 1
+)
+SELECT pg_notify('pht_appended', current_schema()) FROM kept
+"""
+
+
+def save_checkpoint(session: Session, note: bytes) -> None:
+    """Publish ``note`` in ``pht_log`` unless a checkpoint for a larger tree is there."""
+    size = int(note.split(b"\n", 2)[1])
+    session.query(_SAVE_CHECKPOINT, (note, size, size))
+
+
 def has_ledger(conn: Connection) -> bool:
     """Whether the schema holds a ledger with at least one entry."""
     row = conn.execute("SELECT to_regclass('pht_log') IS NOT NULL").fetchone()
