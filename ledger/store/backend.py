@@ -10,10 +10,12 @@ from pathlib import Path
 from ledger.errors import StoreError
 from ledger.store import Blobs, Store
 from ledger.store.blobs import BlobStore
+from ledger.store.cosignatures import CosignatureLines
 from ledger.store.entries import EntryStore
 from ledger.store.logfiles import LOG_NAME, lock_dir
 from ledger.store.postgres import is_database_url
 from ledger.store.postgres.blobs import PostgresBlobs
+from ledger.store.postgres.cosignatures import PostgresLines
 from ledger.store.postgres.entries import PostgresStore
 from ledger.store.postgres.nonces import Nonces
 
@@ -24,6 +26,7 @@ class Backend:
     blobs: Blobs
     nonces: Nonces | None  # request nonces shared by the replicas of a database's ledger
     dir_lock: int | None = None  # the data directory's LOCK, when the store is not the directory
+    cosignatures: CosignatureLines | None = None  # shared by the replicas (None: a file)
 
     def close(self) -> None:
         try:
@@ -36,6 +39,8 @@ class Backend:
         self.blobs.close()
         if self.nonces is not None:
             self.nonces.close()
+        if self.cosignatures is not None:
+            self.cosignatures.close()  # idempotent: the ledger's book closed it already
         if self.dir_lock is not None:
             os.close(self.dir_lock)
 
@@ -53,7 +58,7 @@ def open_for_ledger(data_dir: Path, url: str | None, *, create: bool) -> Backend
     except BaseException:
         os.close(guard)
         raise
-    return Backend(opened.store, opened.blobs, opened.nonces, guard)
+    return Backend(opened.store, opened.blobs, opened.nonces, guard, opened.cosignatures)
 
 
 def open_backend(data_dir: Path, url: str | None, *, create: bool) -> Backend:
@@ -77,9 +82,14 @@ def open_backend(data_dir: Path, url: str | None, *, create: bool) -> Backend:
     except BaseException:
         store.close()
         raise
+    rest: list[Nonces | PostgresLines] = []
     try:
-        return Backend(store, blobs, Nonces(store.dsn))
+        rest.append(nonces := Nonces(store.dsn))
+        rest.append(lines := PostgresLines(store.dsn))
+        return Backend(store, blobs, nonces, cosignatures=lines)
     except BaseException:
+        for opened in rest:
+            opened.close()
         blobs.close()
         store.close()
         raise

@@ -15,8 +15,9 @@ size. :meth:`CosignatureBook.add` accepts it only when:
 - the size is not below the newest one this witness cosigned (a replayed older cosignature is
   refused; the same line again is accepted once, idempotently).
 
-Accepted lines are appended to ``cosignatures.log`` (one JSON object a line; a torn last line is
-ignored on open), written out and fsync'd within :data:`SYNC_INTERVAL` s of the answer (and on
+Accepted lines are kept by a :class:`CosignatureLines`: by default :class:`FileLines`, which
+appends them to ``cosignatures.log`` (one JSON object a line; a torn last line is ignored on open),
+written out and fsync'd within :data:`SYNC_INTERVAL` s of the answer (and on
 close). One fsync per cosignature costs the append path a third of its throughput (they share
 the disk; ``bench/witness_bench.py``); losing the last fraction of a second of cosignatures in a
 crash is harmless: nothing is trusted on them (each is verified again by every reader), each
@@ -25,6 +26,10 @@ are held in memory by size. :meth:`cosigned_note` serves the log's signed note f
 size whose cosignatures meet the witness policy's quorum (or, before any size does, the newest
 size with any cosignature; with none at all, the latest checkpoint), with every cosignature line
 held for it appended: one C2SP signed note.
+Registry processes sharing a PostgreSQL ledger share its lines
+(:class:`ledger.store.postgres.cosignatures.PostgresLines`): ``pull`` takes in the lines the
+others accepted (before judging a new one, and whenever the ledger catches up), so each process
+serves every cosignature and refuses an older one whichever process took the newer.
 Ed25519 signing is deterministic, so re-signing a checkpoint gives the note signed before.
 
 Refusals raise :class:`CosignatureError` (the API answers 422 ``bad-cosignature``).
@@ -37,8 +42,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from crypto import SigningKey
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -59,8 +65,88 @@ SYNC_INTERVAL = 0.25
 FUTURE_SKEW = 600  # seconds a cosignature's timestamp may lie ahead of the registry's clock
 
 
+Record = tuple[int, str, str]  # size, witness (member name), cosignature line
+
+
+class CosignatureLines(Protocol):
+    """Where accepted lines are kept: ``load`` gives all (once, on open), ``add`` keeps one,
+    ``newer`` gives those other processes added since (none for a file of one process)."""
+
+    def load(self) -> Iterable[Record]: ...
+
+    def add(self, record: Record) -> None: ...
+
+    def newer(self) -> Iterable[Record]: ...
+
+    def close(self) -> None: ...
+
+
+class FileLines:
+    """``cosignatures.log`` in a data directory, fsync'd every ``sync_interval`` s (module)."""
+
+    def __init__(self, data_dir: Path, sync_interval: float = SYNC_INTERVAL) -> None:
+        self._path = Path(data_dir) / COSIGNATURES_FILE
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._sync_interval = sync_interval
+        self._closing = threading.Event()
+        self._file = open(self._path, "ab")  # noqa: SIM115 (held open: appended to for life)
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="cosignature-sync", daemon=True
+        )
+        self._flusher.start()
+
+    def load(self) -> Iterable[Record]:
+        try:
+            data = self._path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._path.name}: {exc.strerror}") from exc
+        for raw in data.split(b"\n"):
+            try:
+                record = json.loads(raw)
+                yield record["size"], record["witness"], record["line"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line
+
+    def add(self, record: Record) -> None:
+        size, witness, line = record
+        text = json.dumps({"size": size, "witness": witness, "line": line}, sort_keys=True)
+        with self._lock:
+            try:  # written out and fsync'd by the flusher (see the module docstring)
+                self._file.write(text.encode() + b"\n")
+            except OSError as exc:
+                raise StoreError(f"cannot append to {self._path.name}: {exc.strerror}") from exc
+            self._dirty = True
+
+    def newer(self) -> Iterable[Record]:
+        return ()
+
+    def _flush_loop(self) -> None:
+        while not self._closing.wait(self._sync_interval):
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync what was appended (the flusher calls it every ``sync_interval`` s)."""
+        with self._lock:
+            if not self._dirty or self._file.closed:
+                return
+            self._dirty = False
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise StoreError(f"cannot sync {self._path.name}: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        self._closing.set()
+        self._flusher.join()
+        self.sync()
+        with self._lock:
+            self._file.close()
+
+
 class CosignatureBook:
-    """Cosignatures by checkpoint size, durable in ``data_dir``."""
+    """Cosignatures by checkpoint size, kept by ``lines`` (default: a file in ``data_dir``)."""
 
     def __init__(
         self,
@@ -72,39 +158,30 @@ class CosignatureBook:
         policy: Callable[[], WitnessPolicy | None],
         sync_interval: float = SYNC_INTERVAL,
         now: Callable[[], float] = time.time,
+        lines: CosignatureLines | None = None,
     ) -> None:
-        self._path = Path(data_dir) / COSIGNATURES_FILE
         self._origin, self._root, self._log_key, self._policy = origin, root, log_key, policy
         self._lock = threading.Lock()
-        self._dirty = False
-        self._sync_interval = sync_interval
         self._now = now
-        self._closing = threading.Event()
         self._signed: OrderedDict[int, bytes] = OrderedDict()  # recent size -> root signed
         self._lines: dict[int, dict[str, str]] = {}  # size -> witness name -> line
         self._newest: dict[str, int] = {}  # witness name -> newest size it cosigned
         self._witness_keys: dict[str, WitnessKey] = {}  # published key text -> parsed
-        self._load()
-        self._file = open(self._path, "ab")  # noqa: SIM115 (held open: appended to for life)
-        self._flusher = threading.Thread(
-            target=self._flush_loop, name="cosignature-sync", daemon=True
-        )
-        self._flusher.start()
-
-    def _load(self) -> None:
+        self._store = lines if lines is not None else FileLines(data_dir, sync_interval)
         try:
-            data = self._path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StoreError(f"cannot read {self._path.name}: {exc.strerror}") from exc
-        for raw in data.split(b"\n"):
-            try:
-                record = json.loads(raw)
-                size, witness, line = record["size"], record["witness"], record["line"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line
-            self._hold(size, witness, line)
+            for size, witness, line in self._store.load():
+                self._hold(size, witness, line)
+        except BaseException:
+            self._store.close()
+            raise
+
+    def pull(self) -> None:
+        """Take in the lines other registry processes on a shared ledger accepted."""
+        newer = list(self._store.newer())
+        if newer:
+            with self._lock:
+                for size, witness, line in newer:
+                    self._hold(size, witness, line)
 
     def _hold(self, size: int, witness: str, line: str) -> None:
         self._lines.setdefault(size, {})[witness] = line
@@ -146,6 +223,7 @@ class CosignatureBook:
         # own lock, so the book never waits for the ledger while holding its lock).
         checkpoint = self.checkpoint(size)
         cosignature = verify_cosignature(line, checkpoint, witness)
+        self.pull()  # what other processes took, so the order check below sees it
         if cosignature.time > self._now() + FUTURE_SKEW:
             raise CosignatureError(
                 f"the cosignature is dated {cosignature.time}, more than {FUTURE_SKEW} s ahead "
@@ -161,13 +239,8 @@ class CosignatureBook:
                     f"{member.name!r} already cosigned size {newest}; a cosignature for size "
                     f"{size} is older or replayed"
                 )
-            record = {"size": size, "witness": member.name, "line": line}
-            try:  # written out and fsync'd by the flusher (see the module docstring)
-                self._file.write(json.dumps(record, sort_keys=True).encode() + b"\n")
-            except OSError as exc:
-                raise StoreError(f"cannot append to {self._path.name}: {exc.strerror}") from exc
+            self._store.add((size, member.name, line))
             self._hold(size, member.name, line)
-            self._dirty = True
         return True
 
     def _witness_key(self, text: str) -> WitnessKey:
@@ -179,22 +252,6 @@ class CosignatureBook:
                 self._witness_keys.clear()
             self._witness_keys[text] = witness
         return witness
-
-    def _flush_loop(self) -> None:
-        while not self._closing.wait(self._sync_interval):
-            self.sync()
-
-    def sync(self) -> None:
-        """fsync what was appended (the flusher calls it every ``sync_interval`` s)."""
-        with self._lock:
-            if not self._dirty or self._file.closed:
-                return
-            self._dirty = False
-            try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            except OSError as exc:
-                raise StoreError(f"cannot sync {self._path.name}: {exc.strerror}") from exc
 
     def cosigned_note(self, latest: bytes, latest_size: int) -> bytes:
         """The newest cosigned checkpoint with all its cosignature lines (see the module)."""
@@ -227,8 +284,4 @@ class CosignatureBook:
             return sorted(self._lines.get(size, {}))
 
     def close(self) -> None:
-        self._closing.set()
-        self._flusher.join()
-        self.sync()
-        with self._lock:
-            self._file.close()
+        self._store.close()

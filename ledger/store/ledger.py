@@ -34,7 +34,7 @@ from ledger.state import State
 from ledger.store import Blobs, Store
 from ledger.store.backend import Backend, open_for_ledger
 from ledger.store.blobs import BlobStore
-from ledger.store.cosignatures import CosignatureBook
+from ledger.store.cosignatures import CosignatureBook, CosignatureLines
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
 from ledger.store.integrity import recheck
@@ -99,6 +99,7 @@ class Ledger(LedgerReads):
         snapshot_every: int = SNAPSHOT_EVERY,
         time_window: TimeWindow | None = DEFAULT_TIME_WINDOW,
         blobs: Blobs | None = None,
+        cosignature_lines: CosignatureLines | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir / "objects")
@@ -124,6 +125,7 @@ class Ledger(LedgerReads):
             root=self.root,
             log_key=log_key,
             policy=lambda: policy_of(self._state),
+            lines=cosignature_lines,
         )
         self._store.campaign()  # a shared store: stand for integrator before recovering
         replayed = not self._recover()
@@ -214,6 +216,7 @@ class Ledger(LedgerReads):
                 snapshot_every=snapshot_every,
                 time_window=time_window,
                 blobs=backend.blobs,
+                cosignature_lines=backend.cosignatures,
             )
         except BaseException:
             backend.close()  # release the LOCK: the operator repairs and opens again
@@ -394,6 +397,7 @@ class Ledger(LedgerReads):
                 self._grown.notify_all()
 
         self._store.catch_up(adopt)
+        self.cosignatures.pull()
 
     def _take_over(self) -> None:
         """Elected to integrate (the store's election thread): sign over everything sequenced."""

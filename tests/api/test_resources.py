@@ -48,7 +48,11 @@ def post(call: Caller, world: World, signed: SignedEvent, *, by: str = "alice") 
 
 def test_health_and_openapi_need_no_signature(call: Caller) -> None:
     health = call("GET", "/healthz")
-    assert health.status_code == 200 and health.json == {"status": "ok", "size": 1}
+    assert health.status_code == 200 and health.json == {
+        "status": "ok",
+        "size": 1,
+        "integrator": True,
+    }
     spec = call("GET", "/openapi.json")
     assert spec.status_code == 200
     assert spec.json["openapi"] == "3.1.0"

@@ -86,8 +86,7 @@ class PostgresStore:
                 raise StoreError(f"{shown(dsn)} already holds a ledger; refusing to overwrite it")
             if not create and not exists:
                 raise StoreError(f"{shown(dsn)} holds no ledger (run `pht init --store` first)")
-            if create:
-                create_tables(probe)
+            create_tables(probe)
         except database_error() as exc:
             raise StoreError(f"{shown(dsn)}: {exc}") from exc
         finally:

@@ -9,6 +9,7 @@ Tables (in the connection's ``search_path`` schema, so one database can hold sev
     pht_entries  idx (dense from 0), start (frame offset), payload (canonical bytes), sha256
     pht_blobs    content-addressed blobs: sha256 (hex name), size, data
     pht_nonces   request-signature nonces any replica accepted (ledger.store.postgres.nonces)
+    pht_cosignatures  witness cosignatures any replica accepted (.cosignatures)
 
 Any number of registry processes may share one ledger (:mod:`ledger.store.postgres.entries`).
 """
@@ -43,6 +44,13 @@ CREATE TABLE IF NOT EXISTS pht_nonces (
     nonce text NOT NULL,
     until double precision NOT NULL,
     PRIMARY KEY (key_id, nonce)
+);
+CREATE TABLE IF NOT EXISTS pht_cosignatures (
+    id bigserial PRIMARY KEY,
+    size bigint NOT NULL CHECK (size > 0),
+    witness text NOT NULL,
+    line text NOT NULL,
+    UNIQUE (size, witness)
 );
 CREATE TABLE IF NOT EXISTS pht_blobs (
     sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
@@ -178,5 +186,8 @@ def has_ledger(conn: Connection) -> bool:
 
 
 def create_tables(conn: Connection) -> None:
+    """Create the tables, or add those a ledger made by an older release lacks (idempotent;
+    replicas starting at once take turns)."""
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(1886893058)")
         conn.execute(DDL)
