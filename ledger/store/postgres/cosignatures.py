@@ -28,9 +28,12 @@ class PostgresLines:
         self._session = Session(dsn)
         self._lock = threading.Lock()
         self._seen = 0  # the largest row id read
+        self._closed = False
 
     def _since(self) -> list[Record]:
         with self._lock:
+            if self._closed:
+                return []  # the ledger is closing: nothing more to serve
             rows = self._session.query(
                 "SELECT id, size, witness, line FROM pht_cosignatures WHERE id > %s ORDER BY id",
                 (self._seen,),
@@ -51,4 +54,5 @@ class PostgresLines:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._session.close()
