@@ -1,9 +1,14 @@
-"""A real registry process plus one configured site, for end-to-end tests of the site client."""
+"""A real registry process plus one configured site, for end-to-end tests of the site client.
+
+With ``store`` (a PostgreSQL DSN) the registry is two replicas sharing that ledger: researchers
+post through the first (``url``), which integrates, and the site follows the second
+(``site_url``), so every task reaches the site across replicas."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -25,17 +30,29 @@ class SiteEnv:
     tmp: Path
     world: World = field(default_factory=World)
     registry: RegistryProcess | None = None
+    store: str | None = None
+    replica: RegistryProcess | None = None  # with a store: the replica the site follows
 
     def start(self) -> SiteEnv:
-        data = init_registry(self.tmp, self.world)
-        self.registry = RegistryProcess(data)
+        data = init_registry(self.tmp, self.world, store=self.store)
+        self.registry = RegistryProcess(data, store=self.store)
         self.registry.start()
+        if self.store is not None:
+            own = self.tmp / "replica" / "data"
+            own.mkdir(parents=True)
+            shutil.copy2(data / "log.key", own / "log.key")
+            self.replica = RegistryProcess(own, store=self.store)
+            self.replica.start()
         return self
 
     @property
     def url(self) -> str:
         assert self.registry is not None
         return self.registry.url
+
+    @property
+    def site_url(self) -> str:
+        return self.replica.url if self.replica is not None else self.url
 
     def client(self, member: str = "alice") -> Client:
         return Client(self.url, self.world.keys[member])
@@ -49,7 +66,7 @@ class SiteEnv:
         config: dict[str, Any] = {
             "site": site,
             "key_file": str(self.tmp / "keys" / f"{site}.key"),
-            "registry": self.url,
+            "registry": self.site_url,
             "log_key": None,
             "genesis": None,
             "sparql_endpoint": "http://sparql.invalid/query",
@@ -92,5 +109,6 @@ class SiteEnv:
         return self.analyst().post(image, config or {}, list(sites), limits=limits)
 
     def stop(self) -> None:
-        if self.registry is not None:
-            self.registry.stop()
+        for process in (self.replica, self.registry):
+            if process is not None:
+                process.stop()

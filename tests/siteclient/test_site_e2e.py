@@ -20,6 +20,7 @@ from ledger.events import SignedEvent, new_event
 from siteclient.follow.state import TrustStore
 from siteclient.main import EXIT_FORK
 from tests.api.registry_process import RegistryProcess
+from tests.postgres_db import fresh_schema
 from tests.siteclient.conftest import ImageFactory
 from tests.siteclient.site_env import SiteEnv
 
@@ -29,8 +30,23 @@ WRITE_OUTPUT = (
 )
 
 
+@pytest.fixture(params=["embedded", "postgres-replicas"])
+def env(request: pytest.FixtureRequest, tmp_path: Path, docker_client: object) -> Iterator[SiteEnv]:
+    """The registry on the embedded store, and as two replicas on PostgreSQL (site_env)."""
+    if request.param == "embedded":
+        site = SiteEnv(tmp_path).start()
+        yield site
+        site.stop()
+        return
+    with fresh_schema() as dsn:
+        site = SiteEnv(tmp_path, store=dsn).start()
+        yield site
+        site.stop()
+
+
 @pytest.fixture
-def env(tmp_path: Path, docker_client: object) -> Iterator[SiteEnv]:
+def embedded_env(tmp_path: Path, docker_client: object) -> Iterator[SiteEnv]:
+    """For a test that copies the registry's data directory (entries held there)."""
     site = SiteEnv(tmp_path).start()
     yield site
     site.stop()
@@ -162,8 +178,9 @@ def test_registry_restart_mid_follow_is_survived(env: SiteEnv, images: ImageFact
 
 
 def test_forked_history_is_detected_and_the_site_stops_with_evidence(
-    env: SiteEnv, images: ImageFactory
+    embedded_env: SiteEnv, images: ImageFactory
 ) -> None:
+    env = embedded_env
     assert env.registry is not None
     image = images.script("hello", WRITE_OUTPUT, tag="1")
     # A second registry with the same genesis and the same log key, started from a copy of the
