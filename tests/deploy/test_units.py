@@ -76,8 +76,8 @@ def _settings(unit: str) -> dict[str, list[str]]:
     """Every ``Key=value`` of the unit (continuation lines joined), values in file order."""
     settings: dict[str, list[str]] = {}
     logical = (DEPLOY / unit).read_text().replace("\\\n", " ")
-    for line in logical.splitlines():
-        line = line.strip()
+    for raw in logical.splitlines():
+        line = raw.strip()
         if not line or line.startswith(("#", ";", "[")):
             continue
         key, _, value = line.partition("=")
