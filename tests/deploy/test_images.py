@@ -3,11 +3,12 @@
 The build runs ``--offline``: ``.ci/setup`` has built them, and cached what came from PyPI, so
 here it only checks that they are current (rebuilding what changed in this checkout). Then, as
 an operator would: ``pht init`` in the registry image on a fresh volume, ``pht serve`` from that
-volume answering ``/healthz`` on a loopback port, and the site client image's ``serve-files``
-following that registry by name on a network of their own and answering ``/healthz`` too. Both
-containers run as the images' own user, with a read-only root file system, every capability
-dropped and ``no-new-privileges``: what the images must survive in production. Everything made
-here is removed afterwards.
+volume answering ``/healthz`` on a loopback port, the site client image's ``serve-files``
+following that registry by name on a network of their own and answering ``/healthz`` too, and
+its ``check-config`` reaching the engine through the socket with the socket's group added (and
+not without it). The containers run as the images' own user, with a read-only root file system,
+every capability dropped and ``no-new-privileges``: what the images must survive in production.
+Everything made here is removed afterwards.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -39,6 +41,7 @@ REGISTRY_IMAGE = "pht/registry:dev"
 SITECLIENT_IMAGE = "pht/siteclient:dev"
 IMAGE_UID = 10001  # the `pht` user of both images
 SITE = "site-c"
+SOCKET = "/run/docker.sock"
 START_WAIT_S = 60.0
 # What a build cannot do without the set-up having run once (skipped locally, failed in CI).
 NOT_SET_UP = ("is not cached", "base image", "does not answer")
@@ -169,7 +172,7 @@ def test_siteclient_help_runs_in_its_image(built: docker.DockerClient) -> None:
         assert command in output
 
 
-def test_registry_and_file_service_images_serve_healthz(
+def test_registry_and_site_client_images_work_together(
     built: docker.DockerClient, made: list[Any], names: str, tmp_path: Path
 ) -> None:
     setup = tmp_path / "setup"
@@ -233,3 +236,32 @@ def test_registry_and_file_service_images_serve_healthz(
     health = _health(files, f"http://127.0.0.1:{port}/healthz")
     # It verified the registry's ledger (the genesis pinned above) before it answered.
     assert health == {"status": "ok", "site": SITE, "ledger_size": 1}
+
+    # `follow`'s way to the engine, as docs/deploy.md runs it: the socket and its group.
+    def check_config(**options: Any) -> tuple[int, str]:
+        container = built.containers.run(
+            SITECLIENT_IMAGE,
+            ["check-config", "--config", f"/etc/pht/{SITE}/config.json"],
+            detach=True,
+            network=names,
+            volumes={
+                str(setup): {"bind": f"/etc/pht/{SITE}", "mode": "ro"},
+                f"{names}-check": {"bind": "/var/lib/pht", "mode": "rw"},
+                SOCKET: {"bind": "/run/docker.sock", "mode": "rw"},
+            },
+            **_hardened(**options),
+        )
+        made.append(container)
+        code = container.wait(timeout=120)["StatusCode"]
+        return code, container.logs().decode(errors="replace")
+
+    if not Path(SOCKET).is_socket():
+        _unavailable(f"no Docker socket at {SOCKET} to hand to the site client")
+    made.append(built.volumes.create(f"{names}-check"))
+    code, output = check_config(group_add=[str(Path(SOCKET).stat().st_gid)])
+    assert code == 0, output
+    assert re.search(r"^ok +docker: the engine answers", output, re.M), output
+    # Without the group the image's user has no way in: the access is the group's, nothing else.
+    code, output = check_config()
+    assert code != 0
+    assert re.search(r"^FAIL +docker: ", output, re.M), output
