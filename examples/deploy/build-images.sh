@@ -29,8 +29,8 @@ REG=${PHT_DOCKER_REGISTRY:-127.0.0.1:5000}
 CACHE_DIR=${PHT_EXAMPLES_CACHE:-/var/cache/pht-examples}
 PY=${PYTHON:-python3}
 BASE=$REG/pht-examples/python-numpy:bookworm
-REGISTRY_IMAGE=${PHT_REGISTRY_IMAGE:-pht/registry:dev}
-SITECLIENT_IMAGE=${PHT_SITECLIENT_IMAGE:-pht/siteclient:dev}
+REGISTRY_IMAGE=pht/registry:dev
+SITECLIENT_IMAGE=pht/siteclient:dev
 # What PHT's wheel is built with: pyproject's build-system wants setuptools>=68, and from 70.1
 # setuptools builds wheels without the `wheel` package. Change it to fetch it again.
 BUILD_TOOLS="setuptools>=70.1"
@@ -41,7 +41,7 @@ case ${1:-} in
     "") ;;
     --offline) OFFLINE=1 ;;
     -h | --help)
-        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
