@@ -207,3 +207,11 @@ def test_units_whose_program_dies_on_sighup_have_no_reload(unit: str) -> None:
     settings = _settings(unit)
     assert "ExecReload" not in settings
     assert "SupplementaryGroups" not in settings
+
+
+def test_deploy_doc_names_every_unit_and_what_it_writes() -> None:
+    doc = (DEPLOY.parents[1] / "docs" / "deploy.md").read_text()
+    for unit in UNITS:
+        assert f"`{unit}`" in doc, f"docs/deploy.md does not list {unit}"
+        state = _settings(unit)["StateDirectory"][0]
+        assert f"/var/lib/{state}" in doc, f"docs/deploy.md does not name /var/lib/{state}"
