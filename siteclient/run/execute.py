@@ -206,7 +206,8 @@ class TaskExecutor:
         if service is None:
             raise InputError("the task names input tasks but this site runs no FileService")
         target = folder / "inputs"
-        target.mkdir(mode=0o755)
+        target.mkdir()
+        target.chmod(0o755)  # the container's user reads it, whatever the site's umask
         for task_id in earlier:
             for received in received_files(service.inbox_dir, task_id):
                 name = f"{received.sender}-{received.name or received.sha256[:16]}"

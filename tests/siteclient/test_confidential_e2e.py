@@ -119,7 +119,13 @@ def test_ttp_aggregates_encrypted_partials_and_the_registry_sees_no_plaintext(
         assert {t.recipient for t in transfers} == {"ttp"}
 
         second = analyst.post(aggregate.reference, {}, ["ttp"], inputs=(first,))
-        assert env.follow_once(ttp_config) == 0
+        # The TTP runs under the umask its hardened unit sets (examples/deploy): what the
+        # container must read (its input folder) still gets a mode it can read.
+        restrictive = os.umask(0o077)
+        try:
+            assert env.follow_once(ttp_config) == 0
+        finally:
+            os.umask(restrictive)
         view = analyst.wait(second, timeout=60)
         final = Run(task_id=second, results=analyst.results(view), analyst=analyst)
         assert final.states() == {"ttp": "completed"}, final.results["ttp"].result.reason
