@@ -221,7 +221,7 @@ def deployment(
         )
         env.registry_url = f"http://127.0.0.1:{env.port(registry, '8555/tcp')}"
         health = _health(registry, f"{env.registry_url}/healthz")
-        assert health == {"status": "ok", "size": 1}
+        assert health == {"status": "ok", "size": 1, "integrator": True}
         assert registry.exec_run(["id", "-u"]).output.decode().strip() == str(IMAGE_UID)
         yield env
     finally:
