@@ -6,14 +6,8 @@ nothing acknowledged and the others carry on, also behind nginx
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +17,7 @@ from api.client.registry import Client
 from ledger.store.ledger import Ledger
 from tests.api.conftest import FakeClock, make_app, signed_headers, task
 from tests.api.registry_process import RegistryProcess, init_registry
+from tests.api.replica_cluster import nginx_binary, replica, serving
 from tests.ledger.factory import World
 from tests.postgres_db import fresh_schema
 
@@ -35,22 +30,14 @@ def dsn() -> Iterator[str]:
         yield made
 
 
-def _replica(tmp: Path, data: Path, name: str, dsn: str) -> RegistryProcess:
-    """Another data directory with the log key, serving the same database."""
-    own = tmp / name / "data"
-    own.mkdir(parents=True)
-    shutil.copy2(data / "log.key", own / "log.key")
-    return RegistryProcess(own, store=dsn)
-
-
 def test_replicas_append_in_one_order_and_wake_each_others_followers(
     tmp_path: Path, dsn: str
 ) -> None:
     world = World()
     data = init_registry(tmp_path, world, store=dsn)
-    replicas = [RegistryProcess(data, store=dsn), _replica(tmp_path, data, "b", dsn)]
-    for replica in replicas:
-        replica.start()
+    replicas = [RegistryProcess(data, store=dsn), replica(tmp_path, data, "b", dsn)]
+    for process in replicas:
+        process.start()
     try:
         a, b = (Client(r.url, world.keys["alice"]) for r in replicas)
         with a, b, Client(replicas[1].url, world.keys["site-b"]) as follower:
@@ -83,14 +70,14 @@ def test_replicas_append_in_one_order_and_wake_each_others_followers(
                 assert [e.index for e in page.entries] == list(range(22))
             assert a.checkpoint() == b.checkpoint()
     finally:
-        for replica in replicas:
-            replica.stop()
+        for process in replicas:
+            process.stop()
 
 
 def test_a_killed_replica_loses_nothing_acknowledged(tmp_path: Path, dsn: str) -> None:
     world = World()
     data = init_registry(tmp_path, world, store=dsn)
-    a, b = RegistryProcess(data, store=dsn), _replica(tmp_path, data, "b", dsn)
+    a, b = RegistryProcess(data, store=dsn), replica(tmp_path, data, "b", dsn)
     a.start()
     b.start()
     try:
@@ -134,81 +121,18 @@ def test_a_request_replayed_to_another_replica_is_refused(tmp_path: Path, dsn: s
             ledger.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _nginx() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if found is None:
-        reason = "nginx not found; apt-get install nginx-light (.ci/setup does)"
-        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-@contextmanager
-def nginx_in_front(tmp: Path, upstreams: list[str], port: int) -> Iterator[str]:
-    """examples/deploy/nginx-replicas.conf rendered for ``upstreams``, run on ``port``."""
-    binary = _nginx()
-    template = Path(__file__).resolve().parents[2] / "examples/deploy/nginx-replicas.conf"
-    servers = "\n".join(
-        f"        server {u.removeprefix('http://')} max_fails=1 fail_timeout=10s;"
-        for u in upstreams
-    )
-    conf = (
-        template.read_text()
-        .replace("@DIR@", str(tmp))
-        .replace("@UPSTREAMS@", servers)
-        .replace("@LISTEN@", f"127.0.0.1:{port}")
-    )
-    (tmp / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
-        stderr=(tmp / "stderr.log").open("w"),
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, (tmp / "error.log").read_text()
-            assert time.monotonic() < deadline, "nginx did not listen"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def test_nginx_in_front_of_replicas_rides_out_a_killed_one(tmp_path: Path, dsn: str) -> None:
-    _nginx()
+    nginx_binary()
     world = World()
     data = init_registry(tmp_path, world, store=dsn)
-    port = _free_port()
-    public = f"http://127.0.0.1:{port}"
-    replicas = [RegistryProcess(data, store=dsn, public_url=public)]
-    replicas.append(_replica(tmp_path, data, "b", dsn))
-    replicas[1].public_url = public
-    for replica in replicas:
-        replica.start()
-    (tmp_path / "nginx").mkdir()
-    try:
-        with (
-            nginx_in_front(tmp_path / "nginx", [r.url for r in replicas], port) as url,
-            Client(url, world.keys["alice"]) as alice,
-        ):
-            acknowledged = [alice.post_event(task(world, n)) for n in range(6)]
-            replicas[0].kill()
-            acknowledged += [alice.post_event(task(world, n)) for n in range(6, 12)]
-            assert [a.index for a in acknowledged] == list(range(1, 13))
-            page = alice.entries(0, limit=100)
-            assert [e.hash for e in page.entries[1:]] == [a.hash for a in acknowledged]
-            assert alice.checkpoint().split(b"\n")[1] == b"13"  # the signed size
-    finally:
-        for replica in replicas:
-            replica.stop()
+    with (
+        serving(tmp_path, data, dsn, 2) as (replicas, url),
+        Client(url, world.keys["alice"]) as alice,
+    ):
+        acknowledged = [alice.post_event(task(world, n)) for n in range(6)]
+        replicas[0].kill()
+        acknowledged += [alice.post_event(task(world, n)) for n in range(6, 12)]
+        assert [a.index for a in acknowledged] == list(range(1, 13))
+        page = alice.entries(0, limit=100)
+        assert [e.hash for e in page.entries[1:]] == [a.hash for a in acknowledged]
+        assert alice.checkpoint().split(b"\n")[1] == b"13"  # the signed size
