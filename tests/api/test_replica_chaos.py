@@ -1,0 +1,181 @@
+"""Replicas on one PostgreSQL ledger behind nginx, under load from 8 clients, while the test
+SIGKILLs them (DESIGN 10): nothing acknowledged is lost, nothing is appended twice, the indexes
+stay dense, and every checkpoint any replica served during the run belongs to the final tree
+(:mod:`tests.api.load_check`). Killing the replica that integrates the tree and signs the
+checkpoints does not stop the checkpoints."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.client.registry import Client
+from api.errors import ApiError, ServerError
+from crypto import SigningKey
+from ledger.checkpoint import NoteVerifier, parse_verifier_key, unverified_size, verifier_key
+from tests.api.load_check import ONCE, Load, check_ledger, wait_until
+from tests.api.registry_process import RegistryProcess, init_registry
+from tests.api.replica_cluster import health, nginx_binary, serving
+from tests.ledger.factory import World
+from tests.postgres_cluster import own_cluster
+from tests.postgres_db import fresh_schema
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+KILLS = 20
+INTEGRATOR_KILLS = 4
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_schema() as made:
+        yield made
+
+
+def log_verifier(data: Path, origin: str) -> NoteVerifier:
+    return parse_verifier_key(verifier_key(origin, SigningKey.load(data / "log.key").public))
+
+
+def settle(replicas: list[RegistryProcess]) -> None:
+    """Wait until every replica serves the same size (each catches up within a second)."""
+
+    def same() -> bool:
+        sizes = {str((health(r.url) or {}).get("size")) for r in replicas}
+        return len(sizes) == 1 and "None" not in sizes
+
+    wait_until("the replicas agree on the ledger's size", same)
+
+
+def test_sigkilled_replicas_lose_nothing_acknowledged(tmp_path: Path, dsn: str) -> None:
+    nginx_binary()
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    rng = random.Random(17)
+    with serving(tmp_path, data, dsn, 3) as (replicas, url):
+        with Load(
+            [url], world.keys["alice"], world.origin, watch=[r.url for r in replicas]
+        ) as load:
+            for _ in range(KILLS):
+                time.sleep(rng.uniform(0.1, 0.6))
+                victim = rng.choice(replicas)
+                victim.kill()
+                time.sleep(rng.uniform(0.0, 0.3))
+                victim.start()
+            before = load.seen.acks()
+            wait_until("posting goes on after the last restart", lambda: load.seen.acks() > before)
+        settle(replicas)
+        with Client(url, world.keys["audrey"]) as reader:
+            entries = check_ledger(
+                reader, load.seen, log_verifier(data, world.origin), world.origin, dsn
+            )
+    assert load.seen.acks() > 100, "the load was too light to mean anything"
+    assert len(entries) > load.seen.acks()  # genesis, and events whose answer a kill cut off
+
+
+def integrator(replicas: list[RegistryProcess]) -> RegistryProcess | None:
+    """The replica whose ``/healthz`` says ``"integrator": true`` (waiting out an election), or
+    None when no replica's answer has the field (every replica signs its own checkpoints)."""
+    found: list[RegistryProcess | None] = []
+
+    def answered() -> bool:
+        answers = [(r, health(r.url)) for r in replicas]
+        if any(a is None for _, a in answers):
+            return False  # one is still starting
+        if all("integrator" not in a for _, a in answers if a is not None):
+            found[:] = [None]
+            return True
+        chosen = [r for r, a in answers if a is not None and a.get("integrator") is True]
+        assert len(chosen) <= 1, "two replicas integrate at once"
+        found[:] = chosen
+        return bool(chosen)
+
+    wait_until("a replica integrates", answered)
+    return found[0]
+
+
+def newer_checkpoint(survivors: list[RegistryProcess], load: Load, than: int) -> bool:
+    """Whether a survivor serves a checkpoint larger than ``than`` (kept with the others)."""
+    for survivor in survivors:
+        with Client(survivor.url, retry=ONCE, timeout=5) as client:
+            try:
+                note = client.checkpoint()
+            except ApiError:
+                continue
+        with load.seen.lock:
+            load.seen.checkpoints.add(note)
+        if unverified_size(note) > than:
+            return True
+    return False
+
+
+def test_checkpoints_keep_coming_when_the_integrator_is_killed(tmp_path: Path, dsn: str) -> None:
+    nginx_binary()
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    rng = random.Random(29)
+    with serving(tmp_path, data, dsn, 2) as (replicas, url):
+        with Load(
+            [url], world.keys["alice"], world.origin, watch=[r.url for r in replicas]
+        ) as load:
+            for _ in range(INTEGRATOR_KILLS):
+                victim = integrator(replicas) or rng.choice(replicas)
+                victim.kill()
+                signed = load.seen.largest_checkpoint()  # the victim's last included
+                survivors = [r for r in replicas if r is not victim]
+                wait_until(
+                    f"a checkpoint beyond {signed} from a replica that survived",
+                    lambda s=signed, v=survivors: newer_checkpoint(v, load, s),
+                )
+                victim.start()
+        settle(replicas)
+        with Client(url, world.keys["audrey"]) as reader:
+            check_ledger(reader, load.seen, log_verifier(data, world.origin), world.origin, dsn)
+
+
+def refused_while_down(replica: RegistryProcess, load: Load) -> None:
+    """A post straight to ``replica`` (one attempt) is answered 503 ``store-unavailable``."""
+    signed = load.event(-2, len(load.seen.refused))
+    with load.seen.lock:
+        load.seen.refused.add(signed.event.id)
+    with (
+        Client(replica.url, load.key, retry=ONCE, timeout=20) as client,
+        pytest.raises(ServerError) as refused,
+    ):
+        client.post_event(signed)
+    assert (refused.value.status, refused.value.slug) == (503, "store-unavailable")
+
+
+def test_replicas_ride_out_a_postgresql_restart(tmp_path: Path) -> None:
+    with own_cluster() as cluster:
+        world = World()
+        data = init_registry(tmp_path, world, store=cluster.dsn)
+        with serving(tmp_path, data, cluster.dsn, 2, nginx=False) as (replicas, url):
+            pids = [r.proc.pid for r in replicas if r.proc is not None]
+            with Load([r.url for r in replicas], world.keys["alice"], world.origin) as load:
+                for mode in ("fast", "immediate"):
+                    before = load.seen.acks()
+                    wait_until("posting", lambda b=before: load.seen.acks() > b + 50)
+                    cluster.stop(mode)
+                    for replica in replicas:
+                        refused_while_down(replica, load)
+                    time.sleep(2)  # the database stays away a while; the clients keep retrying
+                    for replica in replicas:
+                        refused_while_down(replica, load)
+                    cluster.start()
+                    after = load.seen.acks()
+                    wait_until(
+                        f"posting resumes after `pg_ctl stop -m {mode}` and a start",
+                        lambda a=after: load.seen.acks() > a + 50,
+                    )
+                    for replica in replicas:  # each on its own, with no restart in between
+                        load.post_to(replica.url)
+            assert [r.proc.pid for r in replicas if r.proc is not None] == pids
+            settle(replicas)
+            with Client(url, world.keys["audrey"]) as reader:
+                check_ledger(
+                    reader, load.seen, log_verifier(data, world.origin), world.origin, cluster.dsn
+                )
