@@ -2,19 +2,27 @@
 them land once, densely, in one order; a follower long-polling one replica wakes when another
 appends; a signed request replayed to another replica is refused; a replica killed mid-way loses
 nothing acknowledged and the others carry on, also behind nginx
-(examples/deploy/nginx-replicas.conf)."""
+(examples/deploy/nginx-replicas.conf). Races across replicas: one signed event posted to two at
+once is appended once; two results of one site for one task, one through each, append one and
+refuse the other (``result-exists``). The same under SIGKILLs and a PostgreSQL restart:
+test_replica_chaos.py."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from falcon import testing
 
+from api.client.answers import Appended
 from api.client.registry import Client
+from api.errors import ApiError, ResultExistsError
+from ledger.events import Entry
+from ledger.kinds import EventId, ResultState
 from ledger.store.ledger import Ledger
+from ledger.tasks import Result
 from tests.api.conftest import FakeClock, make_app, signed_headers, task
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.api.replica_cluster import nginx_binary, replica, serving
@@ -136,3 +144,88 @@ def test_nginx_in_front_of_replicas_rides_out_a_killed_one(tmp_path: Path, dsn: 
         page = alice.entries(0, limit=100)
         assert [e.hash for e in page.entries[1:]] == [a.hash for a in acknowledged]
         assert alice.checkpoint().split(b"\n")[1] == b"13"  # the signed size
+
+
+RACES = 25
+
+
+def _at_once(calls: list[Callable[[], Appended]]) -> list[Appended | ApiError]:
+    """Run ``calls`` in threads released together by a barrier; each one's answer or error."""
+    barrier = threading.Barrier(len(calls))
+    out: list[Appended | ApiError | None] = [None] * len(calls)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            out[n] = calls[n]()
+        except ApiError as exc:
+            out[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(o is not None for o in out), "a racing post did not return"
+    return [o for o in out if o is not None]
+
+
+def _ledger(client: Client) -> list[Entry]:
+    size = client.health()
+    entries: list[Entry] = []
+    while len(entries) < size:
+        entries += client.entries(len(entries), limit=1000).entries
+    return entries
+
+
+def test_the_same_event_posted_to_two_replicas_at_once_is_appended_once(
+    tmp_path: Path, dsn: str
+) -> None:
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    with serving(tmp_path, data, dsn, 2, nginx=False) as (replicas, _):
+        a, b = (Client(r.url, world.keys["alice"]) for r in replicas)
+        with a, b:
+            for n in range(RACES):
+                event = task(world, n)
+                answers = _at_once(
+                    [lambda e=event: a.post_event(e), lambda e=event: b.post_event(e)]
+                )
+                first, second = answers
+                assert isinstance(first, Appended) and isinstance(second, Appended), answers
+                assert (first.index, first.hash) == (second.index, second.hash)
+                assert sorted([first.created, second.created]) == [False, True]
+            entries = _ledger(a)
+    ids = [e.event.event.id for e in entries]
+    assert len(entries) == RACES + 1 and len(set(ids)) == len(ids)
+
+
+def test_two_results_for_one_task_and_site_through_two_replicas_one_is_appended(
+    tmp_path: Path, dsn: str
+) -> None:
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    with serving(tmp_path, data, dsn, 2, nginx=False) as (replicas, _):
+        alice = Client(replicas[0].url, world.keys["alice"])
+        a, b = (Client(r.url, world.keys["site-a"]) for r in replicas)
+        with alice, a, b:
+            tasks = []
+            for n in range(RACES):
+                posted = alice.post_event(task(world, n))  # through A; B learns of it in time
+                tasks.append(posted.event_id)
+                done = Result(task=EventId(posted.event_id), state=ResultState.COMPLETED)
+                refused = Result(
+                    task=EventId(posted.event_id), state=ResultState.REJECTED, reason="not allowed"
+                )
+                signed = [world.sign("site-a", done), world.sign("site-a", refused)]
+                answers = _at_once(
+                    [lambda s=signed[0]: a.post_event(s), lambda s=signed[1]: b.post_event(s)]
+                )
+                appended = [x for x in answers if isinstance(x, Appended)]
+                errors = [x for x in answers if not isinstance(x, Appended)]
+                assert len(appended) == 1 and appended[0].created, answers
+                assert len(errors) == 1 and isinstance(errors[0], ResultExistsError), answers
+                assert (errors[0].status, errors[0].slug) == (409, "result-exists")
+            entries = _ledger(alice)
+    results = [e.event.event.body for e in entries if isinstance(e.event.event.body, Result)]
+    assert sorted(r.task for r in results) == sorted(tasks)  # one result per task, no more
