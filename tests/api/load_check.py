@@ -7,7 +7,8 @@ clients were told: every acknowledged event (a 2xx with an index) sits at its ac
 with its acknowledged hash, no event id appears twice, the indexes are dense from 0 (also in the
 database's rows), the chain and signatures verify, and every checkpoint seen verifies with the log
 key and is the root of the final tree's prefix of its size (and the registry's consistency proof
-from it to the final checkpoint verifies).
+from it to the final checkpoint verifies). And no client gave up on a post: each was answered
+within its retries.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Seen:
     attempted: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)  # answered 503 while the store was gone
     checkpoints: set[bytes] = field(default_factory=set)
-    failures: int = 0
+    failures: list[str] = field(default_factory=list)  # what the clients gave up on
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def largest_checkpoint(self) -> int:
@@ -121,9 +122,9 @@ class Load:
                     seen.attempted.add(signed.event.id)
                 try:
                     appended = client.post_event(signed)
-                except ApiError:
+                except ApiError as exc:
                     with seen.lock:
-                        seen.failures += 1
+                        seen.failures.append(f"{type(exc).__name__}: {exc}")
                     continue
                 with seen.lock:
                     seen.acknowledged[appended.event_id] = (appended.index, appended.hash)
@@ -172,6 +173,10 @@ def check_ledger(
     ids = [e.event.event.id for e in entries[1:]]
     assert len(ids) == len(set(ids)), "an event was appended twice"
     with seen.lock:
+        print(  # shown with -s, or when a test fails
+            f"ledger {size}, acknowledged {len(seen.acknowledged)}, attempted "
+            f"{len(seen.attempted)}, checkpoints {len(seen.checkpoints)}"
+        )
         assert set(ids) <= seen.attempted, "an event nobody posted is in the ledger"
         assert not seen.refused & set(ids), "an event refused with 503 was appended"
         for event_id, (index, entry_hash) in seen.acknowledged.items():
@@ -179,10 +184,6 @@ def check_ledger(
             assert entries[index].event.event.id == event_id, f"entry {index} lost its event"
             assert entries[index].hash == entry_hash
         notes = sorted(seen.checkpoints)
-        print(  # shown with -s, or when a test fails
-            f"ledger {size}, acknowledged {len(seen.acknowledged)}, attempted "
-            f"{len(seen.attempted)}, failures {seen.failures}, checkpoints {len(notes)}"
-        )
 
     final = verify_checkpoint(client.checkpoint(), verifier, origin=origin)
     assert final.size == size and final.root == verified.tree.root()
@@ -193,4 +194,5 @@ def check_ledger(
         assert cp.root == verified.tree.root(cp.size), f"checkpoint {cp.size} is another tree"
         proof = client.consistency_proof(cp.size, size) if cp.size < size else []
         verify_consistency(cp.size, size, cp.root, final.root, proof)
+    assert not seen.failures, f"clients gave up on {len(seen.failures)}: {seen.failures[:3]}"
     return entries
