@@ -69,6 +69,12 @@ def nginx_binary() -> str:
     return found
 
 
+# nginx takes a replica that failed a request out of rotation for FAIL_TIMEOUT, and answers 502
+# "no live upstreams" while every replica is out: about the time a replica stays dead (the systemd
+# unit restarts it after 2 s), so that replicas dying one after another do not add up to an outage.
+FAIL_TIMEOUT = "2s"
+
+
 @contextmanager
 def nginx_in_front(tmp: Path, upstreams: list[str], port: int) -> Iterator[str]:
     """examples/deploy/nginx-replicas.conf rendered for ``upstreams`` into ``tmp`` (created),
@@ -76,7 +82,7 @@ def nginx_in_front(tmp: Path, upstreams: list[str], port: int) -> Iterator[str]:
     binary = nginx_binary()
     tmp.mkdir(parents=True, exist_ok=True)
     servers = "\n".join(
-        f"        server {u.removeprefix('http://')} max_fails=1 fail_timeout=10s;"
+        f"        server {u.removeprefix('http://')} max_fails=1 fail_timeout={FAIL_TIMEOUT};"
         for u in upstreams
     )
     conf = (
