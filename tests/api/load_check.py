@@ -5,10 +5,10 @@ watchers (every distinct note any registry URL served during the run is kept). W
 over, :func:`check_ledger` reads the final ledger through the API and holds it to what the
 clients were told: every acknowledged event (a 2xx with an index) sits at its acknowledged index
 with its acknowledged hash, no event id appears twice, the indexes are dense from 0 (also in the
-database's rows), the chain and signatures verify, and every checkpoint seen verifies with the log
-key and is the root of the final tree's prefix of its size (and, for a spread of them, the
-registry's consistency proof from it to the final checkpoint verifies). And no client gave up on
-a post: each was answered within its retries.
+database's rows, on PostgreSQL), the chain and signatures verify, and every checkpoint seen
+verifies with the log key and is the root of the final tree's prefix of its size (and, for a
+spread of them, the registry's consistency proof from it to the final checkpoint verifies). And
+no client gave up on a post: each was answered within its retries.
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import psycopg
+from pathlib import Path
 
 from api.client.registry import Client
 from api.client.transport import RetryPolicy
 from api.errors import ApiError
 from crypto import SigningKey
 from ledger.bodies import Task
-from ledger.checkpoint import NoteVerifier, unverified_size, verify_checkpoint
+from ledger.checkpoint import (
+    NoteVerifier,
+    parse_verifier_key,
+    unverified_size,
+    verifier_key,
+    verify_checkpoint,
+)
 from ledger.events import Entry, SignedEvent, new_event
 from ledger.proofs import verify_consistency
 from ledger.verify import verify_ledger
@@ -149,6 +154,11 @@ def wait_until(what: str, done: Callable[[], bool], timeout: float = 30.0) -> No
         time.sleep(0.05)
 
 
+def log_verifier(data: Path, origin: str) -> NoteVerifier:
+    """The checkpoint verifier of the registry whose data directory (``pht init``'s) is ``data``."""
+    return parse_verifier_key(verifier_key(origin, SigningKey.load(data / "log.key").public))
+
+
 def read_all(client: Client) -> list[bytes]:
     records: list[bytes] = []
     while True:
@@ -159,17 +169,21 @@ def read_all(client: Client) -> list[bytes]:
 
 
 def check_ledger(
-    client: Client, seen: Seen, verifier: NoteVerifier, origin: str, dsn: str
+    client: Client, seen: Seen, verifier: NoteVerifier, origin: str, dsn: str | None = None
 ) -> list[Entry]:
-    """The final ledger as ``client`` reads it, held to everything ``seen`` (see the module)."""
+    """The final ledger as ``client`` reads it, held to everything ``seen`` (see the module);
+    ``dsn``: the PostgreSQL store's, whose rows are checked too."""
     records = read_all(client)
     verified = verify_ledger(records)
     entries = [Entry.from_canonical(r) for r in records]
     size = len(entries)
     assert [e.index for e in entries] == list(range(size)), "indexes are not dense from 0"
-    with psycopg.connect(dsn) as conn:
-        rows = [int(r[0]) for r in conn.execute("SELECT idx FROM pht_entries ORDER BY idx")]
-    assert rows == list(range(size)), "the database's rows are not the ledger's indexes"
+    if dsn is not None:
+        import psycopg  # only the PostgreSQL tests need it
+
+        with psycopg.connect(dsn) as conn:
+            rows = [int(r[0]) for r in conn.execute("SELECT idx FROM pht_entries ORDER BY idx")]
+        assert rows == list(range(size)), "the database's rows are not the ledger's indexes"
 
     ids = [e.event.event.id for e in entries[1:]]
     assert len(ids) == len(set(ids)), "an event was appended twice"

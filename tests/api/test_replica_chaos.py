@@ -16,9 +16,8 @@ import pytest
 
 from api.client.registry import Client
 from api.errors import ApiError, ServerError
-from crypto import SigningKey
-from ledger.checkpoint import NoteVerifier, parse_verifier_key, unverified_size, verifier_key
-from tests.api.load_check import ONCE, Load, check_ledger, wait_until
+from ledger.checkpoint import unverified_size
+from tests.api.load_check import ONCE, Load, check_ledger, log_verifier, wait_until
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.api.replica_cluster import health, nginx_binary, serving
 from tests.ledger.factory import World
@@ -35,10 +34,6 @@ INTEGRATOR_KILLS = 4
 def dsn() -> Iterator[str]:
     with fresh_schema() as made:
         yield made
-
-
-def log_verifier(data: Path, origin: str) -> NoteVerifier:
-    return parse_verifier_key(verifier_key(origin, SigningKey.load(data / "log.key").public))
 
 
 def settle(replicas: list[RegistryProcess]) -> None:
