@@ -28,7 +28,6 @@ from ledger.bodies import Task
 from ledger.checkpoint import (
     NoteVerifier,
     parse_verifier_key,
-    unverified_size,
     verifier_key,
     verify_checkpoint,
 )
@@ -50,10 +49,6 @@ class Seen:
     checkpoints: set[bytes] = field(default_factory=set)
     failures: list[str] = field(default_factory=list)  # what the clients gave up on
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def largest_checkpoint(self) -> int:
-        with self.lock:
-            return max((unverified_size(n) for n in self.checkpoints), default=0)
 
     def acks(self) -> int:
         with self.lock:
