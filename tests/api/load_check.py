@@ -28,6 +28,7 @@ from ledger.bodies import Task
 from ledger.checkpoint import (
     NoteVerifier,
     parse_verifier_key,
+    unverified_size,
     verifier_key,
     verify_checkpoint,
 )
@@ -147,6 +148,23 @@ def wait_until(what: str, done: Callable[[], bool], timeout: float = 30.0) -> No
     while not done():
         assert time.monotonic() < deadline, f"gave up waiting: {what}"
         time.sleep(0.05)
+
+
+def settle(urls: Sequence[str]) -> None:
+    """Wait until every registry at ``urls`` serves the same size, and a checkpoint of it (each
+    replica catches up within a second; an integrating replica may sign a moment later)."""
+
+    def same() -> bool:
+        sizes = set()
+        for url in urls:
+            with Client(url, retry=ONCE, timeout=5) as client:
+                try:
+                    sizes |= {client.health(), unverified_size(client.checkpoint())}
+                except ApiError:
+                    return False
+        return len(sizes) == 1
+
+    wait_until("the replicas agree on the ledger's size and sign it", same)
 
 
 def log_verifier(data: Path, origin: str) -> NoteVerifier:

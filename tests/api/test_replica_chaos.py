@@ -20,7 +20,7 @@ import pytest
 from api.client.registry import Client
 from api.errors import ApiError, ServerError
 from ledger.checkpoint import unverified_size
-from tests.api.load_check import ONCE, Load, check_ledger, log_verifier, wait_until
+from tests.api.load_check import ONCE, Load, check_ledger, log_verifier, settle, wait_until
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.api.replica_cluster import health, nginx_binary, serving
 from tests.ledger.factory import World
@@ -37,16 +37,6 @@ INTEGRATOR_KILLS = 4
 def dsn() -> Iterator[str]:
     with fresh_schema() as made:
         yield made
-
-
-def settle(replicas: list[RegistryProcess]) -> None:
-    """Wait until every replica serves the same size (each catches up within a second)."""
-
-    def same() -> bool:
-        sizes = {str((health(r.url) or {}).get("size")) for r in replicas}
-        return len(sizes) == 1 and "None" not in sizes
-
-    wait_until("the replicas agree on the ledger's size", same)
 
 
 class Killer:
@@ -105,7 +95,7 @@ def test_sigkilled_replicas_lose_nothing_acknowledged(tmp_path: Path, dsn: str) 
             killer.join()
             before = load.seen.acks()
             wait_until("posting goes on after the last restart", lambda: load.seen.acks() > before)
-        settle(replicas)
+        settle([r.url for r in replicas])
         with Client(url, world.keys["audrey"]) as reader:
             entries = check_ledger(
                 reader, load.seen, log_verifier(data, world.origin), world.origin, dsn
@@ -178,7 +168,7 @@ def test_checkpoints_keep_coming_when_the_integrator_is_killed(tmp_path: Path, d
                     lambda c=committed, v=survivors: newer_checkpoint(v, load, c),
                 )
                 victim.start()
-        settle(replicas)
+        settle([r.url for r in replicas])
         with Client(url, world.keys["audrey"]) as reader:
             check_ledger(reader, load.seen, log_verifier(data, world.origin), world.origin, dsn)
 
@@ -223,7 +213,7 @@ def test_replicas_ride_out_a_postgresql_restart(tmp_path: Path) -> None:
                     for replica in replicas:  # each on its own, with no restart in between
                         load.post_to(replica.url)
             assert [r.proc.pid for r in replicas if r.proc is not None] == pids
-            settle(replicas)
+            settle([r.url for r in replicas])
             with Client(url, world.keys["audrey"]) as reader:
                 check_ledger(
                     reader, load.seen, log_verifier(data, world.origin), world.origin, cluster.dsn
