@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 from urllib.parse import quote
 
 import pytest
@@ -26,25 +27,26 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str, *, hint: str = HINT) -> NoReturn:
+    """Skip the test saying ``reason`` and how to fix it; under ``CI=true``, fail it."""
     if _in_ci():
-        pytest.fail(f"CI=true but {reason}; {HINT}", pytrace=False)
-    pytest.skip(f"{reason}; {HINT}")
+        pytest.fail(f"CI=true but {reason}; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
 
 
 def base_dsn() -> str:
     """The test database's DSN; skips (fails in CI) when there is none or it does not answer."""
     dsn = os.environ.get(ENV, "").strip()
     if not dsn:
-        _unavailable(f"{ENV} is not set")
+        unavailable(f"{ENV} is not set")
     try:
         import psycopg
     except ImportError:
-        _unavailable("psycopg is not installed (pip install 'psycopg[binary]')")
+        unavailable("psycopg is not installed (pip install 'psycopg[binary]')")
     try:
         psycopg.connect(dsn, connect_timeout=5).close()
     except psycopg.Error as exc:
-        _unavailable(f"PostgreSQL at {dsn} does not answer ({exc})")
+        unavailable(f"PostgreSQL at {dsn} does not answer ({exc})")
     return dsn
 
 

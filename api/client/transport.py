@@ -7,9 +7,11 @@
 - Every call has a connect and a read timeout.
 - Retries with exponential backoff and jitter, on connection failures, timeouts and
   429/502/503/504: callers send only idempotent requests (GETs; PUT of a content-addressed blob
-  or file; POST of a signed event, which the registry appends once). A ``signature-expired``
-  answer is retried too, re-signed: it happens when a request was signed in the second the
-  server restarted.
+  or file; POST of a signed event, which the registry appends once). Two refusals of the
+  signature are retried too, re-signed: ``signature-expired`` (a request signed in the second the
+  server restarted) and ``request-replayed``, which a request signed with a fresh nonce gets
+  only when it was sent twice on the way: a load balancer re-sending it to the next replica after
+  the first one died having already verified it (nginx's ``proxy_next_upstream``).
 - Problem documents become :mod:`api.errors` exceptions; transport failures after the last retry
   raise TransportError. Nothing from requests escapes but the 2xx ``Response`` itself.
 
@@ -33,12 +35,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from api.errors import ApiError, ProblemError, RequestAuthError, TransportError, problem_error
-from api.wire.httpsig import SIGNATURE_EXPIRED, RequestSigner
+from api.wire.httpsig import REQUEST_REPLAYED, SIGNATURE_EXPIRED, RequestSigner
 from crypto import SigningKey
 from ledger.canonical import parse_json
 from ledger.errors import LedgerError
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RESIGN = frozenset({SIGNATURE_EXPIRED, REQUEST_REPLAYED})  # refusals a fresh signature cures
 MAX_PROBLEM = 64 * 1024
 
 
@@ -158,7 +161,7 @@ class SignedTransport:
                 return resp
             error = _problem(resp)
             resp.close()
-            retryable = resp.status_code in RETRY_STATUSES or error.slug == SIGNATURE_EXPIRED
+            retryable = resp.status_code in RETRY_STATUSES or error.slug in RESIGN
             if last or not retryable:
                 raise error
             delay = self._retry.delay(attempt, self._rng)

@@ -6,7 +6,8 @@
 - An upload is idempotent: the FileService keys files by (task, sha256) and answers 200 with the
   receipt it already holds. So it is retried with exponential backoff and jitter on connection
   failures, timeouts, 429/502/503/504 (503 also when the FileService kept the file but could not
-  record its transfer yet) and ``signature-expired``.
+  record its transfer yet), ``signature-expired`` and ``request-replayed`` (a copy re-sent on
+  the way), re-signed.
 - A file is streamed from disk (hashed first, then sent with its ``Content-Length``), never read
   whole; encrypt it before (:mod:`crypto.age`): the FileService stores what it receives.
 - The receipt is checked against what was sent (task, sha256, size). Every failure is a

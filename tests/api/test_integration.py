@@ -224,6 +224,35 @@ def test_transport_failure_is_reported_after_retries() -> None:
     assert len(sleeps) == 2
 
 
+def test_a_request_sent_twice_on_the_way_is_signed_afresh_and_retried(
+    registry: RegistryProcess, world: World
+) -> None:
+    """What a load balancer does when a replica dies having verified a request: the same signed
+    request reaches a registry twice. The second copy is refused ``request-replayed``; the
+    client, which signs every attempt with a fresh nonce, signs again and is answered."""
+    with client(registry, world.keys["alice"]) as warm:
+        warm.entries(0)  # past the registry's first second, whose signatures it refuses
+    nonces = iter(["a" * 32, "a" * 32, "b" * 32])  # the second request reuses the first's
+    sleeps: list[float] = []
+    with client(
+        registry, world.keys["alice"], nonce=lambda: next(nonces), sleep=sleeps.append
+    ) as alice:
+        event = task(world, 50)
+        appended = alice.post_event(event)
+        again = alice.post_event(event)  # refused as replayed once, then signed anew
+    assert (again.index, again.created) == (appended.index, False)
+    assert len(sleeps) == 1
+    with (
+        client(
+            registry, world.keys["alice"], nonce=lambda: "d" * 32, retry=RetryPolicy(attempts=2)
+        ) as stuck,
+        pytest.raises(UnauthenticatedError) as refused,
+    ):
+        stuck.entries(0)
+        stuck.entries(0)  # a client that really does reuse its nonce is refused for good
+    assert refused.value.slug == "request-replayed"
+
+
 def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_append(
     tmp_path: Path, world: World, store: str | None
 ) -> None:

@@ -2,27 +2,30 @@
 them land once, densely, in one order; a follower long-polling one replica wakes when another
 appends; a signed request replayed to another replica is refused; a replica killed mid-way loses
 nothing acknowledged and the others carry on, also behind nginx
-(examples/deploy/nginx-replicas.conf)."""
+(examples/deploy/nginx-replicas.conf). Races across replicas: one signed event posted to two at
+once is appended once; two results of one site for one task, one through each, append one and
+refuse the other (``result-exists``). The same under SIGKILLs and a PostgreSQL restart:
+test_replica_chaos.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from falcon import testing
 
+from api.client.answers import Appended
 from api.client.registry import Client
+from api.errors import ApiError, ResultExistsError
+from ledger.events import Entry
+from ledger.kinds import EventId, ResultState
 from ledger.store.ledger import Ledger
+from ledger.tasks import Result
 from tests.api.conftest import FakeClock, make_app, signed_headers, task
 from tests.api.registry_process import RegistryProcess, init_registry
+from tests.api.replica_cluster import nginx_binary, replica, serving
 from tests.ledger.factory import World
 from tests.postgres_db import fresh_schema
 
@@ -35,22 +38,14 @@ def dsn() -> Iterator[str]:
         yield made
 
 
-def _replica(tmp: Path, data: Path, name: str, dsn: str) -> RegistryProcess:
-    """Another data directory with the log key, serving the same database."""
-    own = tmp / name / "data"
-    own.mkdir(parents=True)
-    shutil.copy2(data / "log.key", own / "log.key")
-    return RegistryProcess(own, store=dsn)
-
-
 def test_replicas_append_in_one_order_and_wake_each_others_followers(
     tmp_path: Path, dsn: str
 ) -> None:
     world = World()
     data = init_registry(tmp_path, world, store=dsn)
-    replicas = [RegistryProcess(data, store=dsn), _replica(tmp_path, data, "b", dsn)]
-    for replica in replicas:
-        replica.start()
+    replicas = [RegistryProcess(data, store=dsn), replica(tmp_path, data, "b", dsn)]
+    for process in replicas:
+        process.start()
     try:
         a, b = (Client(r.url, world.keys["alice"]) for r in replicas)
         with a, b, Client(replicas[1].url, world.keys["site-b"]) as follower:
@@ -83,14 +78,14 @@ def test_replicas_append_in_one_order_and_wake_each_others_followers(
                 assert [e.index for e in page.entries] == list(range(22))
             assert a.checkpoint() == b.checkpoint()
     finally:
-        for replica in replicas:
-            replica.stop()
+        for process in replicas:
+            process.stop()
 
 
 def test_a_killed_replica_loses_nothing_acknowledged(tmp_path: Path, dsn: str) -> None:
     world = World()
     data = init_registry(tmp_path, world, store=dsn)
-    a, b = RegistryProcess(data, store=dsn), _replica(tmp_path, data, "b", dsn)
+    a, b = RegistryProcess(data, store=dsn), replica(tmp_path, data, "b", dsn)
     a.start()
     b.start()
     try:
@@ -134,81 +129,103 @@ def test_a_request_replayed_to_another_replica_is_refused(tmp_path: Path, dsn: s
             ledger.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _nginx() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if found is None:
-        reason = "nginx not found; apt-get install nginx-light (.ci/setup does)"
-        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-@contextmanager
-def nginx_in_front(tmp: Path, upstreams: list[str], port: int) -> Iterator[str]:
-    """examples/deploy/nginx-replicas.conf rendered for ``upstreams``, run on ``port``."""
-    binary = _nginx()
-    template = Path(__file__).resolve().parents[2] / "examples/deploy/nginx-replicas.conf"
-    servers = "\n".join(
-        f"        server {u.removeprefix('http://')} max_fails=1 fail_timeout=10s;"
-        for u in upstreams
-    )
-    conf = (
-        template.read_text()
-        .replace("@DIR@", str(tmp))
-        .replace("@UPSTREAMS@", servers)
-        .replace("@LISTEN@", f"127.0.0.1:{port}")
-    )
-    (tmp / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
-        stderr=(tmp / "stderr.log").open("w"),
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, (tmp / "error.log").read_text()
-            assert time.monotonic() < deadline, "nginx did not listen"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def test_nginx_in_front_of_replicas_rides_out_a_killed_one(tmp_path: Path, dsn: str) -> None:
-    _nginx()
+    nginx_binary()
     world = World()
     data = init_registry(tmp_path, world, store=dsn)
-    port = _free_port()
-    public = f"http://127.0.0.1:{port}"
-    replicas = [RegistryProcess(data, store=dsn, public_url=public)]
-    replicas.append(_replica(tmp_path, data, "b", dsn))
-    replicas[1].public_url = public
-    for replica in replicas:
-        replica.start()
-    (tmp_path / "nginx").mkdir()
-    try:
-        with (
-            nginx_in_front(tmp_path / "nginx", [r.url for r in replicas], port) as url,
-            Client(url, world.keys["alice"]) as alice,
-        ):
-            acknowledged = [alice.post_event(task(world, n)) for n in range(6)]
-            replicas[0].kill()
-            acknowledged += [alice.post_event(task(world, n)) for n in range(6, 12)]
-            assert [a.index for a in acknowledged] == list(range(1, 13))
-            page = alice.entries(0, limit=100)
-            assert [e.hash for e in page.entries[1:]] == [a.hash for a in acknowledged]
-            assert alice.checkpoint().split(b"\n")[1] == b"13"  # the signed size
-    finally:
-        for replica in replicas:
-            replica.stop()
+    with (
+        serving(tmp_path, data, dsn, 2) as (replicas, url),
+        Client(url, world.keys["alice"]) as alice,
+    ):
+        acknowledged = [alice.post_event(task(world, n)) for n in range(6)]
+        replicas[0].kill()
+        acknowledged += [alice.post_event(task(world, n)) for n in range(6, 12)]
+        assert [a.index for a in acknowledged] == list(range(1, 13))
+        page = alice.entries(0, limit=100)
+        assert [e.hash for e in page.entries[1:]] == [a.hash for a in acknowledged]
+        assert alice.checkpoint().split(b"\n")[1] == b"13"  # the signed size
+
+
+RACES = 25
+
+
+def _at_once(calls: list[Callable[[], Appended]]) -> list[Appended | ApiError]:
+    """Run ``calls`` in threads released together by a barrier; each one's answer or error."""
+    barrier = threading.Barrier(len(calls))
+    out: list[Appended | ApiError | None] = [None] * len(calls)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            out[n] = calls[n]()
+        except ApiError as exc:
+            out[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(o is not None for o in out), "a racing post did not return"
+    return [o for o in out if o is not None]
+
+
+def _ledger(client: Client) -> list[Entry]:
+    size = client.health()
+    entries: list[Entry] = []
+    while len(entries) < size:
+        entries += client.entries(len(entries), limit=1000).entries
+    return entries
+
+
+def test_the_same_event_posted_to_two_replicas_at_once_is_appended_once(
+    tmp_path: Path, dsn: str
+) -> None:
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    with serving(tmp_path, data, dsn, 2, nginx=False) as (replicas, _):
+        a, b = (Client(r.url, world.keys["alice"]) for r in replicas)
+        with a, b:
+            for n in range(RACES):
+                event = task(world, n)
+                answers = _at_once(
+                    [lambda e=event: a.post_event(e), lambda e=event: b.post_event(e)]
+                )
+                first, second = answers
+                assert isinstance(first, Appended) and isinstance(second, Appended), answers
+                assert (first.index, first.hash) == (second.index, second.hash)
+                assert sorted([first.created, second.created]) == [False, True]
+            entries = _ledger(a)
+    ids = [e.event.event.id for e in entries]
+    assert len(entries) == RACES + 1 and len(set(ids)) == len(ids)
+
+
+def test_two_results_for_one_task_and_site_through_two_replicas_one_is_appended(
+    tmp_path: Path, dsn: str
+) -> None:
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    with serving(tmp_path, data, dsn, 2, nginx=False) as (replicas, _):
+        alice = Client(replicas[0].url, world.keys["alice"])
+        a, b = (Client(r.url, world.keys["site-a"]) for r in replicas)
+        with alice, a, b:
+            tasks = []
+            for n in range(RACES):
+                posted = alice.post_event(task(world, n))  # through A; B learns of it in time
+                tasks.append(posted.event_id)
+                done = Result(task=EventId(posted.event_id), state=ResultState.COMPLETED)
+                refused = Result(
+                    task=EventId(posted.event_id), state=ResultState.REJECTED, reason="not allowed"
+                )
+                signed = [world.sign("site-a", done), world.sign("site-a", refused)]
+                answers = _at_once(
+                    [lambda s=signed[0]: a.post_event(s), lambda s=signed[1]: b.post_event(s)]
+                )
+                appended = [x for x in answers if isinstance(x, Appended)]
+                errors = [x for x in answers if not isinstance(x, Appended)]
+                assert len(appended) == 1 and appended[0].created, answers
+                assert len(errors) == 1 and isinstance(errors[0], ResultExistsError), answers
+                assert (errors[0].status, errors[0].slug) == (409, "result-exists")
+            entries = _ledger(alice)
+    results = [e.event.event.body for e in entries if isinstance(e.event.event.body, Result)]
+    assert sorted(r.task for r in results) == sorted(tasks)  # one result per task, no more
