@@ -60,6 +60,7 @@ class PostgresStore:
         self._digest: LogDigest | None = None
         self._closed = False
         self._stale = True
+        self._note: bytes | None = None  # the stored checkpoint as of ``count`` (``_refresh``)
         self._count = 0
         self._bytes = 0
         self._watcher: Watcher | None = None
@@ -96,8 +97,12 @@ class PostgresStore:
     # ---- size
 
     def _refresh(self) -> None:
-        row = self._query_one("SELECT size, bytes FROM pht_log")
+        # The checkpoint with the size, in one statement: the integrator publishes checkpoints
+        # over committed entries only, so this one never covers more than ``count`` (one read
+        # later could cover entries appended since, which this process has not read).
+        row = self._query_one("SELECT size, bytes, checkpoint FROM pht_log")
         self._count, self._bytes = int(row[0]), int(row[1])
+        self._note = None if row[2] is None else bytes(row[2])
         self._stale = False
 
     @property
@@ -317,10 +322,15 @@ class PostgresStore:
         """Keep ``note`` unless a replica already saved one for a larger tree."""
         with self._read_lock:
             save_checkpoint(self._read, note)
+        if int(note.split(b"\n", 2)[1]) <= self._count:
+            self._note = note
 
     def stored_checkpoint(self) -> bytes | None:
-        note = self._query_one("SELECT checkpoint FROM pht_log")[0]
-        return None if note is None else bytes(note)
+        """The checkpoint stored as of ``count`` (read with it; newer ones, which may cover
+        entries this process has not read yet, come through ``catch_up``)."""
+        if self._stale:
+            self._refresh()
+        return self._note
 
     @property
     def checkpoint_place(self) -> str:
