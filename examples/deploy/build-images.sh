@@ -50,16 +50,9 @@ case ${1:-} in
         ;;
 esac
 
-log() { printf '[deploy] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-now_ms() {
-    local t=${EPOCHREALTIME/./}
-    echo $((t / 1000))
-}
-sha() { sha256sum | cut -c1-64; }
+LOG_TAG=deploy
+# shellcheck source=examples/images/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../images/common.sh"
 pip() { PIP_ROOT_USER_ACTION=ignore "$PY" -m pip --disable-pip-version-check "$@"; }
 
 WORK=""

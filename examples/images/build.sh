@@ -56,21 +56,14 @@ case ${1:-} in
         ;;
 esac
 
-log() { printf '[examples] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-now_ms() {
-    local t=${EPOCHREALTIME/./}
-    echo $((t / 1000))
-}
+LOG_TAG=examples
+# shellcheck source=examples/images/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 WORK=""
 cleanup() { [[ -z $WORK ]] || rm -rf "$WORK"; }
 trap cleanup EXIT
 
-sha() { sha256sum | cut -c1-64; }
 
 # The label value an image carries, or nothing when the image is absent.
 image_label() {
