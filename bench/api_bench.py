@@ -340,8 +340,8 @@ def bench_sequential(root: Path, args: argparse.Namespace) -> None:
 
 
 def _follower(url: str, pem: bytes, last: int, ready: Any, out: Any) -> None:
-    """One follower process: long-poll from the ledger's end until entry ``last``; report receipt times
-    (``time.perf_counter``, CLOCK_MONOTONIC: comparable between processes)."""
+    """One follower process: long-poll from the ledger's end until entry ``last``; report receipt
+    times (``time.perf_counter``, CLOCK_MONOTONIC: comparable between processes)."""
     received: list[tuple[int, float]] = []
     with Client(url, SigningKey.from_pem(pem), timeout=40) as client:
         cursor = client.entries(0, limit=1).size
