@@ -26,9 +26,11 @@ nginx, each figure beside a baseline measured in the same run.
    are counted. Repeated for each ``--crowd-threads`` (waitress threads per replica). Targets:
    p99 <= 100 ms, append rate >= 0.9x without followers.
 
-The load generators (``wrk``, the followers) run at niceness ``--nice`` (default 10): they stand
-for clients on other machines, and on a small shared host they would otherwise take the CPU the
-registry is measured on; the baselines' load runs at the same niceness, so ratios stay fair.
+Niceness: the followers of 3. run at ``--follower-nice`` (default 19). They stand for sites on
+machines of their own, and 200 Python clients re-polling as fast as entries come would otherwise
+take most of a small host's CPU from the registry they measure. ``wrk`` runs at ``--nice``
+(default 0), the same for every set-up and its baseline: a C client that costs little, and a
+niced one starves behind whatever else runs on a shared host, which would cap every set-up alike.
 Everything runs on 127.0.0.1; servers are subprocesses, schemas are dropped afterwards.
 """
 
@@ -340,7 +342,7 @@ def crowd_run(setup: Setup, count: int, root: Path, args: Any) -> dict[str, Any]
         processes = [
             context.Process(
                 target=_crowd_process,
-                args=(setup.url, share, start, args.crowd_wait, args.nice, stop, out),
+                args=(setup.url, share, start, args.crowd_wait, args.follower_nice, stop, out),
             )
             for share in shares
         ]
@@ -379,9 +381,9 @@ def crowd_run(setup: Setup, count: int, root: Path, args: Any) -> dict[str, Any]
 def bench_crowd(root: Path, args: Any) -> None:
     print(
         f"\n3. {args.crowd} followers (threads in {args.crowd_processes} processes, at nice "
-        f"{args.nice}) long-polling through nginx to 2 replicas (wait={args.crowd_wait}) while wrk "
-        f"appends over {args.connections} connections, {args.duration} s per run, against the "
-        "same run without followers"
+        f"{args.follower_nice}) long-polling through nginx to 2 replicas (wait="
+        f"{args.crowd_wait}) while wrk appends over {args.connections} connections (nice "
+        f"{args.nice}), {args.duration} s per run, against the same run without followers"
     )
     widths = [8, 6, 12, 12, 6, 8, 8, 8, 8, 8, 7]
     head = ["threads", "round", "alone req/s", "crowd req/s", "ratio", "p50", "p99", "max"]
@@ -448,7 +450,8 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=3.0, help="x calibrated rate x duration")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=16, help="waitress threads (1., 2.)")
-    parser.add_argument("--nice", type=int, default=10, help="niceness of the load generators")
+    parser.add_argument("--nice", type=int, default=0, help="niceness of wrk")
+    parser.add_argument("--follower-nice", type=int, default=19, help="niceness of followers")
     parser.add_argument("--followers", type=int, default=20)
     parser.add_argument("--appends", type=int, default=100)
     parser.add_argument("--crowd", type=int, default=200, help="followers in 3.")
