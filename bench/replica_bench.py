@@ -130,13 +130,21 @@ def cpu_of(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
+def host_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole host so far (/proc/stat; idle and iowait are idle)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
 def wrk_run(url: str, key: SigningKey, count: int, pids: list[int], root: Path, args: Any) -> Any:
     """Sign ``count`` appends for ``url``, run wrk; the server CPU (ms) per request of ``pids``."""
     requests_file = root / "requests.bin"
     presigned_requests(url, key, count, requests_file)
-    before = cpu_of(pids)
+    before, host = cpu_of(pids), host_ticks()
     got = run_wrk(url, requests_file, args.connections, args.duration, args.wrk_threads, args.nice)
     got["cpu_ms"] = (cpu_of(pids) - before) * 1000 / max(1, got["requests"])
+    busy, total = (after - then for after, then in zip(host_ticks(), host, strict=True))
+    got["host_busy"] = busy / max(1, total)
     got["ran_out"] = got["requests"] > count
     return got
 
@@ -210,6 +218,11 @@ def bench_appends(root: Path, args: Any) -> None:
     print(
         "  server CPU per request (median; replicas + nginx, PostgreSQL not counted): "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())
+    )
+    busy = {k: statistics.median(g[k]["host_busy"] for g in rounds) for k in targets}
+    print(
+        "  host CPU busy during the runs (median, everything on the host): "
+        + ", ".join(f"{k} {v:.0%}" for k, v in busy.items())
     )
     for n, got in enumerate(rounds, 1):
         for name, one_run in got.items():
@@ -385,12 +398,12 @@ def bench_crowd(root: Path, args: Any) -> None:
         f"{args.crowd_wait}) while wrk appends over {args.connections} connections (nice "
         f"{args.nice}), {args.duration} s per run, against the same run without followers"
     )
-    widths = [8, 6, 12, 12, 6, 8, 8, 8, 8, 8, 7]
+    widths = [8, 6, 12, 12, 6, 8, 8, 8, 8, 8, 7, 9]
     head = ["threads", "round", "alone req/s", "crowd req/s", "ratio", "p50", "p99", "max"]
     for threads in args.crowd_threads:
         with replica_set(root / f"crowd-{threads}", 2, threads) as setup:
             count = calibrate(setup.url, "2 replicas", setup.keys["alice"], root, args)
-            print(row([*head, "polls/s", "no-slot", "416"], widths))
+            print(row([*head, "polls/s", "no-slot", "416", "host busy"], widths))
             rounds = []
             for n in range(args.rounds):
                 pair: dict[str, Any] = {}
@@ -417,6 +430,7 @@ def bench_crowd(root: Path, args: Any) -> None:
                     f"{crowd['polls'] / crowd['seconds']:.0f}",
                     str(crowd["refused"]),
                     str(crowd["behind"]),
+                    f"{alone['host_busy']:.0%}/{crowd['host_busy']:.0%}",
                 ]
                 print(row(cells, widths), flush=True)
                 for name, run in pair.items():
@@ -437,7 +451,8 @@ def bench_crowd(root: Path, args: Any) -> None:
         "  latency: entry's received time -> the follower has the page holding it; polls/s: the "
         "followers' GETs over the wrk run's seconds; no-slot: answers without a free long-poll "
         "slot (Retry-After: the follower came back 1 s later); 416: a replica behind the one that "
-        "answered the follower's previous poll refused its cursor (the follower tried again)"
+        "answered the follower's previous poll refused its cursor (the follower tried again); host "
+        "busy: the whole host's CPU during the run alone/with the crowd"
     )
 
 
