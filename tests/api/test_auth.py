@@ -290,7 +290,6 @@ def test_replay_memory_is_bounded() -> None:
     cache.remember("k", "c", until=20.0, now=11.0)
 
 
-
 class _SharedNonces:
     """The replicas' shared nonce memory (a database in production), as a test controls it."""
 
@@ -352,6 +351,7 @@ def test_a_nonce_the_shared_memory_could_not_record_stays_unused() -> None:
     cache.remember("k", "n", until=100.0, now=1.0)
     with pytest.raises(RequestAuthError):
         cache.remember("k", "n", until=100.0, now=2.0)
+
 
 class _Public(HTTPSignatureKeyResolver):
     def __init__(self, key: SigningKey) -> None:
