@@ -136,7 +136,9 @@ def host_ticks() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-def wrk_run(url: str, key: SigningKey, count: int, pids: list[int], root: Path, args: Any) -> Any:
+def wrk_run(
+    url: str, key: SigningKey, count: int, pids: list[int], root: Path, args: Any
+) -> dict[str, Any]:
     """Sign ``count`` appends for ``url``, run wrk; the server CPU (ms) per request of ``pids``."""
     requests_file = root / "requests.bin"
     presigned_requests(url, key, count, requests_file)
@@ -158,7 +160,7 @@ def calibrate(url: str, name: str, key: SigningKey, root: Path, args: Any) -> in
     presigned_requests(url, key, args.requests, requests_file)
     got = run_wrk(url, requests_file, args.connections, 2, args.wrk_threads, args.nice)
     rate = max(got["rate"], got["requests"] / got["seconds"] if got["non2xx"] else 0)
-    count = max(args.requests, int(rate * args.duration * args.margin))
+    count = max(int(args.requests), int(rate * args.duration * args.margin))
     print(
         f"  calibration: {name} {rate:.0f} req/s; signing {count} requests per run "
         f"({args.margin:g}x its rate x {args.duration} s)"
@@ -241,7 +243,7 @@ def bench_long_poll(root: Path, args: Any) -> None:
     threads = max(args.threads, args.followers + 8)  # a waiting slot for every follower on B
     with replica_set(root / "poll", 2, threads, nginx=False) as setup:
         a, b = (r.url for r in setup.replicas)
-        runs = {}
+        runs: dict[str, list[dict[str, Any]]] = {}
         for _ in range(args.rounds):
             for name, append_url in (("across (A -> B)", a), ("same (B -> B)", b)):
                 got = notification_latencies(
@@ -256,10 +258,10 @@ def bench_long_poll(root: Path, args: Any) -> None:
     widths = [16, 11, 11, 11, 11, 11, 11]
     head = ["appends", "deliveries", "2xx p50", "2xx p99", "sent p50", "sent p99", "2xx max"]
     print(row(head, widths))
-    for name, got in runs.items():
-        acked = sorted(x for g in got for x in g["acked"])
-        sent = sorted(x for g in got for x in g["sent"])
-        expected = sum(g["expected"] for g in got)
+    for name, each in runs.items():
+        acked = sorted(x for g in each for x in g["acked"])
+        sent = sorted(x for g in each for x in g["sent"])
+        expected = sum(g["expected"] for g in each)
         cells = [
             f"{len(acked)}/{expected}",
             *(f"{v:.1f} ms" for v in (statistics.median(acked), percentile(acked, 0.99))),
@@ -344,6 +346,35 @@ def received_times(url: str, key: SigningKey, start: int, stop: int) -> dict[int
     return times
 
 
+class CheckpointWatch:
+    """``GET /v1/checkpoint`` through nginx every 10 ms while it runs, as a site does in each
+    round; counts checkpoints smaller than one this client was served before (a replica behind
+    another: a site's follower takes such a checkpoint for a rollback)."""
+
+    def __init__(self, url: str) -> None:
+        self.reads = self.backwards = 0
+        self._url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        seen = 0
+        with Client(self._url, timeout=10) as client:
+            while not self._stop.wait(0.01):
+                size = int(client.checkpoint().split(b"\n")[1])
+                self.reads += 1
+                self.backwards += size < seen
+                seen = max(seen, size)
+
+    def __enter__(self) -> CheckpointWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
 def crowd_run(setup: Setup, count: int, root: Path, args: Any) -> dict[str, Any]:
     """One wrk run with ``--crowd`` followers long-polling through nginx."""
     keys = [setup.keys["site-a" if n % 2 else "site-b"].private_pem() for n in range(args.crowd)]
@@ -363,7 +394,8 @@ def crowd_run(setup: Setup, count: int, root: Path, args: Any) -> dict[str, Any]
             for process in processes:
                 process.start()
             time.sleep(args.crowd_settle)  # every follower has its first long-poll in flight
-            got = wrk_run(setup.url, setup.keys["alice"], count, setup.pids(), root, args)
+            with CheckpointWatch(setup.url) as watch:
+                got = wrk_run(setup.url, setup.keys["alice"], count, setup.pids(), root, args)
             stop.set()
             alice.post_event(new_task(setup.keys["alice"], -1))  # wakes every waiting follower
             followers = [f for _ in processes for f in out.get(timeout=args.crowd_wait + 30)]
@@ -383,6 +415,7 @@ def crowd_run(setup: Setup, count: int, root: Path, args: Any) -> dict[str, Any]
         if index in times
     )
     got["followers"] = len(followers)
+    got["checkpoints"] = (watch.backwards, watch.reads)
     got["refused"] = sum(refused for _, refused, _, _ in followers)
     got["polls"] = sum(polls for _, _, polls, _ in followers)
     got["behind"] = sum(behind for *_, behind in followers)
@@ -398,12 +431,12 @@ def bench_crowd(root: Path, args: Any) -> None:
         f"{args.crowd_wait}) while wrk appends over {args.connections} connections (nice "
         f"{args.nice}), {args.duration} s per run, against the same run without followers"
     )
-    widths = [8, 6, 12, 12, 6, 8, 8, 8, 8, 8, 7, 9]
+    widths = [8, 6, 12, 12, 6, 8, 8, 8, 8, 8, 7, 9, 9]
     head = ["threads", "round", "alone req/s", "crowd req/s", "ratio", "p50", "p99", "max"]
     for threads in args.crowd_threads:
         with replica_set(root / f"crowd-{threads}", 2, threads) as setup:
             count = calibrate(setup.url, "2 replicas", setup.keys["alice"], root, args)
-            print(row([*head, "polls/s", "no-slot", "416", "host busy"], widths))
+            print(row([*head, "polls/s", "no-slot", "416", "ckpt back", "host busy"], widths))
             rounds = []
             for n in range(args.rounds):
                 pair: dict[str, Any] = {}
@@ -430,6 +463,7 @@ def bench_crowd(root: Path, args: Any) -> None:
                     f"{crowd['polls'] / crowd['seconds']:.0f}",
                     str(crowd["refused"]),
                     str(crowd["behind"]),
+                    "{}/{}".format(*crowd["checkpoints"]),
                     f"{alone['host_busy']:.0%}/{crowd['host_busy']:.0%}",
                 ]
                 print(row(cells, widths), flush=True)
@@ -451,8 +485,10 @@ def bench_crowd(root: Path, args: Any) -> None:
         "  latency: entry's received time -> the follower has the page holding it; polls/s: the "
         "followers' GETs over the wrk run's seconds; no-slot: answers without a free long-poll "
         "slot (Retry-After: the follower came back 1 s later); 416: a replica behind the one that "
-        "answered the follower's previous poll refused its cursor (the follower tried again); host "
-        "busy: the whole host's CPU during the run alone/with the crowd"
+        "answered the follower's previous poll refused its cursor (the follower tried again); ckpt "
+        "back: of the checkpoints one client read through nginx every 10 ms, how many were "
+        "smaller than one it had been served before; host busy: the whole host's CPU during the "
+        "run alone/with the crowd"
     )
 
 
