@@ -362,9 +362,10 @@ def notification_latencies(
 
     Returns ``acked`` and ``sent``: the sorted latencies (ms) from the append's 2xx, and from the
     POST being sent, to each follower having the entry; ``early``: deliveries before the 2xx
-    (counted as 0 in ``acked``); ``expected``: appends x followers. Followers are processes, as
-    they would be separate sites: threads in one interpreter would measure this benchmark's own
-    GIL rather than the registry."""
+    (counted as 0 in ``acked``); ``expected``: appends x followers; ``slow``: for each entry
+    some follower had more than 500 ms after the 2xx, how many followers did. Followers are
+    processes, as they would be separate sites: threads in one interpreter would measure this
+    benchmark's own GIL rather than the registry."""
     context = multiprocessing.get_context("fork")
     ready, out = context.Queue(), context.Queue()
     acked: dict[int, float] = {}
@@ -398,7 +399,13 @@ def notification_latencies(
             if process.is_alive():
                 process.kill()
     raw = [(at - acked[index]) * 1000 for got in results for index, at in got if index in acked]
+    slow: dict[int, int] = {}
+    for got in results:
+        for index, at in got:
+            if index in acked and at - acked[index] > 0.5:
+                slow[index] = slow.get(index, 0) + 1
     return {
+        "slow": slow,
         "acked": sorted(max(0.0, x) for x in raw),  # before the appender's 2xx counts as 0
         "early": sum(1 for x in raw if x < 0),
         "sent": sorted(

@@ -269,6 +269,13 @@ def bench_long_poll(root: Path, args: Any) -> None:
             f"{acked[-1]:.1f} ms",
         ]
         print(row([name, *cells], widths))
+    for name, each in runs.items():
+        slow = [(index, count) for g in each for index, count in sorted(g["slow"].items())]
+        if slow:
+            print(
+                f"  {name}: entries some follower had > 500 ms after the 2xx (index: how many of "
+                f"the {args.followers} followers): " + ", ".join(f"{i}: {c}" for i, c in slow)
+            )
     print(
         "  targets (across): p50 <= 15 ms, p99 <= 60 ms; '2xx': from the appender's 2xx (a "
         "delivery before it counts as 0); 'sent': from the POST being sent"
