@@ -7,6 +7,7 @@ fresh, first use of a current member's signature gets through.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from api.registry.app import create_app
 from api.wire.httpsig import REQUEST_REPLAYED, ReplayCache, RequestSigner
 from crypto import SigningKey
 from ledger.bodies import Member, MemberAction, Role
+from ledger.errors import StoreError
 from ledger.store.ledger import Ledger
 from tests.api.conftest import HOST, Caller, FakeClock, Message, problem_slug, signed_headers, task
 from tests.ledger.factory import World, key
@@ -286,6 +288,69 @@ def test_replay_memory_is_bounded() -> None:
     with pytest.raises(RequestAuthError):
         cache.remember("k", "c", until=10.0, now=0.0)
     cache.remember("k", "c", until=20.0, now=11.0)
+
+
+class _SharedNonces:
+    """The replicas' shared nonce memory (a database in production), as a test controls it."""
+
+    def __init__(self, first_use: Callable[[str], bool]) -> None:
+        self._first_use = first_use
+
+    def first_use(self, key_id: str, nonce: str, *, until: float, now: float) -> bool:
+        return self._first_use(nonce)
+
+
+def test_requests_wait_for_the_shared_nonce_memory_side_by_side() -> None:
+    """A database round trip per request must not queue every other request of the replica."""
+    both_inside = threading.Barrier(2, timeout=5)
+    cache = ReplayCache(shared=_SharedNonces(lambda nonce: both_inside.wait() >= 0))
+    failures: list[BaseException] = []
+
+    def remember(nonce: str) -> None:
+        try:
+            cache.remember("k", nonce, until=100.0, now=0.0)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=remember, args=(nonce,)) for nonce in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert failures == []
+
+
+def test_a_second_use_while_the_first_is_at_the_shared_memory_is_refused() -> None:
+    inside, leave = threading.Event(), threading.Event()
+    cache = ReplayCache(shared=_SharedNonces(lambda nonce: inside.set() or leave.wait(5)))
+    first = threading.Thread(target=cache.remember, args=("k", "n"), kwargs={"until": 9, "now": 0})
+    first.start()
+    try:
+        assert inside.wait(5)
+        with pytest.raises(RequestAuthError) as refused:
+            cache.remember("k", "n", until=9.0, now=0.0)
+        assert refused.value.slug == REQUEST_REPLAYED
+    finally:
+        leave.set()
+        first.join(5)
+
+
+def test_a_nonce_the_shared_memory_could_not_record_stays_unused() -> None:
+    """The database did not answer: the request was refused (503), so its nonce is not spent."""
+    answers: list[bool | None] = [None, True]
+
+    def first_use(nonce: str) -> bool:
+        answer = answers.pop(0)
+        if answer is None:
+            raise StoreError("the database does not answer")
+        return answer
+
+    cache = ReplayCache(shared=_SharedNonces(first_use))
+    with pytest.raises(StoreError):
+        cache.remember("k", "n", until=100.0, now=0.0)
+    cache.remember("k", "n", until=100.0, now=1.0)
+    with pytest.raises(RequestAuthError):
+        cache.remember("k", "n", until=100.0, now=2.0)
 
 
 class _Public(HTTPSignatureKeyResolver):

@@ -305,3 +305,25 @@ def test_the_checkpoint_lives_in_the_database_and_guards_against_lost_entries(
     _sql(pg_dsn, "UPDATE pht_log SET size = 3, bytes = %s", (end,))
     with pytest.raises(CorruptStoreError, match="acknowledged entries are missing"):
         _open(tmp_path, world, pg_dsn)
+
+
+def test_nonces_commit_without_waiting_for_the_flush_but_appends_wait_for_it(
+    tmp_path: Path, world: World, pg_dsn: str
+) -> None:
+    """Every signed request records a nonce; only an acknowledged append must be on disk."""
+    ledger = _create(tmp_path, world, pg_dsn)
+    try:
+        assert ledger.nonces is not None
+        assert ledger.nonces.first_use("k", "n", until=100.0, now=0.0)
+        assert not ledger.nonces.first_use("k", "n", until=100.0, now=1.0)
+        settings = {
+            "nonces": ledger.nonces._session.get(),
+            "appends": ledger._store._write.get(),  # type: ignore[attr-defined]
+        }
+        shown = {
+            name: conn.execute("SHOW synchronous_commit").fetchone()[0]
+            for name, conn in settings.items()
+        }
+        assert shown == {"nonces": "off", "appends": "on"}
+    finally:
+        ledger.close()

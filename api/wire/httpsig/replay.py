@@ -38,7 +38,11 @@ class ReplayCache:
         return len(self._seen)
 
     def remember(self, key_id: str, nonce: str, *, until: float, now: float) -> None:
-        """Record a fresh use; raise :class:`RequestAuthError` (``request-replayed``) on reuse."""
+        """Record a fresh use; raise :class:`RequestAuthError` (``request-replayed``) on reuse.
+
+        The nonce is taken here first, then asked of the shared store outside the lock: a
+        database round trip per request must not queue every other request of the process
+        behind it (a second use arriving meanwhile finds the nonce taken here)."""
         item = (key_id, nonce)
         with self._lock:
             while self._expiry and self._expiry[0][0] < now:
@@ -54,13 +58,19 @@ class ReplayCache:
                 raise RequestAuthError(
                     REQUEST_REPLAYED, "too many recent requests to remember; try again shortly"
                 )
-            if self._shared is not None and not self._shared.first_use(
-                key_id, nonce, until=until, now=now
-            ):
-                raise RequestAuthError(
-                    REQUEST_REPLAYED,
-                    f"nonce {nonce[:32]} of key {key_id[:16]} was already used at another "
-                    "replica; sign every request afresh",
-                )
             self._seen[item] = until
             heapq.heappush(self._expiry, (until, item))
+        if self._shared is None:
+            return
+        try:
+            first = self._shared.first_use(key_id, nonce, until=until, now=now)
+        except BaseException:
+            with self._lock:  # not remembered anywhere: the request was not answered
+                self._seen.pop(item, None)
+            raise
+        if not first:
+            raise RequestAuthError(
+                REQUEST_REPLAYED,
+                f"nonce {nonce[:32]} of key {key_id[:16]} was already used at another "
+                "replica; sign every request afresh",
+            )

@@ -3,20 +3,29 @@ signed request replayed to another replica is refused as it is by the one that a
 
 ``first_use`` inserts ``(key id, nonce)`` with the time its signature stops being fresh; the
 primary key refuses a second insert. Rows past that time are deleted now and then (a nonce that
-old is refused by the freshness window anyway)."""
+old is refused by the freshness window anyway).
+
+The inserts commit without waiting for the WAL flush (``synchronous_commit = off`` on this
+connection only; the entries' transactions still wait for it). Every signed request inserts a
+nonce, polls included: waiting for a flush made each request of a replica wait for a disk
+write. What that gives up: after a crash of the database server itself (not of a replica), the
+nonces of its last few hundred milliseconds may be forgotten, so such a request could be
+replayed once to another replica within its freshness window (a POST of a signed event or a PUT
+of a content-addressed blob lands once whatever the number of tries; a replayed GET or heartbeat
+would be answered once more)."""
 
 from __future__ import annotations
 
 import threading
 
-from ledger.store.postgres.schema import Session
+from ledger.store.postgres.schema import Connection, Session
 
 SWEEP_EVERY = 1000  # inserts between deletions of stale rows
 
 
 class Nonces:
     def __init__(self, dsn: str) -> None:
-        self._session = Session(dsn)
+        self._session = Session(dsn, on_connect=_without_flush_wait)
         self._lock = threading.Lock()
         self._inserts = 0
 
@@ -37,3 +46,7 @@ class Nonces:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+def _without_flush_wait(conn: Connection) -> None:
+    conn.execute("SET synchronous_commit = off")
