@@ -188,6 +188,8 @@ class Events:
         start = int_param(req, "from", default=0, min_value=0, max_value=MAX_INDEX)
         limit = int_param(req, "limit", default=100, min_value=1, max_value=self._max_limit)
         wait = int_param(req, "wait", default=0, min_value=0, max_value=self._max_wait)
+        if start >= self._ledger.size:
+            self._ledger.sync()  # a replica behind the one that served the reader's checkpoint
         if start > (size := self._ledger.size):
             raise Problem(
                 "range-not-satisfiable",
@@ -240,8 +242,10 @@ class EventResource:
             raise Problem(
                 "not-found", f"no entry {index[:40]!r}: entries are numbered 0, 1, 2, ..."
             )
-        number, size = int(index), self._ledger.size
-        if number >= size:
+        number = int(index)
+        if number >= self._ledger.size:
+            self._ledger.sync()
+        if number >= (size := self._ledger.size):
             raise Problem("not-found", f"entry {number} does not exist; the ledger has {size}")
         resp.data = self._ledger.entry_bytes(number)
         resp.content_type = JSON

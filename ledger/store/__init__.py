@@ -28,8 +28,9 @@ class Store(Protocol):
     - Integrating: of the processes sharing a store, one at a time signs checkpoints.
       ``campaign`` stands for it (one attempt now; ``watch`` keeps trying and calls ``elected``
       on each win), ``integrating`` says whether this process signs now (always, for a store
-      one process writes), and ``publish(note)`` hands the others a newly signed checkpoint
-      without blocking (a no-op where there are no others).
+      one process writes). ``shared`` says whether other processes may append; if so,
+      ``publish(note, written)`` stores a newly signed checkpoint for all of them without
+      blocking, and calls ``written(note)`` once it is stored.
     - ``count`` is the number of durable entries. ``read`` and ``read_range`` give payloads,
       raising StoreError out of range and DamagedEntryError naming an entry whose stored bytes
       are damaged; ``checksums=False`` may skip the store's own checksums (the ledger checks every
@@ -65,7 +66,10 @@ class Store(Protocol):
 
     def integrating(self) -> bool: ...
 
-    def publish(self, note: bytes) -> None: ...
+    @property
+    def shared(self) -> bool: ...
+
+    def publish(self, note: bytes, written: Callable[[bytes], None]) -> None: ...
 
     def read(self, index: int) -> bytes: ...
 

@@ -304,8 +304,13 @@ class EntryStore:
     def integrating(self) -> bool:
         return True
 
-    def publish(self, note: bytes) -> None:
-        """Nobody to publish to (the snapshot saves the checkpoint)."""
+    @property
+    def shared(self) -> bool:
+        return False
+
+    def publish(self, note: bytes, written: Callable[[bytes], None]) -> None:
+        """Not called: nobody to publish to (the snapshot saves the checkpoint)."""
+        raise StoreError("the embedded store is not shared; its ledger serves what it signs")
 
     def save_checkpoint(self, note: bytes) -> None:
         """Replace ``checkpoint`` in the data directory with ``note`` (atomically)."""

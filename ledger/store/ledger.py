@@ -9,9 +9,11 @@ each judges new events against the state as of the entry before them, taking the
 others appended first (``append_sequenced``), and takes them as they come (``watch``).
 
 Of the processes sharing a store, one at a time integrates (``Store.integrating``): it signs each
-checkpoint and publishes it. The others serve the checkpoint it published, verified against their
-own tree, and serve entries only up to it (``_served``), so a reader never sees an entry no
-checkpoint covers; an append through them returns once a published checkpoint covers it.
+checkpoint and publishes it in the store. Every process, the integrator too, serves only
+checkpoints the store holds, each checked against its own tree, and entries only up to the one it
+serves (``_served``): a reader never sees an entry no checkpoint covers, and (``sync``, asked
+whenever a reader reaches past what is served) never an older checkpoint than one any process
+served before, whichever replica answers. An append returns once a served checkpoint covers it.
 """
 
 from __future__ import annotations
@@ -408,12 +410,22 @@ class Ledger(LedgerReads):
                 self._grown.notify_all()
         log.info("integrating the ledger from size %d", self._served)
 
+    def sync(self) -> None:
+        if self._store.shared:
+            self._catch_up()
+
+    def _published(self, note: bytes) -> None:
+        """The store's publisher wrote ``note`` (this process signed it): serve it."""
+        with self._grown:
+            self._adopt_published(note)
+            self._grown.notify_all()
+
     def _adopt_published(self, note: bytes | None) -> None:
         """Serve ``note``, a checkpoint the integrator published, if newer than the one served
         and exactly the note this process would sign over its own tree at that size (Ed25519
         signing is deterministic): a store whose checkpoint disagrees with its entries is
         reported, never served. Called with the lock held (or before any other thread runs)."""
-        if not note or self._store.integrating():
+        if not note:
             return
         try:
             size = unverified_size(note)
@@ -445,10 +457,12 @@ class Ledger(LedgerReads):
         if not self._store.integrating():
             return
         cp = Checkpoint(origin=self._state.origin, size=self._tree.size, root=self._tree.root())
-        self._checkpoint = sign_checkpoint(cp, self._log_key)
-        self._served = cp.size
+        note = sign_checkpoint(cp, self._log_key)
         self.cosignatures.signed(cp)
-        self._store.publish(self._checkpoint)
+        if self._store.shared:  # served once the store holds it (see the module)
+            self._store.publish(note, self._published)
+        else:
+            self._checkpoint, self._served = note, cp.size
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
@@ -471,6 +485,7 @@ class Ledger(LedgerReads):
 
     def cosigned_checkpoint(self) -> bytes:
         """The newest cosigned checkpoint, every cosignature appended (DESIGN 12)."""
+        self.sync()
         with self._lock:
             latest, size = self._checkpoint, self._served
         return self.cosignatures.cosigned_note(latest, size)

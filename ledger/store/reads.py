@@ -52,8 +52,13 @@ class LedgerReads:
         """The registry's C2SP note verifier key, as the genesis event names it."""
         return self._state.log_key
 
+    def sync(self) -> None:
+        """Serve at least the newest checkpoint the store holds (a store shared by replicas:
+        a reader sent to another replica next never sees an older one; a no-op otherwise)."""
+
     def checkpoint(self) -> bytes:
         """The signed checkpoint served (StoreError before a shared store's first one)."""
+        self.sync()
         if not self._checkpoint:
             raise StoreError("the ledger's integrator has not published a checkpoint yet")
         return self._checkpoint
@@ -61,13 +66,21 @@ class LedgerReads:
     def entry_bytes(self, index: int) -> bytes:
         """Entry ``index``'s stored bytes. Raises StoreError if it does not exist,
         DamagedEntryError if they do not hash to its leaf."""
+        if index >= self.size:
+            self.sync()
         if not 0 <= index < self.size:
             raise StoreError(f"entry {index} does not exist (the ledger has {self.size})")
+        return self._stored(index)
+
+    def _stored(self, index: int) -> bytes:
+        """Entry ``index`` (in the tree, served or not yet), checked against its leaf."""
         return self._checked(index, self._store.read_range(index, index + 1, checksums=False))[0]
 
     def entries_bytes(self, start: int, limit: int) -> list[bytes]:
         """Up to ``limit`` entries' stored bytes from ``start``, each checked against its leaf
         hash (DamagedEntryError names the first that is not)."""
+        if start + max(0, limit) > self.size:
+            self.sync()
         stop = min(self.size, start + max(0, limit))
         if start >= stop:
             return []
@@ -89,19 +102,23 @@ class LedgerReads:
         return self._read_entry(index)
 
     def _read_entry(self, index: int) -> Entry:
-        return Entry.from_canonical(self.entry_bytes(index))
+        return Entry.from_canonical(self._stored(index))
 
     def root(self, size: int | None = None) -> bytes:
         with self._lock:
             return self._tree.root(size)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if size > self.size:
+            self.sync()
         with self._lock:
             if size > self._tree.size:
                 raise ProofError(f"tree size {size} is beyond the ledger's {self._tree.size}")
             return self._tree.inclusion_proof(index, size)
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        if new > self.size:
+            self.sync()
         with self._lock:
             if new > self._tree.size:
                 raise ProofError(f"tree size {new} is beyond the ledger's {self._tree.size}")
@@ -119,6 +136,8 @@ class LedgerReads:
 
     def wait_for(self, size: int, timeout: float) -> bool:
         """Block until the ledger holds more than ``size`` entries or ``timeout`` passes."""
+        if size >= self.size:
+            self.sync()
         with self._grown:
             return self._grown.wait_for(lambda: self._served > size, timeout=timeout)
 

@@ -19,6 +19,7 @@ from falcon import testing
 from api.client.answers import Appended
 from api.client.registry import Client
 from api.errors import ApiError, ResultExistsError
+from ledger.checkpoint import unverified_size
 from ledger.events import Entry
 from ledger.kinds import EventId, ResultState
 from ledger.store.ledger import Ledger
@@ -229,3 +230,43 @@ def test_two_results_for_one_task_and_site_through_two_replicas_one_is_appended(
             entries = _ledger(alice)
     results = [e.event.event.body for e in entries if isinstance(e.event.event.body, Result)]
     assert sorted(r.task for r in results) == sorted(tasks)  # one result per task, no more
+
+
+def test_a_reader_moving_between_replicas_never_sees_the_log_go_back(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Behind a round-robin balancer each request of one reader may land on another replica:
+    the checkpoint must never shrink (a site would take that for a rollback and stop), and the
+    entries a checkpoint covers must be readable from whichever replica comes next."""
+    world = World()
+    data = init_registry(tmp_path, world, store=dsn)
+    with serving(tmp_path, data, dsn, 3, nginx=False) as (replicas, _):
+        stop = threading.Event()
+
+        def post(url: str) -> None:
+            with Client(url, world.keys["alice"]) as poster:
+                n = 0
+                while not stop.is_set():
+                    poster.post_event(task(world, n))
+                    n += 1
+
+        posters = [threading.Thread(target=post, args=(r.url,)) for r in replicas]
+        for t in posters:
+            t.start()
+        readers = [Client(r.url, world.keys["site-b"]) for r in replicas]
+        sizes: list[int] = []
+        try:
+            for turn in range(300):
+                reader = readers[turn % len(readers)]
+                size = unverified_size(reader.checkpoint())
+                assert not sizes or size >= sizes[-1], f"went back from {sizes[-1]} to {size}"
+                sizes.append(size)
+                after = readers[(turn + 1) % len(readers)]  # the next replica has them all
+                assert len(after.entries(size - 1, limit=1).entries) == 1
+        finally:
+            stop.set()
+            for t in posters:
+                t.join()
+            for reader in readers:
+                reader.close()
+    assert sizes[-1] > sizes[0]  # the log grew while it was read

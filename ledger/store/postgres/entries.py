@@ -61,6 +61,7 @@ class PostgresStore:
         self._closed = False
         self._stale = True
         self._note: bytes | None = None  # the stored checkpoint as of ``count`` (``_refresh``)
+        self._readable = 0  # entries known committed, handed to the ledger or being handed
         self._count = 0
         self._bytes = 0
         self._watcher: Watcher | None = None
@@ -218,6 +219,7 @@ class PostgresStore:
             if size <= self._count and note is None:
                 return
             newer = self.read_range(self._count, size, upto=size) if size > self._count else []
+            self._readable = max(self._readable, size)  # readers woken by adopt read them
             adopt(newer, note)
             self._advance(newer)
             self._published = max(self._published, published)
@@ -242,10 +244,15 @@ class PostgresStore:
         """Whether this process signs the checkpoints (always, before :meth:`campaign`)."""
         return self._election is None or self._election.integrating
 
-    def publish(self, note: bytes) -> None:
-        """Publish ``note`` for the other processes, soon (never blocks the caller)."""
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def publish(self, note: bytes, written: Callable[[bytes], None]) -> None:
+        """Publish ``note`` for every process, soon (never blocks the caller); ``written(note)``
+        once it is in ``pht_log``."""
         if self._publisher is None:
-            self._publisher = Publisher(self.dsn)
+            self._publisher = Publisher(self.dsn, written)
         self._publisher.offer(note)
 
     # ---- reading
@@ -268,7 +275,7 @@ class PostgresStore:
     def read_range(
         self, start: int, stop: int, *, checksums: bool = True, upto: int | None = None
     ) -> list[bytes]:
-        count = self.count if upto is None else upto
+        count = max(self.count, self._readable) if upto is None else upto
         if not 0 <= start <= stop <= count:
             raise StoreError(f"entries {start}..{stop - 1} are out of range (the log has {count})")
         out: list[bytes] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from ledger.errors import StoreError
 from ledger.store.postgres.schema import Session, save_checkpoint
@@ -15,8 +16,9 @@ RETRY = 0.25  # seconds before writing again after the database failed
 
 
 class Publisher:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, written: Callable[[bytes], None]) -> None:
         self._dsn = dsn
+        self._written = written
         self._session: Session | None = None
         self._pending: bytes | None = None
         self._closed = False
@@ -36,7 +38,12 @@ class Publisher:
                 note, self._pending = self._pending, None
             if note is None:
                 return  # closed, nothing left
-            if not self._write(note):
+            if self._write(note):
+                try:
+                    self._written(note)
+                except Exception:  # the next checkpoint is served instead; say why not this one
+                    log.exception("serving the published checkpoint failed")
+            else:
                 with self._changed:
                     if self._pending is None:
                         self._pending = note  # nothing newer came: write this one again
