@@ -188,8 +188,10 @@ class Events:
         start = int_param(req, "from", default=0, min_value=0, max_value=MAX_INDEX)
         limit = int_param(req, "limit", default=100, min_value=1, max_value=self._max_limit)
         wait = int_param(req, "wait", default=0, min_value=0, max_value=self._max_wait)
-        if start >= self._ledger.size:
-            self._ledger.sync()  # a replica behind the one that served the reader's checkpoint
+        if start > self._ledger.size or (start == self._ledger.size and not wait):
+            # A replica behind the one that served the reader's checkpoint catches up first (a
+            # long-poll at the head is woken by the catch-up the database's notice starts).
+            self._ledger.sync()
         if start > (size := self._ledger.size):
             raise Problem(
                 "range-not-satisfiable",

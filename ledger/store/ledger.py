@@ -417,14 +417,15 @@ class Ledger(LedgerReads):
     def _published(self, note: bytes) -> None:
         """The store's publisher wrote ``note`` (this process signed it): serve it."""
         with self._grown:
-            self._adopt_published(note)
+            self._adopt_published(note, signed_here=True)
             self._grown.notify_all()
 
-    def _adopt_published(self, note: bytes | None) -> None:
+    def _adopt_published(self, note: bytes | None, *, signed_here: bool = False) -> None:
         """Serve ``note``, a checkpoint the integrator published, if newer than the one served
         and exactly the note this process would sign over its own tree at that size (Ed25519
         signing is deterministic): a store whose checkpoint disagrees with its entries is
-        reported, never served. Called with the lock held (or before any other thread runs)."""
+        reported, never served (``signed_here``: this process signed it over that tree).
+        Called with the lock held (or before any other thread runs)."""
         if not note:
             return
         try:
@@ -434,7 +435,7 @@ class Ledger(LedgerReads):
         if size <= self._served or size > self._tree.size:
             return  # old news, or ahead of the entries read here (the next catch-up has them)
         cp = Checkpoint(origin=self._state.origin, size=size, root=self._tree.root(size))
-        if note != sign_checkpoint(cp, self._log_key):
+        if not signed_here and note != sign_checkpoint(cp, self._log_key):
             log.error("the published checkpoint of size %d does not match the entries", size)
             return
         self._checkpoint, self._served = note, size

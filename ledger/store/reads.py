@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from crypto import KeyId
-from ledger.errors import ProofError, StoreError, UnknownTaskError
+from ledger.errors import ProofError, StoreError, UnknownTaskError, UnknownTileError
 from ledger.events import Entry
 from ledger.listing import MemberLine, TaskPage, TaskQuery, list_members, list_tasks
 from ledger.merkle import MerkleTree
@@ -79,7 +79,7 @@ class LedgerReads:
     def entries_bytes(self, start: int, limit: int) -> list[bytes]:
         """Up to ``limit`` entries' stored bytes from ``start``, each checked against its leaf
         hash (DamagedEntryError names the first that is not)."""
-        if start + max(0, limit) > self.size:
+        if start >= self.size:
             self.sync()
         stop = min(self.size, start + max(0, limit))
         if start >= stop:
@@ -131,13 +131,15 @@ class LedgerReads:
         if tile.level is not None:
             with self._lock:
                 return hash_tile(self._tree, tile)
-        start, stop = entries_range(self.size, tile)
+        try:
+            start, stop = entries_range(self.size, tile)
+        except UnknownTileError:
+            self.sync()  # a replica behind the one that served the reader's checkpoint
+            start, stop = entries_range(self.size, tile)
         return bundle(self.entries_bytes(start, stop - start), start)
 
     def wait_for(self, size: int, timeout: float) -> bool:
         """Block until the ledger holds more than ``size`` entries or ``timeout`` passes."""
-        if size >= self.size:
-            self.sync()
         with self._grown:
             return self._grown.wait_for(lambda: self._served > size, timeout=timeout)
 
