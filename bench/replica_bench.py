@@ -70,7 +70,7 @@ from bench.api_bench import (
 )
 from crypto import SigningKey
 from tests.api.registry_process import RegistryProcess
-from tests.api.test_replicas import nginx_in_front
+from tests.api.replica_cluster import nginx_in_front
 from tests.postgres_db import ENV, HINT, fresh_schema
 
 
