@@ -1,6 +1,6 @@
 """``pht audit``: replay and check a whole ledger, then report who ran what where.
 
-    pht audit --registry URL [--key FILE]   or   pht audit --data DIR
+    pht audit --registry URL [--key FILE] [--cache-tiles]   or   pht audit --data DIR
               [--json] [--workers N] [--genesis HASH] [--state DIR]
 
 Checks every hash, the chain, every signature, every rule, the Merkle root against the registry's
@@ -10,6 +10,12 @@ core (:mod:`ledger.trust`). Exits 0 when all holds; 2 naming the first bad entry
 wrong; 3 when the registry served something other than the history it signed (a rollback, a
 fork, a rewritten history, another genesis), keeping both checkpoints as evidence in the state
 directory, as a site does. Progress goes to stderr.
+
+From a registry that serves the log as C2SP tlog-tiles it reads the entries as entry bundles,
+each held to the signed checkpoint as it arrives (:class:`api.client.tiles.TileReader`: a bundle
+that is not the signed one is a lie, exit 3); from one that does not, as pages of entries. With
+``--cache-tiles`` the full bundles (immutable) are kept in the state directory and read from there
+on the next audit (verified again, like everything else).
 
 With ``--data`` it also hashes every blob the ledger names for the registry (a task's config_blob,
 a result's outputs and log; not outputs delivered to a site's FileService, which the registry
@@ -35,13 +41,14 @@ from typing import Any
 
 from api.client.evidence import keep_evidence
 from api.client.registry import Client
+from api.client.tiles import TileReader
 from api.errors import InvalidRequestError
 from cli.errors import CliError
 from cli.profile import connect, state_home
 from cli.review_report import render_review
 from ledger.audit import AuditReport, audit
 from ledger.bodies import Consortium
-from ledger.checkpoint import unverified_size
+from ledger.checkpoint import Checkpoint, unverified_size
 from ledger.cosignature import note_signature_lines
 from ledger.errors import (
     ForbiddenEntryError,
@@ -76,6 +83,12 @@ def add_parser(commands: Any) -> None:
         "profile's) the first audit trusts what the registry serves and later ones hold it to that",
     )
     parser.add_argument("--state", type=Path, help="where this auditor keeps checkpoints it saw")
+    parser.add_argument(
+        "--cache-tiles",
+        action="store_true",
+        help="keep the registry's full entry bundles in the state directory for the next audit "
+        "(about the ledger's size on disk; still verified each time)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -121,6 +134,22 @@ def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
         yield page
 
 
+def _records(
+    client: Client, checkpoint: Checkpoint, bar: Bar, cache: Path | None
+) -> Iterator[list[bytes]]:
+    """The ledger's records up to the checkpoint: through tiles, each bundle verified against
+    it, when the registry offers them; else page by page."""
+    reader = TileReader(client, cache=cache)
+    if not reader.offered():
+        yield from _pages(client, checkpoint.size, bar)
+        return
+    fetched = 0
+    for bundle in reader.bundles(checkpoint):
+        fetched += len(bundle)
+        bar(fetched)
+        yield bundle
+
+
 def _state_dir(args: argparse.Namespace, source: str) -> Path:
     """Where this auditor remembers what it verified of ``source`` (a registry URL or a data
     directory): keyed by the source, not by what it serves, so a registry that swaps its whole
@@ -144,14 +173,14 @@ def _checkpoint(client: Client, seen: Path) -> bytes:
     return client.checkpoint()
 
 
-def _signed_size(note: bytes, genesis: bytes) -> int:
-    """The size of the checkpoint ``note``, verified with the log key the genesis names (so
-    that an unsigned claim never sets how much is fetched)."""
+def _signed(note: bytes, genesis: bytes) -> Checkpoint:
+    """The checkpoint ``note``, verified with the log key the genesis names (so that an
+    unsigned claim never sets how much is fetched)."""
     entry = Entry.from_canonical(genesis)
     body = entry.event.event.body
     if not isinstance(body, Consortium):
         raise ForbiddenEntryError("the registry's entry 0 is not a genesis", index=0)
-    return verify_note(note, log_key=body.log_key, origin=body.origin).size
+    return verify_note(note, log_key=body.log_key, origin=body.origin)
 
 
 @dataclass
@@ -165,6 +194,7 @@ class _Source:
     pinned: str | None
     records: list[bytes] = field(default_factory=list)  # a data directory's, read whole
     client: Client | None = None
+    checkpoint: Checkpoint | None = None  # a registry's, verified
 
 
 def _open_source(args: argparse.Namespace) -> _Source:
@@ -195,7 +225,9 @@ def _open_source(args: argparse.Namespace) -> _Source:
         client=client,
     )
     try:
-        source.size = _signed_size(served, genesis) if genesis else 0
+        if genesis:
+            source.checkpoint = _signed(served, genesis)
+            source.size = source.checkpoint.size
     except LedgerError as exc:
         client.close()
         lie = exc if isinstance(exc, UntrustedLogError) else ForbiddenEntryError(str(exc))
@@ -236,8 +268,11 @@ def run(args: argparse.Namespace) -> int:
         pinned = seen_genesis.read_text().strip()  # the genesis this auditor verified before
         anchor = "remembered"
     bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
-    if client is not None:
-        source = _pages(client, size, bar)
+    if client is not None and src.checkpoint is not None:
+        cache = memory / "tiles" if args.cache_tiles else None
+        if cache is not None:
+            memory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        source = _records(client, src.checkpoint, bar, cache)
     try:
         _, report = audit(
             source,

@@ -38,6 +38,7 @@ def _audit(state: Path) -> int:
         workers=1,
         genesis=None,
         state=state,
+        cache_tiles=False,
     )
     return audit_cli.run(args)
 
