@@ -33,7 +33,8 @@ from ledger.tileread import TileCheck, bundle_tile, level1_tiles, split_bundle
 from ledger.tiles import WIDTH, Tile
 
 PROBE = Tile(None, 0, 1)  # entry 0's bundle of width 1: in every ledger that offers tiles
-AHEAD = 6  # bundles in flight at once
+AHEAD = 8  # bundles fetched ahead of the caller
+THREADS = 2  # fetching them (more only compete for the caller's GIL)
 
 
 class TileSource(Protocol):
@@ -73,7 +74,7 @@ class TileReader:
         tail = split_bundle(self._fetch(last), last) if last is not None else []
         level1 = [self._fetch(tile) for tile in level1_tiles(size)]
         check = TileCheck.build(checkpoint, level1, tail)
-        with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="tiles") as pool:
+        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="tiles") as pool:
             pending: deque[tuple[int, Future[list[bytes]]]] = deque()
             full = range(start // WIDTH, size // WIDTH)
             ahead = iter(full)
