@@ -1,6 +1,7 @@
 """``pht audit``: replay and check a whole ledger, then report who ran what where.
 
-    pht audit --registry URL [--key FILE] [--cache-tiles]   or   pht audit --data DIR
+    pht audit --registry URL [--key FILE] [--cache-tiles]
+    pht audit --data DIR [--store postgresql://...]
               [--json] [--workers N] [--genesis HASH] [--state DIR]
 
 Checks every hash, the chain, every signature, every rule, the Merkle root against the registry's
@@ -17,7 +18,9 @@ that is not the signed one is a lie, exit 3); from one that does not, as pages o
 ``--cache-tiles`` the full bundles (immutable) are kept in the state directory and read from there
 on the next audit (verified again, like everything else).
 
-With ``--data`` it also hashes every blob the ledger names for the registry (a task's config_blob,
+With ``--data`` it reads the registry's stored ledger (with ``--store``, as for ``pht serve``,
+the entries, checkpoint and blobs in its PostgreSQL database) and also hashes every blob the
+ledger names for the registry (a task's config_blob,
 a result's outputs and log; not outputs delivered to a site's FileService, which the registry
 never holds) and exits 2 naming, on stderr, each missing or damaged one by entry, field and sha256.
 
@@ -58,10 +61,10 @@ from ledger.errors import (
     WithheldEntriesError,
 )
 from ledger.events import Entry
+from ledger.store import Blobs
 from ledger.store.blobcheck import check_blobs
-from ledger.store.blobs import BlobStore
 from ledger.store.durable import write_atomic
-from ledger.store.readlog import read_log
+from ledger.store.readlog import read_stored
 from ledger.trust import verify_note
 
 EXIT_FAILED = 2
@@ -74,6 +77,12 @@ def add_parser(commands: Any) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="a registry's data directory")
     source.add_argument("--registry", help="a registry URL (needs a member key: --key)")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="with --data: the PostgreSQL database (postgresql://...) the registry keeps its "
+        "entries and blobs in (pht init/serve --store)",
+    )
     parser.add_argument("--key", type=Path, help="your private key file (default: the profile's)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -193,6 +202,7 @@ class _Source:
     genesis: bytes  # entry 0's stored bytes
     pinned: str | None
     records: list[bytes] = field(default_factory=list)  # a data directory's, read whole
+    blobs: Blobs | None = None  # a data directory's (or its database's)
     client: Client | None = None
     checkpoint: Checkpoint | None = None  # a registry's, verified
 
@@ -200,16 +210,24 @@ class _Source:
 def _open_source(args: argparse.Namespace) -> _Source:
     """Raises VerificationError (a damaged data directory) or UntrustedLogError (a registry's
     checkpoint that does not verify with the log key its genesis names)."""
+    if args.store is not None and args.data is None:
+        raise CliError("--store goes with --data (the registry's data directory)")
     if args.data is not None:
-        records = read_log(args.data)
-        stored = args.data / "checkpoint"
+        if args.store is None and not (args.data / "entries.log").exists():
+            if (args.data / "log.key").exists():
+                raise CliError(
+                    f"{args.data} keeps its entries in a database (pht init --store): add "
+                    "--store postgresql://... as for pht serve"
+                )
+        stored = read_stored(args.data, args.store)
         return _Source(
-            id=str(Path(args.data).resolve()),
-            served=stored.read_bytes() if stored.exists() else None,
-            size=len(records),
-            genesis=records[0] if records else b"",
+            id=stored.where,
+            served=stored.checkpoint,
+            size=len(stored.records),
+            genesis=stored.records[0] if stored.records else b"",
             pinned=args.genesis,
-            records=records,
+            records=stored.records,
+            blobs=stored.blobs,
         )
     conn = connect(args)
     client = conn.client
@@ -313,8 +331,11 @@ def run(args: argparse.Namespace) -> int:
     if newest is not None and newest != trusted:  # both verified; the memory never goes back
         write_atomic(seen, newest)
     _print_report(report, genesis_hash, anchor, as_json=args.json)
-    if args.data is not None:
-        return _check_blobs(args.data, records)
+    if src.blobs is not None:
+        try:
+            return _check_blobs(src.blobs, records, "the database" if args.store else None)
+        finally:
+            src.blobs.close()
     return 0
 
 
@@ -334,19 +355,19 @@ def _print_report(report: AuditReport, genesis_hash: str, anchor: str, *, as_jso
         )
 
 
-def _check_blobs(data: Path, records: list[bytes]) -> int:
-    """Every blob the ledger names for the registry is in ``data/objects`` and hashes to its
-    name; each one that is not is named by entry, field and sha256 (on stderr), exit 2."""
+def _check_blobs(blobs: Blobs, records: list[bytes], where: str | None) -> int:
+    """Every blob the ledger names for the registry is stored and hashes to its name; each
+    one that is not is named by entry, field and sha256 (on stderr), exit 2."""
     bar = Bar(len(records), "checking blobs")
-    found = check_blobs(records, BlobStore(data / "objects", read_only=True), progress=bar)
+    found = check_blobs(records, blobs, progress=bar)
     bar(len(records))
     bar.close()
     if not found.findings:
         print(f"blobs: all {found.checked} the ledger names are stored whole", file=sys.stderr)
         return 0
     print(
-        f"pht audit: FAILED: {len(found.findings)} blob references name blobs the data "
-        f"directory does not hold whole ({found.checked} blobs checked):",
+        f"pht audit: FAILED: {len(found.findings)} blob references name blobs "
+        f"{where or 'the data directory'} does not hold whole ({found.checked} blobs checked):",
         file=sys.stderr,
     )
     for finding in found.findings:
