@@ -7,8 +7,8 @@ C2SP tlog-tiles (each entry bundle held to the signed checkpoint), as a ratio of
 replay verification of the same records with the same workers (issue 17: target >= 0.9). Also
 printed, from the same run: the in-process ``ledger.audit.audit`` (replay plus report, the work
 ``pht audit`` does once it has the bytes), the same audit with the tiles read from its cache
-(``--cache-tiles``, from the second round on: the first fills the cache), and with ``--pages`` the audit of a registry without tiles
-(the entry pages; issue 5's figure, target >= 0.7).
+(``--cache-tiles``, from the second round on: the first fills the cache), and with ``--pages``
+the audit of a registry without tiles (the entry pages; issue 5's figure, target >= 0.7).
 
 ``--dir`` keeps the built ledger between runs (building 1,000,000 signed entries takes minutes).
 """
@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,16 +115,16 @@ def main() -> None:
             for r in range(args.rounds):
                 state = folder / f"cold{r}"
                 run("replay", replay)
-                run("tiles", lambda: timed_audit(url, auditor, state, args.workers))
+                run("tiles", partial(timed_audit, url, auditor, state, args.workers))
                 run("audit", audit_in_process)
                 warm = (folder / "warm", args.workers, "--cache-tiles")
-                run("cached", lambda: timed_audit(url, auditor, *warm))
+                run("cached", partial(timed_audit, url, auditor, *warm))
                 if args.pages:
                     offered = TileReader.offered
                     TileReader.offered = lambda self: False  # type: ignore[method-assign]
                     try:
                         pages = folder / f"p{r}"
-                        run("pages", lambda: timed_audit(url, auditor, pages, args.workers))
+                        run("pages", partial(timed_audit, url, auditor, pages, args.workers))
                     finally:
                         TileReader.offered = offered  # type: ignore[method-assign]
         finally:
@@ -153,8 +154,8 @@ def main() -> None:
             )
         print("entries per CPU second of every process involved (the load of other work on the")
         print("machine does not move these; the registry's included for the HTTP runs):")
-        for name in cpu:
-            print(f"  {name:<7} {cpu[name]:>8,.0f} = {cpu[name] / cpu['replay']:.2f} of replay")
+        for name, rate in cpu.items():
+            print(f"  {name:<7} {rate:>8,.0f} = {rate / cpu['replay']:.2f} of replay")
     finally:
         shutil.rmtree(folder)
 

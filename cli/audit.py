@@ -144,10 +144,15 @@ def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
 
 
 def _records(
-    client: Client, checkpoint: Checkpoint, bar: Bar, cache: Path | None
+    client: Client, checkpoint: Checkpoint, bar: Bar, memory: Path | None
 ) -> Iterator[list[bytes]]:
     """The ledger's records up to the checkpoint: through tiles, each bundle verified against
-    it, when the registry offers them; else page by page."""
+    it, when the registry offers them (kept in ``memory``/tiles when given); else page by
+    page."""
+    cache = None
+    if memory is not None:
+        memory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cache = memory / "tiles"
     reader = TileReader(client, cache=cache)
     if not reader.offered():
         yield from _pages(client, checkpoint.size, bar)
@@ -213,12 +218,12 @@ def _open_source(args: argparse.Namespace) -> _Source:
     if args.store is not None and args.data is None:
         raise CliError("--store goes with --data (the registry's data directory)")
     if args.data is not None:
-        if args.store is None and not (args.data / "entries.log").exists():
-            if (args.data / "log.key").exists():
-                raise CliError(
-                    f"{args.data} keeps its entries in a database (pht init --store): add "
-                    "--store postgresql://... as for pht serve"
-                )
+        database = not (args.data / "entries.log").exists() and (args.data / "log.key").exists()
+        if args.store is None and database:
+            raise CliError(
+                f"{args.data} keeps its entries in a database (pht init --store): add "
+                "--store postgresql://... as for pht serve"
+            )
         stored = read_stored(args.data, args.store)
         return _Source(
             id=stored.where,
@@ -274,10 +279,9 @@ def run(args: argparse.Namespace) -> int:
     client, served, size, genesis = src.client, src.served, src.size, src.genesis
     pinned, records = src.pinned, src.records
     source: Iterable[list[bytes]] = [records]
-    source_id = src.id
     if not size or not genesis:
         raise CliError("the ledger is empty")
-    memory = _state_dir(args, source_id)
+    memory = _state_dir(args, src.id)
     seen = memory / "checkpoint"
     trusted = seen.read_bytes() if seen.exists() else None
     seen_genesis = memory / "genesis"
@@ -287,10 +291,7 @@ def run(args: argparse.Namespace) -> int:
         anchor = "remembered"
     bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
     if client is not None and src.checkpoint is not None:
-        cache = memory / "tiles" if args.cache_tiles else None
-        if cache is not None:
-            memory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        source = _records(client, src.checkpoint, bar, cache)
+        source = _records(client, src.checkpoint, bar, memory if args.cache_tiles else None)
     try:
         _, report = audit(
             source,
@@ -332,10 +333,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(seen, newest)
     _print_report(report, genesis_hash, anchor, as_json=args.json)
     if src.blobs is not None:
-        try:
-            return _check_blobs(src.blobs, records, "the database" if args.store else None)
-        finally:
-            src.blobs.close()
+        return _check_blobs(src.blobs, records, "the database" if args.store else None)
     return 0
 
 
@@ -357,9 +355,12 @@ def _print_report(report: AuditReport, genesis_hash: str, anchor: str, *, as_jso
 
 def _check_blobs(blobs: Blobs, records: list[bytes], where: str | None) -> int:
     """Every blob the ledger names for the registry is stored and hashes to its name; each
-    one that is not is named by entry, field and sha256 (on stderr), exit 2."""
+    one that is not is named by entry, field and sha256 (on stderr), exit 2. Closes ``blobs``."""
     bar = Bar(len(records), "checking blobs")
-    found = check_blobs(records, blobs, progress=bar)
+    try:
+        found = check_blobs(records, blobs, progress=bar)
+    finally:
+        blobs.close()
     bar(len(records))
     bar.close()
     if not found.findings:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from api.client.answers import Page
 from api.errors import PROBLEM_BASE, problem_error
 from crypto import SigningKey
+from ledger import tiles as tlog_tiles
 from ledger.bodies import Result, ResultState, Task
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.cosignature import with_cosignatures
-from ledger import tiles as tlog_tiles
 from ledger.errors import UnknownTileError
 from ledger.events import Entry
 from ledger.merkle import MerkleTree

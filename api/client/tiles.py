@@ -11,8 +11,9 @@ ledger: 404 means a registry without tiles, and the caller reads the entry pages
 that the checkpoint covers and the registry then does not serve is a withheld entry.
 
 Full tiles never change, so with a ``cache`` directory the reader keeps the full entry bundles it
-fetched and reads them from there next time (the few hash tiles are always fetched). The cache is not trusted: a cached
-tile is verified like a fetched one, and one that fails is dropped and fetched again.
+fetched and reads them from there next time (the few hash tiles are always fetched). The cache is
+not trusted: a cached bundle is verified like a fetched one, and one that fails is dropped and
+fetched again.
 """
 
 from __future__ import annotations

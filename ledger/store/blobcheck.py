@@ -1,4 +1,5 @@
-"""Does a registry's store (its data directory, or its database) hold, whole, every blob its ledger names? (``pht audit --data``)
+"""Does a registry's store (its data directory or its database) hold, whole, every blob its
+ledger names? (``pht audit --data``)
 
 The registry must hold each blob an event names for it (:func:`ledger.bodies.registry_blobs`: a
 task's ``config_blob``, a result's outputs and log), except outputs ``delivered_to`` a site's

@@ -46,7 +46,7 @@ class Proxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 proxy.seen.append(self.path)
                 if proxy.no_tiles and self.path.startswith("/v1/tile/"):
                     return self._answer(
@@ -140,9 +140,7 @@ def audit(proxy: Proxy, world: World, state: Path, *extra: str) -> tuple[int, st
     return code, err.getvalue()
 
 
-def test_audit_reads_the_ledger_through_tiles(
-    proxy: Proxy, world: World, tmp_path: Path
-) -> None:
+def test_audit_reads_the_ledger_through_tiles(proxy: Proxy, world: World, tmp_path: Path) -> None:
     code, err = audit(proxy, world, tmp_path / "state")
     assert code == 0, err
     bundles = [f"/v1/tile/entries/{n:03d}" for n in range(10)] + ["/v1/tile/entries/010.p/41"]
@@ -219,7 +217,7 @@ def test_follower_catches_up_a_long_backlog_through_tiles(
 
 def test_follower_stops_on_a_tampered_bundle(proxy: Proxy, world: World, tmp_path: Path) -> None:
     proxy.tamper = "/v1/tile/entries/006"
-    with pytest.raises(ForkDetectedError, match="UnsignedEntriesError.*entry bundle 6"):
+    with pytest.raises(ForkDetectedError, match=r"UnsignedEntriesError.*entry bundle 6"):
         follower(proxy, world, tmp_path / "site").sync()
     assert list((tmp_path / "site").glob("evidence/UnsignedEntriesError*"))
 

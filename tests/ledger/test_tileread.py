@@ -76,9 +76,9 @@ def test_split_bundle_rejects_bad_framing(data: bytes) -> None:
 
 
 def test_split_bundle_reads_what_the_registry_frames() -> None:
-    assert split_bundle(tiles.bundle(ENTRIES[256:300], 256), bundle_tile(1, 300)) == ENTRIES[
-        256:300
-    ]
+    assert (
+        split_bundle(tiles.bundle(ENTRIES[256:300], 256), bundle_tile(1, 300)) == ENTRIES[256:300]
+    )
 
 
 @pytest.mark.parametrize(
