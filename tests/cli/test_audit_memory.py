@@ -32,6 +32,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
 def _audit(state: Path) -> int:
     args = argparse.Namespace(
         data=None,
+        store=None,
         registry="http://registry.invalid",
         key=None,
         json=True,
