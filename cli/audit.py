@@ -20,9 +20,9 @@ on the next audit (verified again, like everything else).
 
 With ``--data`` it reads the registry's stored ledger (with ``--store``, as for ``pht serve``,
 the entries, checkpoint and blobs in its PostgreSQL database) and also hashes every blob the
-ledger names for the registry (a task's config_blob,
-a result's outputs and log; not outputs delivered to a site's FileService, which the registry
-never holds) and exits 2 naming, on stderr, each missing or damaged one by entry, field and sha256.
+ledger names for the registry (a task's config_blob, a result's outputs and log; not outputs
+delivered to a site's FileService, which the registry never holds) and exits 2 naming, on
+stderr, each missing or damaged one by entry, field and sha256.
 
 Witnesses (DESIGN 12): from a registry it audits the newest checkpoint witnesses cosigned, when
 there is one; with a witness policy in force, a checkpoint short of its quorum fails the audit
