@@ -1,6 +1,7 @@
 """``pht audit``: replay and check a whole ledger, then report who ran what where.
 
-    pht audit --registry URL [--key FILE]   or   pht audit --data DIR
+    pht audit --registry URL [--key FILE] [--cache-tiles]
+    pht audit --data DIR [--store postgresql://...]
               [--json] [--workers N] [--genesis HASH] [--state DIR]
 
 Checks every hash, the chain, every signature, every rule, the Merkle root against the registry's
@@ -11,9 +12,17 @@ wrong; 3 when the registry served something other than the history it signed (a 
 fork, a rewritten history, another genesis), keeping both checkpoints as evidence in the state
 directory, as a site does. Progress goes to stderr.
 
-With ``--data`` it also hashes every blob the ledger names for the registry (a task's config_blob,
-a result's outputs and log; not outputs delivered to a site's FileService, which the registry
-never holds) and exits 2 naming, on stderr, each missing or damaged one by entry, field and sha256.
+From a registry that serves the log as C2SP tlog-tiles it reads the entries as entry bundles,
+each held to the signed checkpoint as it arrives (:class:`api.client.tiles.TileReader`: a bundle
+that is not the signed one is a lie, exit 3); from one that does not, as pages of entries. With
+``--cache-tiles`` the full bundles (immutable) are kept in the state directory and read from there
+on the next audit (verified again, like everything else).
+
+With ``--data`` it reads the registry's stored ledger (with ``--store``, as for ``pht serve``,
+the entries, checkpoint and blobs in its PostgreSQL database) and also hashes every blob the
+ledger names for the registry (a task's config_blob, a result's outputs and log; not outputs
+delivered to a site's FileService, which the registry never holds) and exits 2 naming, on
+stderr, each missing or damaged one by entry, field and sha256.
 
 Witnesses (DESIGN 12): from a registry it audits the newest checkpoint witnesses cosigned, when
 there is one; with a witness policy in force, a checkpoint short of its quorum fails the audit
@@ -35,13 +44,14 @@ from typing import Any
 
 from api.client.evidence import keep_evidence
 from api.client.registry import Client
+from api.client.tiles import TileReader
 from api.errors import InvalidRequestError
 from cli.errors import CliError
 from cli.profile import connect, state_home
 from cli.review_report import render_review
 from ledger.audit import AuditReport, audit
 from ledger.bodies import Consortium
-from ledger.checkpoint import unverified_size
+from ledger.checkpoint import Checkpoint, unverified_size
 from ledger.cosignature import note_signature_lines
 from ledger.errors import (
     ForbiddenEntryError,
@@ -51,10 +61,10 @@ from ledger.errors import (
     WithheldEntriesError,
 )
 from ledger.events import Entry
+from ledger.store import Blobs
 from ledger.store.blobcheck import check_blobs
-from ledger.store.blobs import BlobStore
 from ledger.store.durable import write_atomic
-from ledger.store.readlog import read_log
+from ledger.store.readlog import read_stored
 from ledger.trust import verify_note
 
 EXIT_FAILED = 2
@@ -67,6 +77,12 @@ def add_parser(commands: Any) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="a registry's data directory")
     source.add_argument("--registry", help="a registry URL (needs a member key: --key)")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="with --data: the PostgreSQL database (postgresql://...) the registry keeps its "
+        "entries and blobs in (pht init/serve --store)",
+    )
     parser.add_argument("--key", type=Path, help="your private key file (default: the profile's)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -76,6 +92,12 @@ def add_parser(commands: Any) -> None:
         "profile's) the first audit trusts what the registry serves and later ones hold it to that",
     )
     parser.add_argument("--state", type=Path, help="where this auditor keeps checkpoints it saw")
+    parser.add_argument(
+        "--cache-tiles",
+        action="store_true",
+        help="keep the registry's full entry bundles in the state directory for the next audit "
+        "(about the ledger's size on disk; still verified each time)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -121,6 +143,27 @@ def _pages(client: Client, size: int, bar: Bar) -> Iterator[list[bytes]]:
         yield page
 
 
+def _records(
+    client: Client, checkpoint: Checkpoint, bar: Bar, memory: Path | None
+) -> Iterator[list[bytes]]:
+    """The ledger's records up to the checkpoint: through tiles, each bundle verified against
+    it, when the registry offers them (kept in ``memory``/tiles when given); else page by
+    page."""
+    cache = None
+    if memory is not None:
+        memory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cache = memory / "tiles"
+    reader = TileReader(client, cache=cache)
+    if not reader.offered():
+        yield from _pages(client, checkpoint.size, bar)
+        return
+    fetched = 0
+    for bundle in reader.bundles(checkpoint):
+        fetched += len(bundle)
+        bar(fetched)
+        yield bundle
+
+
 def _state_dir(args: argparse.Namespace, source: str) -> Path:
     """Where this auditor remembers what it verified of ``source`` (a registry URL or a data
     directory): keyed by the source, not by what it serves, so a registry that swaps its whole
@@ -144,14 +187,14 @@ def _checkpoint(client: Client, seen: Path) -> bytes:
     return client.checkpoint()
 
 
-def _signed_size(note: bytes, genesis: bytes) -> int:
-    """The size of the checkpoint ``note``, verified with the log key the genesis names (so
-    that an unsigned claim never sets how much is fetched)."""
+def _signed(note: bytes, genesis: bytes) -> Checkpoint:
+    """The checkpoint ``note``, verified with the log key the genesis names (so that an
+    unsigned claim never sets how much is fetched)."""
     entry = Entry.from_canonical(genesis)
     body = entry.event.event.body
     if not isinstance(body, Consortium):
         raise ForbiddenEntryError("the registry's entry 0 is not a genesis", index=0)
-    return verify_note(note, log_key=body.log_key, origin=body.origin).size
+    return verify_note(note, log_key=body.log_key, origin=body.origin)
 
 
 @dataclass
@@ -164,22 +207,32 @@ class _Source:
     genesis: bytes  # entry 0's stored bytes
     pinned: str | None
     records: list[bytes] = field(default_factory=list)  # a data directory's, read whole
+    blobs: Blobs | None = None  # a data directory's (or its database's)
     client: Client | None = None
+    checkpoint: Checkpoint | None = None  # a registry's, verified
 
 
 def _open_source(args: argparse.Namespace) -> _Source:
     """Raises VerificationError (a damaged data directory) or UntrustedLogError (a registry's
     checkpoint that does not verify with the log key its genesis names)."""
+    if args.store is not None and args.data is None:
+        raise CliError("--store goes with --data (the registry's data directory)")
     if args.data is not None:
-        records = read_log(args.data)
-        stored = args.data / "checkpoint"
+        database = not (args.data / "entries.log").exists() and (args.data / "log.key").exists()
+        if args.store is None and database:
+            raise CliError(
+                f"{args.data} keeps its entries in a database (pht init --store): add "
+                "--store postgresql://... as for pht serve"
+            )
+        stored = read_stored(args.data, args.store)
         return _Source(
-            id=str(Path(args.data).resolve()),
-            served=stored.read_bytes() if stored.exists() else None,
-            size=len(records),
-            genesis=records[0] if records else b"",
+            id=stored.where,
+            served=stored.checkpoint,
+            size=len(stored.records),
+            genesis=stored.records[0] if stored.records else b"",
             pinned=args.genesis,
-            records=records,
+            records=stored.records,
+            blobs=stored.blobs,
         )
     conn = connect(args)
     client = conn.client
@@ -195,7 +248,9 @@ def _open_source(args: argparse.Namespace) -> _Source:
         client=client,
     )
     try:
-        source.size = _signed_size(served, genesis) if genesis else 0
+        if genesis:
+            source.checkpoint = _signed(served, genesis)
+            source.size = source.checkpoint.size
     except LedgerError as exc:
         client.close()
         lie = exc if isinstance(exc, UntrustedLogError) else ForbiddenEntryError(str(exc))
@@ -224,10 +279,9 @@ def run(args: argparse.Namespace) -> int:
     client, served, size, genesis = src.client, src.served, src.size, src.genesis
     pinned, records = src.pinned, src.records
     source: Iterable[list[bytes]] = [records]
-    source_id = src.id
     if not size or not genesis:
         raise CliError("the ledger is empty")
-    memory = _state_dir(args, source_id)
+    memory = _state_dir(args, src.id)
     seen = memory / "checkpoint"
     trusted = seen.read_bytes() if seen.exists() else None
     seen_genesis = memory / "genesis"
@@ -236,8 +290,8 @@ def run(args: argparse.Namespace) -> int:
         pinned = seen_genesis.read_text().strip()  # the genesis this auditor verified before
         anchor = "remembered"
     bar = Bar(size, "fetching and verifying" if client is not None else "verifying")
-    if client is not None:
-        source = _pages(client, size, bar)
+    if client is not None and src.checkpoint is not None:
+        source = _records(client, src.checkpoint, bar, memory if args.cache_tiles else None)
     try:
         _, report = audit(
             source,
@@ -278,8 +332,8 @@ def run(args: argparse.Namespace) -> int:
     if newest is not None and newest != trusted:  # both verified; the memory never goes back
         write_atomic(seen, newest)
     _print_report(report, genesis_hash, anchor, as_json=args.json)
-    if args.data is not None:
-        return _check_blobs(args.data, records)
+    if src.blobs is not None:
+        return _check_blobs(src.blobs, records, "the database" if args.store else None)
     return 0
 
 
@@ -299,19 +353,22 @@ def _print_report(report: AuditReport, genesis_hash: str, anchor: str, *, as_jso
         )
 
 
-def _check_blobs(data: Path, records: list[bytes]) -> int:
-    """Every blob the ledger names for the registry is in ``data/objects`` and hashes to its
-    name; each one that is not is named by entry, field and sha256 (on stderr), exit 2."""
+def _check_blobs(blobs: Blobs, records: list[bytes], where: str | None) -> int:
+    """Every blob the ledger names for the registry is stored and hashes to its name; each
+    one that is not is named by entry, field and sha256 (on stderr), exit 2. Closes ``blobs``."""
     bar = Bar(len(records), "checking blobs")
-    found = check_blobs(records, BlobStore(data / "objects", read_only=True), progress=bar)
+    try:
+        found = check_blobs(records, blobs, progress=bar)
+    finally:
+        blobs.close()
     bar(len(records))
     bar.close()
     if not found.findings:
         print(f"blobs: all {found.checked} the ledger names are stored whole", file=sys.stderr)
         return 0
     print(
-        f"pht audit: FAILED: {len(found.findings)} blob references name blobs the data "
-        f"directory does not hold whole ({found.checked} blobs checked):",
+        f"pht audit: FAILED: {len(found.findings)} blob references name blobs "
+        f"{where or 'the data directory'} does not hold whole ({found.checked} blobs checked):",
         file=sys.stderr,
     )
     for finding in found.findings:

@@ -144,11 +144,13 @@ def audit(
 
     ``chunks`` are the entries' bytes in pages (as a registry serves them; ``[records]`` for a
     list in hand): with workers, early pages are verified while later ones are still fetched.
+    A lie the fetch names while ``chunks`` is read (an entry bundle that is not the signed one)
+    is raised with both checkpoints too.
     """
-    verified, records = verify_chunks(chunks, workers=workers, progress=progress)
-    if not records:
-        raise VerificationError(None, "the ledger is empty")
     try:
+        verified, records = verify_chunks(chunks, workers=workers, progress=progress)
+        if not records:
+            raise VerificationError(None, "the ledger is empty")
         served, remembered = _hold(
             verified,
             records[0],

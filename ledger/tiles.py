@@ -82,6 +82,21 @@ def parse(path: str) -> Tile:
     return Tile(level, index, width)
 
 
+def path(tile: Tile) -> str:
+    """The canonical path of ``tile`` (what :func:`parse` reads back)."""
+    groups: list[int] = []
+    index = tile.index
+    while True:
+        groups.append(index % 1000)
+        index //= 1000
+        if index == 0:
+            break
+    groups.reverse()
+    digits = "/".join([f"x{g:03d}" for g in groups[:-1]] + [f"{groups[-1]:03d}"])
+    head = "entries" if tile.level is None else str(tile.level)
+    return f"{head}/{digits}" + ("" if tile.full else f".p/{tile.width}")
+
+
 def hash_tile(tree: MerkleTree, tile: Tile) -> bytes:
     """The hashes of ``tile`` (a hash tile), concatenated."""
     assert tile.level is not None

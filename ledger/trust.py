@@ -283,6 +283,13 @@ class TrustedLog:
         except UntrustedLogError as exc:
             self._spend(exc)
 
+    def reject(self, exc: UntrustedLogError) -> NoReturn:
+        """Spend this log on a lie its reader found in what it fetched before staging it (an
+        entry bundle that does not hash to the checkpoint, :mod:`ledger.tileread`): nothing
+        staged is kept, and ``exc`` is raised with the last trusted checkpoint as evidence."""
+        self._usable()
+        self._spend(exc)
+
     def consistency_span(self, checkpoint: Checkpoint) -> tuple[int, int] | None:
         """The sizes of the consistency proof :meth:`commit` needs for ``checkpoint``."""
         old = self._checkpoint

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from api.client.answers import Page
 from api.errors import PROBLEM_BASE, problem_error
 from crypto import SigningKey
+from ledger import tiles as tlog_tiles
 from ledger.bodies import Result, ResultState, Task
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.cosignature import with_cosignatures
+from ledger.errors import UnknownTileError
 from ledger.events import Entry
 from ledger.merkle import MerkleTree
 from tests.ledger.factory import World, key
@@ -83,6 +85,7 @@ class FakeRegistry:
     # several views): a lying registry appends every line it holds to every cosigned note.
     pool: list[str] = field(default_factory=list)
     posted: list[tuple[int, str]] = field(default_factory=list)
+    tiles: bool = True  # serve C2SP tiles of what it serves (False: a registry before tiles)
 
     def serve(
         self, entries: Sequence[Entry], note: bytes, *, proof: list[bytes] | None = None
@@ -129,6 +132,20 @@ class FakeRegistry:
 
     def entry(self, index: int) -> Entry:
         return self.served[index]
+
+    def tile(self, path: str) -> bytes:
+        try:
+            if not self.tiles:
+                raise UnknownTileError(path)
+            tile = tlog_tiles.parse(path)
+            if tile.level is not None:
+                return tlog_tiles.hash_tile(self._tree(), tile)
+            start, stop = tlog_tiles.entries_range(len(self.served), tile)
+            return tlog_tiles.bundle([e.canonical for e in self.served[start:stop]], start)
+        except UnknownTileError:
+            raise problem_error(
+                404, {"type": PROBLEM_BASE + "not-found", "status": 404, "detail": path}
+            ) from None
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return self._tree().inclusion_proof(index, size)

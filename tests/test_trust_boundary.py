@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from api.client.analyst import Analyst
-from cli.audit import _pages
+from cli.audit import _pages, _records, _signed
 from ledger.audit import audit
 from ledger.checkpoint import unverified_size
 from ledger.errors import (
@@ -28,6 +28,7 @@ from ledger.errors import (
     LargerForkError,
     RollbackError,
     SameSizeForkError,
+    UnsignedEntriesError,
     UntrustedLogError,
     VerificationError,
     WithheldEntriesError,
@@ -206,16 +207,37 @@ def _audit(registry: FakeRegistry, trusted: bytes | None) -> None:
     audit(pages, checkpoint=served, trusted=trusted, genesis=HONEST[0].hash)
 
 
+def _audit_tiles(registry: FakeRegistry, trusted: bytes | None) -> None:
+    """As ``pht audit`` reads a registry that serves tiles: the checkpoint verified with the
+    log key the served genesis names, then every bundle held to it as it arrives."""
+    served = registry.checkpoint()
+    try:
+        checkpoint = _signed(served, registry.entry_records(0, 1)[0][0])
+    except UntrustedLogError as exc:  # refused before any entry is fetched
+        raise exc.with_notes(trusted=trusted or b"", served=served) from None
+    chunks = _records(registry, checkpoint, lambda done: None, None)  # type: ignore[arg-type]
+    audit(chunks, checkpoint=served, trusted=trusted, genesis=HONEST[0].hash)
+
+
+# Read through tiles, the auditor holds what it fetches to the served checkpoint before it
+# replays it: entries that are not the signed ones are named as such.
+THROUGH_TILES = {"larger_fork": UnsignedEntriesError}
+
+
+@pytest.mark.parametrize("tiles", [False, True], ids=["pages", "tiles"])
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
-def test_audit_against_registry_lies(attack: Attack) -> None:
+def test_audit_against_registry_lies(attack: Attack, tiles: bool) -> None:
     registry = _registry(attack)
+    registry.tiles = tiles
+    read = _audit_tiles if tiles else _audit
     remembered = None
     if not attack.fresh:
-        _audit(registry, None)
+        read(registry, None)
         remembered = registry.note
     entries, note, proof = attack.served()
     registry.serve(entries, note, proof=proof)
-    error = _expect(attack.audit, lambda: _audit(registry, remembered))
+    expected = THROUGH_TILES.get(attack.name, attack.audit) if tiles else attack.audit
+    error = _expect(expected, lambda: read(registry, remembered))
     if isinstance(error, UntrustedLogError):
         assert error.served == note
         assert error.trusted == (remembered or b"") or attack.fresh

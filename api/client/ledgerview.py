@@ -23,13 +23,17 @@ from collections.abc import Callable
 from typing import Protocol
 
 from api.client.registry import Client
-from api.errors import InvalidRequestError
-from ledger.errors import HistoryRewrittenError, QuorumError, UntrustedLogError
+from api.client.tiles import TileReader
+from api.errors import InvalidRequestError, ProtocolError
+from ledger.checkpoint import Checkpoint
+from ledger.errors import HistoryRewrittenError, LedgerError, QuorumError, UntrustedLogError
 from ledger.events import Entry
+from ledger.tiles import WIDTH
 from ledger.trust import Pins, Trusted, TrustedLog
 from ledger.view import View
 
 PAGE = 1000
+TILES_FROM = 4 * WIDTH  # a backlog from which the entries are read as tiles, when offered
 
 
 def catch_up(
@@ -49,7 +53,10 @@ def catch_up(
        a witness policy is in force) and verify it (the genesis, staged first on a new log,
        names the log key); entries beyond it prove nothing yet and wait for the next round;
     3. fetch and stage entries up to its size; a registry that answers 416 or an empty page
-       below it has withheld them, which the commit names;
+       below it has withheld them, which the commit names. A backlog of :data:`TILES_FROM` or
+       more is read as C2SP tiles when the registry offers them (each entry bundle held to the
+       checkpoint before it is staged, :class:`api.client.tiles.TileReader`); the long-poll
+       stays on the entry pages, since tiles only cover what exists;
     4. fetch the consistency proof from the last trusted checkpoint and commit.
 
     ``before_checkpoint`` runs just before step 2 (a site's witness cosigns there).
@@ -75,6 +82,8 @@ def catch_up(
             size=checkpoint.size,
         )
     trusted_log.stage(waited[: max(0, checkpoint.size - trusted_log.staged_size)])
+    if checkpoint.size - trusted_log.staged_size >= TILES_FROM:
+        _stage_tiles(trusted_log, client, checkpoint, note)
     while trusted_log.staged_size < checkpoint.size:
         page = _entries(
             client, trusted_log.staged_size, min(PAGE, checkpoint.size - trusted_log.staged_size)
@@ -85,6 +94,25 @@ def catch_up(
     span = trusted_log.consistency_span(checkpoint)
     proof = client.consistency_proof(*span) if span is not None else None
     return trusted_log.commit(note, proof)
+
+
+def _stage_tiles(
+    trusted_log: TrustedLog, client: Client, checkpoint: Checkpoint, note: bytes
+) -> None:
+    """Stage the entries up to ``checkpoint`` read as tiles, if the registry offers them."""
+    reader = TileReader(client)
+    if not reader.offered():
+        return
+    try:
+        for bundle in reader.bundles(checkpoint, trusted_log.staged_size):
+            first = trusted_log.staged_size
+            try:
+                entries = [Entry.from_canonical(data) for data in bundle]
+            except LedgerError as exc:
+                raise ProtocolError(f"an entry of the bundle from entry {first}: {exc}") from exc
+            trusted_log.stage(entries)
+    except UntrustedLogError as exc:
+        trusted_log.reject(exc.with_notes(trusted=b"", served=note))
 
 
 def _entries(client: Client, start: int, limit: int, *, wait: int = 0) -> tuple[Entry, ...]:

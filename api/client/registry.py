@@ -154,6 +154,11 @@ class Client:
         except ProtocolError as exc:
             raise ProtocolError(f"entries from {start}: {exc}") from exc
 
+    def tile(self, path: str) -> bytes:
+        """The C2SP tlog-tiles tile at ``path`` (``entries/000.p/5``, ``1/x001/002``; see
+        :mod:`ledger.tiles`), unverified: :class:`api.client.tiles.TileReader` verifies."""
+        return self._http.request("GET", f"/v1/tile/{path}").content
+
     def entry(self, index: int) -> Entry:
         return entry_at(self._get_json(f"/v1/events/{int(index)}"), index)
 

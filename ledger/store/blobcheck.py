@@ -1,4 +1,5 @@
-"""Does a data directory hold, whole, every blob its ledger names? (``pht audit --data``)
+"""Does a registry's store (its data directory or its database) hold, whole, every blob its
+ledger names? (``pht audit --data``)
 
 The registry must hold each blob an event names for it (:func:`ledger.bodies.registry_blobs`: a
 task's ``config_blob``, a result's outputs and log), except outputs ``delivered_to`` a site's
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from ledger.bodies import registry_blobs
 from ledger.errors import BlobError, DamagedBlobError
 from ledger.events import Entry
-from ledger.store.blobs import BlobStore
+from ledger.store import Blobs
 
 Progress = Callable[[int], None]
 
@@ -41,7 +42,7 @@ class BlobReport:
 
 
 def check_blobs(
-    records: Iterable[bytes], blobs: BlobStore, *, progress: Progress | None = None
+    records: Iterable[bytes], blobs: Blobs, *, progress: Progress | None = None
 ) -> BlobReport:
     """Hash every blob the entries ``records`` (verified already: they are parsed, not judged)
     name for the registry; report each missing or damaged one, once per entry naming it."""
@@ -66,11 +67,11 @@ def check_blobs(
     return BlobReport(checked=len(verdicts), findings=tuple(findings))
 
 
-def _verdict(blobs: BlobStore, sha256: str) -> str | None:
+def _verdict(blobs: Blobs, sha256: str) -> str | None:
     try:
-        blobs.verify(sha256)
+        blobs.open_verified(sha256).close()
     except DamagedBlobError as exc:
         return f"damaged, {exc.reason}"
     except BlobError as exc:
-        return "missing" if not blobs.path(sha256).exists() else f"unreadable ({exc})"
+        return "missing" if not blobs.exists(sha256) else f"unreadable ({exc})"
     return None

@@ -1,15 +1,24 @@
-"""Reading a data directory's entry log for an auditor, without the registry's lock.
+"""Reading a registry's stored ledger for an auditor, without the registry's lock.
 
-``read_log`` checks each record's framing and checksum and names the first damaged entry; what
-the records say is then for :func:`ledger.audit.audit` to verify.
+``read_log`` checks each record of a data directory's log for its framing and checksum and names
+the first damaged entry; ``read_stored`` reads the whole stored ledger (the records, the last
+checkpoint the registry saved, its blobs) from the data directory or, for a ledger created with
+``pht init --store``, from its PostgreSQL database. What the records say is then for
+:func:`ledger.audit.audit` to verify.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.errors import VerificationError
+from ledger.errors import DamagedEntryError, VerificationError
+from ledger.store import Blobs
+from ledger.store.blobs import BlobStore
+from ledger.store.postgres.blobs import PostgresBlobs
+from ledger.store.postgres.entries import PostgresStore
+from ledger.store.postgres.schema import shown
 from ledger.store.records import find_valid_record, scan
 
 log = logging.getLogger(__name__)
@@ -41,3 +50,40 @@ def read_log(data_dir: Path) -> list[bytes]:
         length = int.from_bytes(data[offset + 4 : offset + 8], "little")
         records.append(data[offset + 12 : offset + 12 + length])
     return records
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLedger:
+    """What a registry stored: every record, the last checkpoint it saved (None before the
+    first), its blobs (close them when done) and where it lives (a path or a database URL
+    without its password)."""
+
+    records: list[bytes]
+    checkpoint: bytes | None
+    blobs: Blobs
+    where: str
+
+
+def read_stored(data_dir: Path, store_url: str | None = None) -> StoredLedger:
+    """The ledger stored in ``data_dir``, or in the database ``store_url`` when given.
+
+    Raises VerificationError naming the first damaged entry, StoreError when the database holds
+    no ledger or cannot be reached.
+    """
+    if store_url is None:
+        stored = Path(data_dir) / "checkpoint"
+        return StoredLedger(
+            records=read_log(data_dir),
+            checkpoint=stored.read_bytes() if stored.exists() else None,
+            blobs=BlobStore(Path(data_dir) / "objects", read_only=True),
+            where=str(Path(data_dir).resolve()),
+        )
+    store = PostgresStore.open(store_url)  # StoreError: no ledger there, or unreachable
+    try:
+        records = store.read_range(0, store.count)
+        checkpoint = store.stored_checkpoint()
+    except DamagedEntryError as exc:
+        raise VerificationError(exc.index, exc.reason) from exc
+    finally:
+        store.close()
+    return StoredLedger(records, checkpoint, PostgresBlobs(store.dsn), shown(store_url))

@@ -32,12 +32,14 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
 def _audit(state: Path) -> int:
     args = argparse.Namespace(
         data=None,
+        store=None,
         registry="http://registry.invalid",
         key=None,
         json=True,
         workers=1,
         genesis=None,
         state=state,
+        cache_tiles=False,
     )
     return audit_cli.run(args)
 
