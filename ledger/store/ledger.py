@@ -8,17 +8,12 @@ the embedded :class:`EntryStore` implements it, and so does
 each judges new events against the state as of the entry before them, taking the entries the
 others appended first (``append_sequenced``), and takes them as they come (``watch``).
 
-Of the processes sharing a store, one at a time integrates (``Store.integrating``): it signs each
-checkpoint and publishes it in the store. Every process, the integrator too, serves only
-checkpoints the store holds, each checked against its own tree, and entries only up to the one it
-serves (``_served``): a reader never sees an entry no checkpoint covers, and (``sync``, asked
-whenever a reader reaches past what is served) never an older checkpoint than one any process
-served before, whichever replica answers. An append returns once a served checkpoint covers it.
+The checkpoints it signs, and those other processes sharing the store sign, are the business of
+:class:`ledger.store.integration.Integration`, its base.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +22,6 @@ from pathlib import Path
 from crypto import SigningKey
 from ledger import fields as f
 from ledger.bodies import registry_blobs
-from ledger.checkpoint import Checkpoint, sign_checkpoint, unverified_size
 from ledger.errors import BlobError, LedgerError, MissingBlobError, SignatureError
 from ledger.events import Entry, SignedEvent, utc_now
 from ledger.merkle import MerkleTree
@@ -39,17 +33,14 @@ from ledger.store.blobs import BlobStore
 from ledger.store.cosignatures import CosignatureBook, CosignatureLines
 from ledger.store.groupcommit import GroupCommitter
 from ledger.store.idindex import IdIndex
-from ledger.store.integrity import recheck
+from ledger.store.integration import Integration
 from ledger.store.postgres.nonces import Nonces
-from ledger.store.reads import LedgerReads
 from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
 from ledger.witness_rules import policy_of
 
 SNAPSHOT_EVERY = 50_000
-PUBLISH_WAIT = 10.0  # seconds an append waits for the integrator's checkpoint to cover it
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +49,7 @@ class AppendResult:
     created: bool  # False when the same signed event was already in the ledger
 
 
-class Ledger(LedgerReads):
+class Ledger(Integration):
     """One open data directory. Thread-safe; one process per directory (its LOCK), and with a
     PostgreSQL store any number of processes (each with a directory of its own) per database.
 
@@ -264,19 +255,6 @@ class Ledger(LedgerReads):
         self._await_checkpoint(outcome.entry.index)
         return outcome
 
-    @property
-    def integrating(self) -> bool:
-        """Whether this process signs the checkpoints (see the module)."""
-        return self._store.integrating()
-
-    def _await_checkpoint(self, index: int) -> None:
-        """Wait until the checkpoint served covers entry ``index`` (at once where this process
-        signs; a shared store's integrator publishes within milliseconds). The entry is
-        committed either way: after ``PUBLISH_WAIT`` the append is answered regardless."""
-        with self._grown:
-            if not self._grown.wait_for(lambda: self._served > index, timeout=PUBLISH_WAIT):
-                log.warning("no checkpoint covers entry %d after %.0f s", index, PUBLISH_WAIT)
-
     def _require_blobs(self, signed: SignedEvent) -> None:
         """Refuse an event naming a blob this registry does not hold, or holds with another size
         (no reader could fetch it: the event would be useless in the log for good)."""
@@ -375,72 +353,6 @@ class Ledger(LedgerReads):
             self.snapshot()
         return outcomes
 
-    def _adopt(self, newer: Sequence[bytes]) -> None:
-        """Fold in entries other registry processes appended to a shared store (checked against
-        the chain and the rules; their signatures were checked where they were appended), and
-        wake the long-polls. Called with the lock held."""
-        for payload in newer:
-            entry = recheck(self._state, self._state.size, payload, snapshot_size=0)
-            self._remember(entry)
-        if newer:
-            self._sign_checkpoint()
-            self._grown.notify_all()
-
-    def _catch_up(self) -> None:
-        """The store's watcher: take what other processes appended, and the checkpoint the
-        integrator published."""
-        if self._unsettled:
-            return
-
-        def adopt(newer: Sequence[bytes], published: bytes | None) -> None:
-            with self._grown:
-                self._adopt(newer)
-                self._adopt_published(published)
-                self._grown.notify_all()
-
-        self._store.catch_up(adopt)
-        self.cosignatures.pull()
-
-    def _take_over(self) -> None:
-        """Elected to integrate (the store's election thread): sign over everything sequenced."""
-        self._catch_up()
-        with self._grown:
-            if self._state.size and not self._unsettled:
-                self._sign_checkpoint()
-                self._grown.notify_all()
-        log.info("integrating the ledger from size %d", self._served)
-
-    def sync(self) -> None:
-        if self._store.shared:
-            self._catch_up()
-
-    def _published(self, note: bytes) -> None:
-        """The store's publisher wrote ``note`` (this process signed it): serve it."""
-        with self._grown:
-            self._adopt_published(note, signed_here=True)
-            self._grown.notify_all()
-
-    def _adopt_published(self, note: bytes | None, *, signed_here: bool = False) -> None:
-        """Serve ``note``, a checkpoint the integrator published, if newer than the one served
-        and exactly the note this process would sign over its own tree at that size (Ed25519
-        signing is deterministic): a store whose checkpoint disagrees with its entries is
-        reported, never served (``signed_here``: this process signed it over that tree).
-        Called with the lock held (or before any other thread runs)."""
-        if not note:
-            return
-        try:
-            size = unverified_size(note)
-        except LedgerError:
-            size = -1
-        if size <= self._served or size > self._tree.size:
-            return  # old news, or ahead of the entries read here (the next catch-up has them)
-        cp = Checkpoint(origin=self._state.origin, size=size, root=self._tree.root(size))
-        if not signed_here and note != sign_checkpoint(cp, self._log_key):
-            log.error("the published checkpoint of size %d does not match the entries", size)
-            return
-        self._checkpoint, self._served = note, size
-        self.cosignatures.signed(cp)
-
     def _reload(self) -> None:
         """Rebuild the derived data from the store after a failed write. If the store cannot
         answer (a database that is gone), the state may hold entries that never became durable:
@@ -448,22 +360,6 @@ class Ledger(LedgerReads):
         self._unsettled = True
         self._recover()
         self._unsettled = False
-
-    def _remember(self, entry: Entry) -> None:
-        self._ids.add(bytes.fromhex(entry.event.event.id), entry.index)
-        self._tree.append(entry.leaf_hash)
-
-    def _sign_checkpoint(self) -> None:
-        """Sign a checkpoint over the whole tree, if this process integrates (see the module)."""
-        if not self._store.integrating():
-            return
-        cp = Checkpoint(origin=self._state.origin, size=self._tree.size, root=self._tree.root())
-        note = sign_checkpoint(cp, self._log_key)
-        self.cosignatures.signed(cp)
-        if self._store.shared:  # served once the store holds it (see the module)
-            self._store.publish(note, self._published)
-        else:
-            self._checkpoint, self._served = note, cp.size
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
@@ -483,13 +379,6 @@ class Ledger(LedgerReads):
                 log_sha256=log_sha256,
             )
             self._snapshot_size = self._state.size
-
-    def cosigned_checkpoint(self) -> bytes:
-        """The newest cosigned checkpoint, every cosignature appended (DESIGN 12)."""
-        self.sync()
-        with self._lock:
-            latest, size = self._checkpoint, self._served
-        return self.cosignatures.cosigned_note(latest, size)
 
     def close(self) -> None:
         try:

@@ -117,7 +117,7 @@ def test_appends_are_pushed_back_while_no_checkpoint_is_published(
         publisher.offer = lambda note: None
         for n in range(3):
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr("ledger.store.ledger.PUBLISH_WAIT", 0.1)
+                patch.setattr("ledger.store.integration.PUBLISH_WAIT", 0.1)
                 second.append(_task(world, n))
         with pytest.raises(BacklogError, match="await a checkpoint"):
             second.append(_task(world, 9))
