@@ -79,13 +79,17 @@ class Integration(LedgerReads):
         self.cosignatures.pull()
 
     def _take_over(self) -> None:
-        """Elected to integrate (the store's election thread): sign over everything sequenced."""
-        self._catch_up()
-        with self._grown:
-            if self._state.size and not self._unsettled:
-                self._sign_checkpoint()
-                self._grown.notify_all()
-        log.info("integrating the ledger from size %d", self._served)
+        """Elected to integrate (the store's election thread): sign over everything sequenced.
+        If catching up fails (the database went away again), what the tree holds is signed
+        still: appends through other replicas may be waiting for a checkpoint over it."""
+        try:
+            self._catch_up()
+        finally:
+            with self._grown:
+                if self._state.size and not self._unsettled:
+                    self._sign_checkpoint()
+                    self._grown.notify_all()
+        log.info("integrating the ledger from size %d", self._tree.size)
 
     def sync(self) -> None:
         if self._store.shared:
