@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from crypto import SigningKey
 from ledger.checkpoint import Checkpoint, sign_checkpoint, unverified_size
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StoreError
 from ledger.events import Entry
 from ledger.store.cosignatures import CosignatureBook
 from ledger.store.idindex import IdIndex
@@ -92,8 +92,11 @@ class Integration(LedgerReads):
         log.info("integrating the ledger from size %d", self._tree.size)
 
     def sync(self) -> None:
-        if self._store.shared:
-            self._catch_up()
+        if not self._store.shared:
+            return
+        if self._unsettled:  # what it serves may be behind the others: no answer beats that
+            raise StoreError("the ledger is recovering from a failed write; try again")
+        self._catch_up()
 
     def _published(self, note: bytes) -> None:
         """The store's publisher wrote ``note`` (this process signed it): serve it."""
