@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from ledger.bodies import Task
-from ledger.checkpoint import Checkpoint, unverified_size
+from ledger.checkpoint import Checkpoint, sign_checkpoint, unverified_size
 from ledger.cosignature import cosign
 from ledger.errors import BacklogError
 from ledger.events import SignedEvent
@@ -146,6 +146,34 @@ def test_a_cosignature_taken_by_one_process_is_served_by_the_other(
         assert _until(lambda: line.encode() in second.cosigned_checkpoint())
         # The order check spans the processes: an older size is refused by the other one too.
         assert second.cosignatures.newest("site-a") == size
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_checkpoint_in_the_database_that_is_not_the_entries_is_never_served(
+    tmp_path: Path, world: World, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = _pair(tmp_path, world, dsn)
+    try:
+        served = second.checkpoint()
+        # The integrator stops publishing; an entry is committed through the other replica.
+        publisher = first._store._publisher  # type: ignore[attr-defined]
+        publisher.offer = lambda note: None
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("ledger.store.integration.PUBLISH_WAIT", 0.1)
+            second.append(_task(world, 1))
+        # Whoever can write to the database publishes a checkpoint for that size, signed with
+        # the log key, over a root the entries do not have.
+        forged = sign_checkpoint(
+            Checkpoint(origin=world.origin, size=2, root=bytes(32)), world.log_key
+        )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE pht_log SET checkpoint = %s, checkpoint_size = 2", (forged,))
+        with caplog.at_level("ERROR", logger="ledger.store.integration"):
+            assert second.checkpoint() == served  # caught up, and refused what it read
+        assert second.size == 1
+        assert "the published checkpoint of size 2 does not match the entries" in caplog.text
     finally:
         second.close()
         first.close()
