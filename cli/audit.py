@@ -64,6 +64,7 @@ from ledger.events import Entry
 from ledger.store import Blobs
 from ledger.store.blobcheck import check_blobs
 from ledger.store.durable import write_atomic
+from ledger.store.logfiles import LOG_NAME
 from ledger.store.readlog import read_stored
 from ledger.trust import verify_note
 
@@ -218,7 +219,7 @@ def _open_source(args: argparse.Namespace) -> _Source:
     if args.store is not None and args.data is None:
         raise CliError("--store goes with --data (the registry's data directory)")
     if args.data is not None:
-        database = not (args.data / "entries.log").exists() and (args.data / "log.key").exists()
+        database = not (args.data / LOG_NAME).exists() and (args.data / "log.key").exists()
         if args.store is None and database:
             raise CliError(
                 f"{args.data} keeps its entries in a database (pht init --store): add "

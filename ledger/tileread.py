@@ -109,10 +109,7 @@ class TileCheck:
                 f"entry bundle {index} is not a full bundle of the checkpoint of size {self.size}",
                 index=first,
             )
-        hashes = [leaf_hash(entry) for entry in entries]
-        while len(hashes) > 1:
-            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
-        if hashes[0] != self.tile_roots[index]:
+        if root_from_leaf_hashes([leaf_hash(entry) for entry in entries]) != self.tile_roots[index]:
             raise UnsignedEntriesError(
                 f"entry bundle {index} (entries {first}..{first + WIDTH - 1}) does not hash to "
                 f"the tree of the checkpoint of size {self.size}: the registry served entries "

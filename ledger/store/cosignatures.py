@@ -28,8 +28,8 @@ size with any cosignature; with none at all, the latest checkpoint), with every 
 held for it appended: one C2SP signed note.
 Registry processes sharing a PostgreSQL ledger share its lines
 (:class:`ledger.store.postgres.cosignatures.PostgresLines`): ``pull`` takes in the lines the
-others accepted (before judging a new one, and whenever the ledger catches up), so each process
-serves every cosignature and refuses an older one whichever process took the newer.
+others accepted (before judging a new one, and before serving a cosigned checkpoint), so each
+process serves every cosignature and refuses an older one whichever process took the newer.
 Ed25519 signing is deterministic, so re-signing a checkpoint gives the note signed before.
 
 Refusals raise :class:`CosignatureError` (the API answers 422 ``bad-cosignature``).

@@ -76,7 +76,6 @@ class Integration(LedgerReads):
                 self._grown.notify_all()
 
         self._store.catch_up(adopt)
-        self.cosignatures.pull()
 
     def _take_over(self) -> None:
         """Elected to integrate (the store's election thread): sign over everything sequenced.
@@ -142,8 +141,10 @@ class Integration(LedgerReads):
             self._checkpoint, self._served = note, cp.size
 
     def cosigned_checkpoint(self) -> bytes:
-        """The newest cosigned checkpoint, every cosignature appended (DESIGN 12)."""
+        """The newest cosigned checkpoint, every cosignature appended (DESIGN 12), including
+        those other processes sharing the store took."""
         self.sync()
+        self.cosignatures.pull()
         with self._lock:
             latest, size = self._checkpoint, self._served
         return self.cosignatures.cosigned_note(latest, size)

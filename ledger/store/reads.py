@@ -66,8 +66,6 @@ class LedgerReads:
     def entry_bytes(self, index: int) -> bytes:
         """Entry ``index``'s stored bytes. Raises StoreError if it does not exist,
         DamagedEntryError if they do not hash to its leaf."""
-        if index >= self.size:
-            self.sync()
         if not 0 <= index < self.size:
             raise StoreError(f"entry {index} does not exist (the ledger has {self.size})")
         return self._stored(index)
@@ -79,8 +77,6 @@ class LedgerReads:
     def entries_bytes(self, start: int, limit: int) -> list[bytes]:
         """Up to ``limit`` entries' stored bytes from ``start``, each checked against its leaf
         hash (DamagedEntryError names the first that is not)."""
-        if start >= self.size:
-            self.sync()
         stop = min(self.size, start + max(0, limit))
         if start >= stop:
             return []
