@@ -118,6 +118,11 @@ def own_cluster() -> Iterator[Cluster]:
         cluster.start()
         try:
             yield cluster
+        except BaseException:
+            server = root / "server.log"  # pytest shows it with the failure
+            tail = server.read_text(errors="replace")[-4000:] if server.exists() else "(none)"
+            print(f"--- the PostgreSQL server's log ends:\n{tail}")
+            raise
         finally:
             if cluster.running():
                 cluster.stop("immediate")

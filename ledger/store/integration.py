@@ -52,6 +52,10 @@ class Integration(LedgerReads):
             if not self._grown.wait_for(lambda: self._served > index, timeout=PUBLISH_WAIT):
                 log.warning("no checkpoint covers entry %d after %.0f s", index, PUBLISH_WAIT)
 
+    def _settle(self) -> None:
+        """Reload after a failed write (the write path's: Ledger._settle)."""
+        raise NotImplementedError
+
     def _adopt(self, newer: Sequence[bytes]) -> None:
         """Fold in entries other registry processes appended to a shared store (checked against
         the chain and the rules; their signatures were checked where they were appended), and
@@ -65,8 +69,9 @@ class Integration(LedgerReads):
 
     def _catch_up(self) -> None:
         """The store's watcher: take what other processes appended, and the checkpoint the
-        integrator published."""
+        integrator published; first settle a ledger a failed write left unsettled."""
         if self._unsettled:
+            self._settle()
             return
 
         def adopt(newer: Sequence[bytes], published: bytes | None) -> None:

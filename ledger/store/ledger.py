@@ -14,6 +14,7 @@ The checkpoints it signs, and those other processes sharing the store sign, are 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from ledger.store.recovery import recover
 from ledger.store.snapshot import write_snapshot
 from ledger.timewindow import DEFAULT_TIME_WINDOW, TimeWindow
 from ledger.witness_rules import policy_of
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 50_000
 
@@ -102,6 +105,7 @@ class Ledger(Integration):
         self.time_window = time_window  # None: accept any event time (tests of old entries)
         self._snapshot_every = snapshot_every
         self._lock = threading.Lock()  # guards state, tree, ids and the checkpoint
+        self._writing = threading.Lock()  # held through a commit, and to settle (see _settle)
         self._grown = threading.Condition(self._lock)
         self._state = State()
         self._tree = MerkleTree()
@@ -294,6 +298,10 @@ class Ledger(Integration):
         return None
 
     def _commit(self, batch: list[SignedEvent]) -> list[AppendResult | LedgerError]:
+        with self._writing:
+            return self._commit_held(batch)
+
+    def _commit_held(self, batch: list[SignedEvent]) -> list[AppendResult | LedgerError]:
         outcomes: list[AppendResult | LedgerError] = []
         fresh: list[Entry] = []
         received = f.timestamp(self._clock(), "registry clock")  # one time for the batch
@@ -356,10 +364,20 @@ class Ledger(Integration):
     def _reload(self) -> None:
         """Rebuild the derived data from the store after a failed write. If the store cannot
         answer (a database that is gone), the state may hold entries that never became durable:
-        it stays unsettled, and the next commit reloads before it appends anything."""
+        it stays unsettled, and the next commit, or the store's watcher (``_settle``), reloads
+        before anything is appended or served."""
         self._unsettled = True
         self._recover()
         self._unsettled = False
+
+    def _settle(self) -> None:
+        """Reload a ledger a failed write left unsettled (called by the store's watcher, each
+        second on a shared store): reads answer again once the database does, not only after
+        the next append. Between commits, so the reload never races the write path."""
+        with self._writing, self._lock:
+            if self._unsettled:
+                self._reload()
+                log.info("the ledger is settled again at size %d", self._state.size)
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
@@ -368,6 +386,8 @@ class Ledger(Integration):
             if self._checkpoint:
                 self._store.save_checkpoint(self._checkpoint)
             log_bytes, log_sha256 = self._store.digest()
+            if self._state.size != self._store.count:
+                return  # entries are between the store and the tree; the next snapshot will do
             if log_bytes != self._store.offset(self._state.size):
                 return  # a batch is in the log but not yet in the tree; the next one will do
             write_snapshot(

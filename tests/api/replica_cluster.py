@@ -128,6 +128,20 @@ def serving(
             return
         with nginx_in_front(tmp / "nginx", [r.url for r in started], port) as url:
             yield started, url
+    except BaseException:
+        for process in started:  # pytest shows it with the failure
+            print(f"--- {process.url}, {process.log}: what it logged besides requests")
+            print(logged_besides_requests(process.log))
+        raise
     finally:
         for process in started:
             process.stop()
+
+
+def logged_besides_requests(log: Path, lines: int = 80) -> str:
+    """The last ``lines`` lines of a registry's ``log`` that are not access lines."""
+    if not log.exists():
+        return "(no log)"
+    text = log.read_text(errors="replace")
+    kept = [line for line in text.splitlines() if "pht.access" not in line]
+    return "\n".join(kept[-lines:])

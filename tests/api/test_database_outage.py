@@ -4,6 +4,7 @@ the database answers again the same registry process appends and serves as befor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,47 @@ def test_appends_wait_out_a_database_outage(
         rows = conn.execute("SELECT idx FROM pht_entries ORDER BY idx").fetchall()
     assert rows == [(0,), (1,), (2,)]
     assert outage_ledger.size == 3
+
+
+def test_a_write_cut_midway_is_settled_without_waiting_for_the_next_append(
+    app: falcon.App[Any, Any],
+    clock: FakeClock,
+    world: World,
+    proxy: tuple[Proxy, str],
+    outage_ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database goes away after the ledger judged a batch and before it committed: the
+    state may be ahead of the store, so reads are refused until it is rebuilt. Once the
+    database is back, the store's watcher rebuilds it: readers are answered again without
+    anyone having to post first, and the cut entry never appears."""
+    call = Caller(testing.TestClient(app), clock)
+    alice = world.keys["alice"]
+    store = outage_ledger._store
+    sequence = store.append_sequenced
+
+    def cut_after_deciding(decide: Any) -> None:
+        def decided_then_cut(newer: Any) -> list[bytes]:
+            payloads = decide(newer)
+            proxy[0].cut()
+            return payloads
+
+        sequence(decided_then_cut)
+
+    monkeypatch.setattr(store, "append_sequenced", cut_after_deciding)
+    body = task(world, 1).canonical()
+    refused = call("POST", "/v1/events", key=alice, body=body, content_type=JSON)
+    assert refused.status_code == 503 and problem_slug(refused) == "store-unavailable"
+    monkeypatch.undo()
+    proxy[0].restore()
+
+    deadline = time.monotonic() + 15
+    while (answer := call("GET", "/v1/checkpoint")).status_code == 503:
+        assert time.monotonic() < deadline, f"still refused: {answer.text}"
+        time.sleep(0.1)
+    assert answer.status_code == 200, answer.text
+    assert answer.text.split("\n")[1] == "1"  # the genesis entry; the cut one never landed
+    page = call("GET", "/v1/events", key=alice, query="from=0")
+    assert [e["index"] for e in page.json["entries"]] == [0]
+    again = call("POST", "/v1/events", key=alice, body=body, content_type=JSON)
+    assert again.status_code == 201 and again.json["index"] == 1, again.text
