@@ -104,6 +104,11 @@ class UnknownTileError(LedgerError, LookupError):
     """The path names no C2SP tlog-tiles tile or entry bundle the ledger holds (yet)."""
 
 
+class TileEntryTooLargeError(LedgerError):
+    """An entry bundle cannot frame one of its entries (a uint16 length: at most 65,535 bytes).
+    The bundle is never served; its entries are read as pages (``/v1/events``) instead."""
+
+
 class ChainError(LedgerError):
     """The entry does not continue the hash chain (index or prev)."""
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.errors import LedgerError, UnknownTileError
+from ledger.errors import TileEntryTooLargeError, UnknownTileError
 from ledger.merkle import MerkleTree
 
 WIDTH = 256
@@ -118,7 +118,7 @@ def bundle(payloads: Sequence[bytes], first: int) -> bytes:
     out = bytearray()
     for n, payload in enumerate(payloads, first):
         if len(payload) > MAX_ENTRY:
-            raise LedgerError(
+            raise TileEntryTooLargeError(
                 f"entry {n} has {len(payload)} bytes, more than an entry bundle can frame "
                 f"({MAX_ENTRY}); read it at /v1/events/{n}"
             )

@@ -8,7 +8,9 @@ cache holds. A few bundles are fetched at once, in order, so fetching overlaps t
 
 Whether the registry offers tiles is asked once (``tile/entries/000.p/1``, which exists in every
 ledger: 404 means a registry without tiles, and the caller reads the entry pages instead). A tile
-that the checkpoint covers and the registry then does not serve is a withheld entry.
+that the checkpoint covers and the registry then does not serve is a withheld entry. A bundle the
+registry cannot frame (an entry over 65,535 bytes: ``tile-entry-too-large``) is read as pages and
+held to the checkpoint the same way.
 
 Full tiles never change, so with a ``cache`` directory the reader keeps the full entry bundles it
 fetched and reads them from there next time (the few hash tiles are always fetched). The cache is
@@ -26,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from api.errors import NotFoundError
+from api.errors import NotFoundError, ProblemError
 from ledger import tiles
 from ledger.checkpoint import Checkpoint
 from ledger.errors import UnsignedEntriesError, WithheldEntriesError
@@ -38,10 +40,16 @@ AHEAD = 8  # bundles fetched ahead of the caller
 THREADS = 2  # fetching them (more only compete for the caller's GIL)
 
 
+TOO_LARGE = "tile-entry-too-large"
+
+
 class TileSource(Protocol):
-    """What the reader needs of a registry client (:meth:`api.client.registry.Client.tile`)."""
+    """What the reader needs of a registry client (:meth:`api.client.registry.Client.tile`, and
+    ``entry_records`` for a bundle the registry cannot frame)."""
 
     def tile(self, path: str) -> bytes: ...
+
+    def entry_records(self, start: int = 0, limit: int = 1000) -> tuple[list[bytes], int]: ...
 
 
 class TileReader:
@@ -60,6 +68,10 @@ class TileReader:
                 self._offered = True
             except NotFoundError:
                 self._offered = False
+            except ProblemError as exc:
+                if exc.slug != TOO_LARGE:
+                    raise
+                self._offered = True  # it serves tiles; it cannot frame entry 0 in one
         return self._offered
 
     def bundles(self, checkpoint: Checkpoint, start: int = 0) -> Iterator[list[bytes]]:
@@ -72,7 +84,7 @@ class TileReader:
         if not 0 <= start < size:
             return
         last = bundle_tile(size // WIDTH, size) if size % WIDTH else None
-        tail = split_bundle(self._fetch(last), last) if last is not None else []
+        tail = self._bundle(last)[0] if last is not None else []
         level1 = [self._fetch(tile) for tile in level1_tiles(size)]
         check = TileCheck.build(checkpoint, level1, tail)
         with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="tiles") as pool:
@@ -103,11 +115,36 @@ class TileReader:
                 return entries
             except UnsignedEntriesError:
                 self._drop(tile)  # a damaged cache file: the registry's copy decides
-        data = self._fetch(tile)
-        entries = split_bundle(data, tile)
+        entries, data = self._bundle(tile)
         check.check(n, entries)
-        self._keep(tile, data)
+        if data is not None:
+            self._keep(tile, data)
         return entries
+
+    def _bundle(self, tile: Tile) -> tuple[list[bytes], bytes | None]:
+        """The entries of bundle ``tile`` and the bundle's bytes; (the entries read as pages,
+        None) when the registry cannot frame one of them in a bundle. Unverified."""
+        try:
+            data = self._fetch(tile)
+        except ProblemError as exc:
+            if exc.slug != TOO_LARGE:
+                raise
+            return self._paged(tile), None
+        return split_bundle(data, tile), data
+
+    def _paged(self, tile: Tile) -> list[bytes]:
+        first = tile.index * WIDTH
+        entries: list[bytes] = []
+        while len(entries) < tile.width:
+            records, _ = self._client.entry_records(first + len(entries), tile.width - len(entries))
+            if not records:
+                raise WithheldEntriesError(
+                    f"the registry serves no entry {first + len(entries)}, which the checkpoint "
+                    "covers",
+                    index=first + len(entries),
+                )
+            entries += records
+        return entries[: tile.width]
 
     def _fetch(self, tile: Tile) -> bytes:
         try:

@@ -25,6 +25,7 @@ ledger EventTimeError                   422    event-time-out-of-window
 ledger ProofError                       400    invalid-proof-request
 ledger MissingBlobError                 409    blob-missing
 ledger BlobError                        422    blob-mismatch
+ledger TileEntryTooLargeError           422    tile-entry-too-large
 LookupError (unknown task, ...)         404    not-found
 ledger DamagedError                     500    store-damaged
 ledger StoreError                       503    store-unavailable
@@ -47,6 +48,8 @@ fine; a larger ``from`` means the client holds a view the registry never served,
 ``store-damaged`` is 500 without ``Retry-After`` because stored bytes that no longer hash to what
 the registry signed (an entry's leaf hash, a blob's name) are not served and will not heal by
 waiting: an operator restores the data directory (its detail names the entry or blob only).
+``tile-entry-too-large`` is 422: the tile named exists in the log, but the C2SP entry bundle
+format cannot carry one of its entries (a client reads those entries as pages).
 
 The site's FileService (``siteclient.fileservice.app``) answers with the same documents and adds two
 types of its own: ``digest-mismatch`` (400, the bytes received do not hash to the signed digest)
@@ -79,6 +82,7 @@ from ledger.errors import (
     RuleViolation,
     SignatureError,
     StoreError,
+    TileEntryTooLargeError,
 )
 
 log = logging.getLogger("pht.api")
@@ -126,6 +130,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("bad-signature", 422, "Event signature does not verify"),
         ProblemType("bad-cosignature", 422, "Cosignature refused"),
         ProblemType("blob-mismatch", 422, "Blob does not match its hash"),
+        ProblemType("tile-entry-too-large", 422, "An entry is too large for an entry bundle"),
         ProblemType("event-time-out-of-window", 422, "Event time outside the registry's window"),
         ProblemType("heartbeat-from-the-future", 422, "Heartbeat sent_at ahead of the registry"),
         ProblemType("headers-too-large", 431, "Request header fields too large"),
@@ -247,6 +252,8 @@ def _ledger_error(req: falcon.Request, resp: falcon.Response, ex: Exception, par
         slug = "rule-violation"
     elif isinstance(ex, EventTimeError):
         slug = "event-time-out-of-window"
+    elif isinstance(ex, TileEntryTooLargeError):
+        slug = "tile-entry-too-large"
     elif isinstance(ex, ProofError):
         slug = "invalid-proof-request"
     elif isinstance(ex, MissingBlobError):

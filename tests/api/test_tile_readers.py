@@ -16,10 +16,12 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from api.client.registry import Client
+from api.errors import ProblemError
 from cli.main import main as pht
 from siteclient.errors import ForkDetectedError
 from siteclient.follow.follower import Follower
@@ -228,3 +230,52 @@ def test_follower_of_a_registry_without_tiles_reads_pages(
     proxy.no_tiles = True
     assert follower(proxy, world, tmp_path / "site").sync().size == SIZE
     assert len(proxy.pages_read()) == 3
+
+
+def test_entries_too_large_for_a_bundle_are_read_as_pages(world: World, tmp_path: Path) -> None:
+    """An event may take up to 1 MiB; an entry bundle frames at most 65,535 bytes an entry. The
+    registry answers such a bundle with 422 ``tile-entry-too-large``, and the readers read its
+    entries as pages instead, held to the checkpoint like any bundle: one in a full bundle, one
+    in the partial bundle at the end."""
+    from ledger.bodies import Task
+    from ledger.store.ledger import Ledger
+
+    data = tmp_path / "data"
+    ledger = Ledger.create(
+        data,
+        genesis=world.sign("admin", world.genesis_body()),
+        log_key=world.log_key,
+        time_window=None,
+    )
+    large = {5, 270}  # in bundle 000 (full) and in 001.p/44 (the tail)
+
+    def event(n: int) -> Any:
+        config: dict[str, Any] = {"n": n, "pad": "x" * 70_000} if n in large else {"n": n}
+        body = Task(image="myconsortium/avg:1", sites=("site-a",), config=config)
+        return world.sign("alice", body)
+
+    ledger._commit([event(n) for n in range(1, 300)])
+    ledger.close()
+    world.log_key.save(data / "log.key")
+    process = RegistryProcess(data)
+    process.start()
+    proxy = Proxy(process.port)
+    server = proxy.start()
+    try:
+        with Client(proxy.url, world.keys["audrey"]) as reader:
+            with pytest.raises(ProblemError) as refused:
+                reader.tile("entries/000")
+            assert (refused.value.status, refused.value.slug) == (422, "tile-entry-too-large")
+            assert "entry 5 has" in str(refused.value)
+            assert reader.tile("entries/000.p/5")  # the entries before it still come as a bundle
+        code, err = audit(proxy, world, tmp_path / "state")
+        assert code == 0, err
+        assert {"/v1/events?from=0&limit=256", "/v1/events?from=256&limit=44"} <= set(
+            proxy.pages_read()
+        )
+        proxy.seen.clear()
+        assert follower(proxy, world, tmp_path / "site").sync().size == 300
+    finally:
+        server.shutdown()
+        server.server_close()
+        process.stop()

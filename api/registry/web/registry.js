@@ -13,6 +13,7 @@ export class RegistryError extends Error {
 }
 
 const HEAD = '{"entries":[';
+export const TILE_WIDTH = 256; // entries in a full entry bundle (C2SP tlog-tiles)
 const RETRY = new Set([429, 502, 503, 504]);
 const TAIL = '],"next":';
 
@@ -31,6 +32,40 @@ export function pageRecords(text) {
   return { records, next: tail.next, size: tail.size };
 }
 
+/** Tile index ``n`` as a tlog-tiles path: three-digit groups, each but the last "x"-prefixed. */
+export function tileIndexPath(n) {
+  const groups = [];
+  do {
+    groups.unshift(String(n % 1000).padStart(3, "0"));
+    n = Math.floor(n / 1000);
+  } while (n > 0);
+  return groups.map((g, i) => (i < groups.length - 1 ? "x" + g : g)).join("/");
+}
+
+/** Cut an entry bundle (each entry: its length as a big-endian uint16, then its stored bytes)
+ * into ``width`` stored texts. */
+export function bundleRecords(bytes, width) {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const texts = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const length = at + 2 <= bytes.length ? (bytes[at] << 8) | bytes[at + 1] : -1;
+    if (length < 0 || at + 2 + length > bytes.length) {
+      throw new RegistryError(0, "protocol", `an entry bundle is cut short after ${texts.length} entries`);
+    }
+    try {
+      texts.push(decoder.decode(bytes.subarray(at + 2, at + 2 + length)));
+    } catch {
+      throw new RegistryError(0, "protocol", "an entry of a bundle is not UTF-8 text");
+    }
+    at += 2 + length;
+  }
+  if (texts.length !== width) {
+    throw new RegistryError(0, "protocol", `an entry bundle holds ${texts.length} entries, not ${width}`);
+  }
+  return texts;
+}
+
 export class Registry {
   constructor(signer, origin = location.origin) {
     this.signer = signer;
@@ -39,12 +74,12 @@ export class Registry {
 
   /** GET ``path``, signed afresh on each try; retried like the CLI's transport on 429/502/503/504
    * and on a signature the registry calls expired (signed in the second it restarted). */
-  async fetch(path, { signed = true, signal } = {}) {
+  async fetch(path, { signed = true, signal, cache = "no-store" } = {}) {
     const url = this.origin + path;
     for (let attempt = 0; ; attempt++) {
       const headers = signed ? await signHeaders(this.signer, "GET", url) : {};
       const resp = await fetch(url, {
-        headers, signal, cache: "no-store", credentials: "omit", redirect: "error",
+        headers, signal, cache, credentials: "omit", redirect: "error",
       });
       if (resp.ok) return resp;
       let problem = {};
@@ -81,6 +116,21 @@ export class Registry {
     const q = `from=${from}&limit=${limit}` + (wait ? `&wait=${wait}` : "");
     const text = await (await this.fetch(`/v1/events?${q}`, { signal })).text();
     return pageRecords(text);
+  }
+
+  /** The stored texts of entry bundle ``index`` (``width`` entries: fewer in the partial bundle
+   * at the ledger's end), or null when this registry serves no tiles (an older one: 404/405) or
+   * cannot frame one of its entries in a bundle (422). Bundles never change once served, so the
+   * browser's cache may answer (``private, immutable``); they are proven like any entry. */
+  async bundle(index, width) {
+    const partial = width < TILE_WIDTH ? `.p/${width}` : "";
+    try {
+      const resp = await this.fetch(`/v1/tile/entries/${tileIndexPath(index)}${partial}`, { cache: "default" });
+      return bundleRecords(new Uint8Array(await resp.arrayBuffer()), width);
+    } catch (e) {
+      if (e instanceof RegistryError && [404, 405, 422].includes(e.status)) return null;
+      throw e;
+    }
   }
 
   /** One entry's stored bytes, exactly as served. */
