@@ -13,6 +13,13 @@
    (p50, p90 over ``--rounds``), beside ``pht task watch`` showing the same result (the baseline),
    on the same registry in the same run. Target: p50 under 100 ms.
 
+3. Reading a whole ledger (the page's "full" mode, ``--full-entries``, default 4,000: the most it
+   reads whole) as entry bundles against reading it as pages, in the same run through the same
+   loopback proxy (which answers 404 for tiles in the pages arm, as a registry without them),
+   alternating, each in a fresh browser profile; and a returning visit, whose bundles the
+   browser's cache holds. Timed from trusting the pins to the rendered overview, and the page's
+   own read step.
+
 ``--dir`` keeps the built ledger between runs (building 1,000,000 signed entries takes minutes).
 """
 
@@ -225,6 +232,54 @@ def page_latency(
     return out
 
 
+def bench_full_read(browser: Any, url: str, key: Path, rounds: int) -> None:
+    from tests.webview.proxy import TamperingProxy
+
+    proxy = TamperingProxy(url)
+    arms: dict[str, list[float]] = {"pages": [], "tiles": [], "tiles, cached": []}
+    reads: dict[str, list[float]] = {name: [] for name in arms}
+    size = 0
+
+    def load(page: Any, arm: str, *, trust: bool) -> None:
+        nonlocal size
+        sign_in(page, proxy.url, key)
+        page.click("#sign-in-button")
+        if trust:
+            page.wait_for_selector("#confirm-pins")
+        start = time.perf_counter()
+        if trust:
+            page.click("#trust-registry")
+        overview(page)
+        arms[arm].append(time.perf_counter() - start)
+        steps = page.evaluate("() => window.__pht.data.timings")
+        if steps.get("via") != arm.partition(",")[0]:
+            raise SystemExit(f"the {arm} arm read the ledger as {steps.get('via')}")
+        reads[arm].append((steps["read"] - steps["checkpoint"]) / 1000)
+        if os.environ.get("PHT_BENCH_STEPS"):
+            print(arm, {k: round(v - steps["start"]) for k, v in steps.items() if k != "via"})
+        size = int(page.inner_text("#size"))
+
+    try:
+        for _ in range(rounds):
+            for arm in ("pages", "tiles"):
+                proxy.missing = ("/v1/tile/",) if arm == "pages" else ()
+                context = browser.new_context()
+                page = context.new_page()
+                page.set_default_timeout(120000)
+                load(page, arm, trust=True)
+                if arm == "tiles":
+                    load(page, "tiles, cached", trust=False)
+                context.close()
+    finally:
+        proxy.close()
+    pages = statistics.median(arms["pages"])
+    print(f"reading a {size:,}-entry ledger whole, median of {rounds} (overview; read step):")
+    for arm, times in arms.items():
+        overview_ms, read_ms = statistics.median(times) * 1000, statistics.median(reads[arm]) * 1000
+        ratio = pages / statistics.median(times)
+        print(f"  {arm:14} {overview_ms:6.0f} ms; {read_ms:6.0f} ms  ({ratio:.2f}x the pages)")
+
+
 def report(name: str, values: list[float]) -> float:
     ordered = sorted(values)
     p50 = statistics.median(ordered)
@@ -243,6 +298,9 @@ def run_part(browser: Any, part: str, data: Path, count: int, keys: Path, rounds
             if part == "overview":
                 bench_overview(browser, url, key, alice, world)
                 return
+            if part == "full-read":
+                bench_full_read(browser, url, key, rounds)
+                return
             page = report(
                 "open task page shows a new result",
                 page_latency(browser, url, key, alice, site, world, rounds),
@@ -260,6 +318,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--live-entries", type=int, default=2_000)
+    parser.add_argument("--full-entries", type=int, default=4_000)
+    parser.add_argument(
+        "--only", choices=("overview", "live", "full-read"), default=None, help="one part"
+    )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
@@ -277,8 +339,15 @@ def main() -> None:
             browser = pw.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
             )
-            for count, part in ((args.entries, "overview"), (args.live_entries, "live")):
-                run_part(browser, part, keep / f"ledger-{count}", count, keys, args.rounds)
+            parts = (
+                (args.entries, "overview"),
+                (args.live_entries, "live"),
+                (args.full_entries, "full-read"),
+            )
+            for count, part in parts:
+                if args.only in (None, part):
+                    rounds = args.rounds if part == "live" else max(3, args.rounds // 4)
+                    run_part(browser, part, keep / f"ledger-{count}", count, keys, rounds)
             browser.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

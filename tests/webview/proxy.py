@@ -24,12 +24,20 @@ class TamperingProxy:
         # Answers the registry itself does not give (read endpoints of a newer registry), by
         # path without the query: served as JSON with 200.
         self.answers: dict[str, bytes] = {}
+        # Path prefixes answered 404 not-found (endpoints an older registry does not have).
+        self.missing: tuple[str, ...] = ()
+        self.seen: list[str] = []  # the paths asked, in order (a browser cache hit asks none)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                proxy.seen.append(self.path)
+                if self.path.startswith(proxy.missing) and proxy.missing:
+                    problem = b'{"type":"https://pht.example/problems/not-found","status":404}'
+                    self._send(404, [("Content-Type", "application/problem+json")], problem)
+                    return
                 extra = proxy.answers.get(self.path.split("?", 1)[0])
                 if extra is not None:
                     self._send(200, [("Content-Type", "application/json")], extra)

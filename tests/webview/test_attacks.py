@@ -19,6 +19,7 @@ import pytest
 
 from api.wire.pages import entries_page
 from crypto import SigningKey
+from ledger import tiles
 from ledger.bodies import Status, StatusState, Task
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
@@ -27,6 +28,8 @@ from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World
 from tests.webview.conftest import Ledger, screenshot, sign_in, verified
 from tests.webview.proxy import TamperingProxy
+
+ENTRIES = ("/v1/events?", "/v1/tile/entries/")  # where the page reads entries from
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +168,7 @@ def test_entries_that_do_not_hash_to_the_checkpoint(
 ) -> None:
     honest, _ = forked
     proxy.tamper = lambda path, status, data: (
-        data.replace(b'"n":2', b'"n":7') if path.startswith("/v1/events?") else None
+        data.replace(b'"n":2', b'"n":7') if path.startswith(ENTRIES) else None
     )
     sign_in(page, proxy.url, honest.keys / "alice.key")
     assert "do not hash to the checkpoint's root" in assert_banner(page, "entries", "entries")
@@ -236,7 +239,7 @@ def forged_history(
     ledger: Ledger, edit: Callable[[list[bytes]], list[bytes]]
 ) -> tuple[bytes, bytes]:
     """The registry's own log key (read from its data directory) signing a tree of edited
-    entries: the checkpoint note and the entries page it would serve."""
+    entries: the checkpoint note, and the entries page and entry bundle it would serve."""
     log_key = SigningKey.load(ledger.process.data / "log.key")
     with ledger.client("alice") as client:
         records, _ = client.entry_records(0, 1000)
@@ -247,12 +250,15 @@ def forged_history(
         Checkpoint(origin=ledger.world.origin, size=len(records), root=tree.root()), log_key
     )
     page = entries_page(records, len(records), len(records))
+    entries = tiles.bundle(records, 0)  # a small ledger: one partial bundle holds it all
 
     def serve(path: str, status: int, data: bytes) -> bytes | None:
         if path == "/v1/checkpoint":
             return note
         if path.startswith("/v1/events?from=0"):
             return page
+        if path == f"/v1/tile/entries/000.p/{len(records)}":
+            return entries
         if path.startswith("/v1/proofs/inclusion?"):
             query = urllib.parse.parse_qs(path.split("?", 1)[1])
             index, size = int(query["index"][0]), int(query["size"][0])

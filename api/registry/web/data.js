@@ -1,12 +1,14 @@
 // What the pages read, all of it verified first. Two modes, chosen by the ledger's size:
-// - "full" (up to SCAN_LIMIT entries): the page reads the whole ledger, proves it against the
-//   checkpoint's root, checks every event's signature and folds its own model (model.js); new
+// - "full" (up to SCAN_LIMIT entries): the page reads the whole ledger (as C2SP entry bundles,
+//   which the browser may cache, or as pages from a registry without tiles), proves it against
+//   the checkpoint's root, checks every event's signature and folds its own model (model.js); new
 //   entries are proven one by one with inclusion proofs.
 // - "summary" (larger ledgers): counts come from the registry's read endpoints, and every entry
 //   the page shows is fetched and proven included on its own.
 
 import { b64decode, hex, sha256 } from "./bytes.js";
 import { emptyModel, fold } from "./model.js";
+import { TILE_WIDTH } from "./registry.js";
 import { TrustFailure, verifyEventSignature } from "./trust.js";
 
 export const SCAN_LIMIT = 4000;
@@ -41,15 +43,7 @@ export class Data {
     this.timings.checkpoint = performance.now();
     this.mode = cp.size <= scanLimit() ? "full" : "summary";
     if (this.mode === "full") {
-      // Pages asked for four at a time; a page cut short by the registry's byte limit is
-      // completed by asking again from where it stopped.
-      const starts = [];
-      for (let from = 0; from < cp.size; from += PAGE) starts.push(from);
-      const pages = [];
-      for (let i = 0; i < starts.length; i += 4) {
-        pages.push(...(await Promise.all(starts.slice(i, i + 4).map((from) => this.readRange(from, Math.min(PAGE, cp.size - from))))));
-      }
-      const texts = pages.flat();
+      const texts = await this.readAll(cp.size);
       this.timings.read = performance.now();
       const entries = await this.trust.proveAll(texts.slice(0, cp.size));
       this.timings.proven = performance.now();
@@ -58,6 +52,41 @@ export class Data {
       this.timings.folded = performance.now();
     }
     return cp;
+  }
+
+  /** The stored texts of entries 0..size-1: entry bundles, six asked at a time (a browser's
+   * connections to one origin). A registry that serves no tiles (its first bundle is not there)
+   * is read as pages, and so is a bundle holding an entry too large to frame. Nothing is
+   * trusted here: the caller proves it all. */
+  async readAll(size) {
+    const count = Math.ceil(size / TILE_WIDTH);
+    const width = (n) => Math.min(TILE_WIDTH, size - n * TILE_WIDTH);
+    const bundles = new Array(count);
+    bundles[0] = await this.registry.bundle(0, width(0));
+    if (bundles[0] === null) return this.readPages(size);
+    let next = 1;
+    const worker = async () => {
+      while (next < count) {
+        const n = next++;
+        bundles[n] = (await this.registry.bundle(n, width(n))) ?? (await this.readRange(n * TILE_WIDTH, width(n)));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(6, count - 1) }, worker));
+    this.timings.via = "tiles";
+    return bundles.flat();
+  }
+
+  /** The stored texts of entries 0..size-1 as pages, four asked at a time (a page cut short by
+   * the registry's byte limit is completed by asking again from where it stopped). */
+  async readPages(size) {
+    const starts = [];
+    for (let from = 0; from < size; from += PAGE) starts.push(from);
+    const pages = [];
+    for (let i = 0; i < starts.length; i += 4) {
+      pages.push(...(await Promise.all(starts.slice(i, i + 4).map((from) => this.readRange(from, Math.min(PAGE, size - from))))));
+    }
+    this.timings.via = "pages";
+    return pages.flat();
   }
 
   /** The stored texts of entries from..from+count-1, over as many pages as it takes. */
