@@ -8,7 +8,8 @@
 Both ends must not be in use (the source's lock is taken; no registry may serve it meanwhile),
 and the target must be empty. Every source entry is replayed and checked before anything is
 written, and the target is read back and compared: entries, Merkle root, log digest, the stored
-checkpoint and every blob (:mod:`ledger.store.copy`). Prints what was copied, as JSON.
+checkpoint, every blob and the witness cosignatures (:mod:`ledger.store.copy`). Prints what was
+copied, as JSON.
 
 The log key is not copied: serve a database with the data directory that holds it
 (``pht serve --data DIR --store postgresql://...``); to serve a new directory, put the log key
@@ -60,6 +61,7 @@ def run_copy(args: argparse.Namespace) -> int:
         "blobs": copied.blobs,
         "checkpoint_size": copied.checkpoint_size,
         "log_bytes": copied.log_bytes,
+        "cosignatures": copied.cosignatures,
     }
     print(json.dumps(summary, indent=2))
     return 0

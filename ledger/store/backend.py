@@ -27,6 +27,7 @@ class Backend:
     nonces: Nonces | None  # request nonces shared by the replicas of a database's ledger
     dir_lock: int | None = None  # the data directory's LOCK, when the store is not the directory
     cosignatures: CosignatureLines | None = None  # shared by the replicas (None: a file)
+    data_dir: Path | None = None  # the embedded store's directory (its cosignatures.log)
 
     def close(self) -> None:
         try:
@@ -73,7 +74,8 @@ def open_backend(data_dir: Path, url: str | None, *, create: bool) -> Backend:
             raise StoreError(f"{data_dir} holds no ledger (run `pht init` first)")
         if create:
             data_dir.mkdir(parents=True, exist_ok=True)
-        return Backend(EntryStore.open(data_dir), BlobStore(data_dir / "objects"), None)
+        embedded = EntryStore.open(data_dir)
+        return Backend(embedded, BlobStore(data_dir / "objects"), None, data_dir=data_dir)
     if not is_database_url(url):
         raise StoreError(f"--store {url!r}: expected a postgresql:// URL")
     store = PostgresStore.open(url, create=create)

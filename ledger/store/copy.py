@@ -7,18 +7,27 @@ anything is written, every source entry is replayed (hash, chain, signatures, ru
 checked against the replayed tree; then the entries, every blob (each hashed through on the way)
 and the checkpoint are written, and the target is read back: the same entries, the same Merkle
 root, the same log digest (both stores frame entries alike), the same checkpoint.
+
+Witness cosignatures (DESIGN 12) go along, line for line, and are read back the same. Each one by
+a witness key a member still publishes must verify over the copied tree's checkpoint of its size
+(a damaged line refuses the copy, before anything is written); a line by a key since retired is
+carried as it is, as the source serves it (every reader verifies cosignatures itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ledger.errors import StoreError, UntrustedLogError
+from ledger.checkpoint import Checkpoint
+from ledger.cosignature import line_key, parse_witness_key, verify_cosignature
+from ledger.errors import LedgerError, StoreError, UntrustedLogError
 from ledger.merkle import MerkleTree
 from ledger.proofs import leaf_hash
+from ledger.state import State
 from ledger.store import Blobs, Store
 from ledger.store.backend import Backend
+from ledger.store.cosignatures import FileLines, Record, read_file_lines
 from ledger.trust import check_checkpoint, verify_note
 from ledger.verify import verify_ledger
 
@@ -32,6 +41,7 @@ class Copied:
     blobs: int
     checkpoint_size: int | None  # the stored checkpoint's size (None: the source had none)
     log_bytes: int
+    cosignatures: int
 
 
 def read_all(store: Store) -> list[bytes]:
@@ -65,9 +75,11 @@ def copy_ledger(source: Backend, open_target: Callable[[], Backend]) -> Copied:
                 f"{source_store.checkpoint_place} does not sign the source's entries: {exc}"
             ) from exc
         checkpoint_size = stored.size
+    lines = cosignatures_of(source)
+    check_cosignatures(lines, verified.state, verified.tree)
     target = open_target()
     try:
-        return _write(
+        copied = _write(
             source_store,
             source_blobs,
             target.store,
@@ -77,8 +89,58 @@ def copy_ledger(source: Backend, open_target: Callable[[], Backend]) -> Copied:
             note=note,
             checkpoint_size=checkpoint_size,
         )
+        _write_cosignatures(target, lines)
+        return replace(copied, cosignatures=len(lines))
     finally:
         target.close()
+
+
+def cosignatures_of(backend: Backend) -> list[Record]:
+    """Every witness cosignature line the ledger in ``backend`` holds."""
+    if backend.cosignatures is not None:
+        return list(backend.cosignatures.load())
+    return read_file_lines(backend.data_dir) if backend.data_dir is not None else []
+
+
+def check_cosignatures(lines: list[Record], state: State, tree: MerkleTree) -> None:
+    """Each line by a witness key a member still publishes verifies over the tree's checkpoint
+    of its size (see the module). Raises StoreError naming the first that does not."""
+    published = {m.name: m.witness_key for m in state.members.values() if m.witness_key}
+    for size, witness, line in lines:
+        if not 0 < size <= tree.size:
+            raise StoreError(
+                f"the source holds a cosignature by {witness!r} for size {size}, beyond its "
+                f"{tree.size} entries"
+            )
+        key_text = published.get(witness)
+        if key_text is None:
+            continue
+        try:
+            key = parse_witness_key(key_text)
+            if line_key(line) != (key.name, key.key_hash):
+                continue  # by a key the member has since replaced: carried as it is
+            checkpoint = Checkpoint(origin=state.origin, size=size, root=tree.root(size))
+            verify_cosignature(line, checkpoint, key)
+        except LedgerError as exc:
+            raise StoreError(
+                f"the source's cosignature by {witness!r} for size {size} does not verify: {exc}"
+            ) from exc
+
+
+def _write_cosignatures(target: Backend, lines: list[Record]) -> None:
+    if target.cosignatures is not None:
+        book = target.cosignatures
+        for record in lines:
+            book.add(record)
+    elif lines and target.data_dir is not None:
+        written = FileLines(target.data_dir)
+        try:
+            for record in lines:
+                written.add(record)
+        finally:
+            written.close()
+    if sorted(cosignatures_of(target)) != sorted(lines):
+        raise StoreError("the target does not read back the source's witness cosignatures")
 
 
 def _write(
@@ -129,4 +191,5 @@ def _write(
         blobs=blobs,
         checkpoint_size=checkpoint_size,
         log_bytes=target.digest()[0],
+        cosignatures=0,
     )

@@ -81,6 +81,26 @@ class CosignatureLines(Protocol):
     def close(self) -> None: ...
 
 
+def read_file_lines(data_dir: Path) -> list[Record]:
+    """The lines ``cosignatures.log`` in ``data_dir`` holds (none without the file), read
+    without opening it for writing (``pht store copy`` reads a source this way)."""
+    path = Path(data_dir) / COSIGNATURES_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StoreError(f"cannot read {path.name}: {exc.strerror}") from exc
+    records: list[Record] = []
+    for raw in data.split(b"\n"):
+        try:
+            record = json.loads(raw)
+            records.append((record["size"], record["witness"], record["line"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line
+    return records
+
+
 class FileLines:
     """``cosignatures.log`` in a data directory, fsync'd every ``sync_interval`` s (module)."""
 
@@ -97,16 +117,7 @@ class FileLines:
         self._flusher.start()
 
     def load(self) -> Iterable[Record]:
-        try:
-            data = self._path.read_bytes()
-        except OSError as exc:
-            raise StoreError(f"cannot read {self._path.name}: {exc.strerror}") from exc
-        for raw in data.split(b"\n"):
-            try:
-                record = json.loads(raw)
-                yield record["size"], record["witness"], record["line"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line
+        return read_file_lines(self._path.parent)
 
     def add(self, record: Record) -> None:
         size, witness, line = record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 from cli.main import main as pht
 from crypto import SigningKey
 from ledger.bodies import Task
+from ledger.checkpoint import Checkpoint
+from ledger.cosignature import cosign
 from ledger.store.ledger import Ledger
 from tests.api.registry_process import init_registry
 from tests.ledger.damage import alter_entry
@@ -136,3 +139,61 @@ def test_store_urls_that_cannot_work_are_named(
     args += ["--admin-key", str(key), "--members", str(tmp_path / "members.json")]
     assert pht([*args, "--store", "sqlite:///x"]) == 1
     assert "expected a postgresql:// URL" in capsys.readouterr().err
+
+
+def _cosigned_registry(tmp_path: Path) -> tuple[Path, World, list[str]]:
+    """A data directory whose checkpoints sites a and b cosigned as witnesses (DESIGN 12)."""
+    world = World(witnesses=True)
+    data = tmp_path / "cosigned"
+    ledger = Ledger.create(
+        data, genesis=world.sign("admin", world.genesis_body()), log_key=world.log_key
+    )
+    lines = []
+    try:
+        for n, witness in enumerate(("site-a", "site-b")):
+            ledger.append(
+                world.sign("alice", Task(image="x/avg:1", sites=("site-a",), config={"n": n}))
+            )
+            checkpoint = Checkpoint(origin=ledger.origin, size=ledger.size, root=ledger.root())
+            signer = world.witness_signer(witness)
+            line = cosign(checkpoint, signer, name=witness, time=1_700_000_000)
+            assert ledger.cosignatures.add(ledger.member(witness), ledger.size, line)
+            lines.append(line)
+    finally:
+        ledger.close()
+    world.log_key.save(data / "log.key")
+    return data, world, lines
+
+
+def test_witness_cosignatures_go_along_and_come_back(
+    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, world, lines = _cosigned_registry(tmp_path)
+    assert _copy(data, pg_dsn, capsys)["cosignatures"] == 2
+    ledger = Ledger.open(tmp_path / "served", log_key=world.log_key, store_url=pg_dsn)
+    try:  # served from the database: the newest cosigned checkpoint with its line
+        assert ledger.cosigned_checkpoint().decode().endswith(lines[1] + "\n")
+    finally:
+        ledger.close()
+    back = tmp_path / "back"
+    assert _copy(pg_dsn, back, capsys)["cosignatures"] == 2
+    assert (back / "cosignatures.log").read_bytes() == (data / "cosignatures.log").read_bytes()
+
+
+def test_a_cosignature_that_does_not_verify_is_refused_before_anything_is_written(
+    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _, lines = _cosigned_registry(tmp_path)
+    log = data / "cosignatures.log"
+    records = [json.loads(raw) for raw in log.read_text().splitlines()]
+    assert records[0]["line"] == lines[0]
+    name, signature = lines[0].rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(signature))
+    raw[-1] ^= 1  # the Ed25519 signature's last byte
+    records[0]["line"] = f"{name} {base64.b64encode(raw).decode()}"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    capsys.readouterr()
+    assert pht(["-q", "store", "copy", "--from", str(data), "--to", pg_dsn]) == 1
+    assert "cosignature by 'site-a' for size 2 does not verify" in capsys.readouterr().err
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT to_regclass('pht_log')").fetchone() == (None,)
