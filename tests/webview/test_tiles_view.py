@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from ledger import tiles
 from ledger.bodies import Task
+from ledger.tiles import Tile
 from tests.api.registry_process import RegistryProcess, init_registry
 from tests.ledger.factory import World
 from tests.webview.conftest import Ledger, sign_in, verified
@@ -99,3 +101,42 @@ def test_a_bundle_that_lies_gets_the_banner(
     )
     sign_in(page, proxy.url, ledger.keys / "alice.key")
     assert "do not hash to the checkpoint's root" in assert_banner(page, "entries", "tile")
+
+
+CUT = """async ([indexes, bundles]) => {
+    const version = document.querySelector('script[type=module]').src.split('/')[4];
+    const r = await import(`/assets/${version}/registry.js`);
+    const bytes = (h) => Uint8Array.from(h.match(/../g) || [], (x) => parseInt(x, 16));
+    const cut = bundles.map(([hex, width]) => {
+        try { return r.bundleRecords(bytes(hex), width); } catch (e) { return e.message; }
+    });
+    return {paths: indexes.map(r.tileIndexPath), cut};
+}"""
+
+
+def test_the_pages_tile_paths_and_bundle_cutting_agree_with_the_ledger(
+    grown: tuple[Ledger, int], page: Any
+) -> None:
+    """``registry.js`` names tiles as :mod:`ledger.tiles` does, cuts a bundle it frames into the
+    same entries, and refuses one cut short, one with trailing bytes, or one of another width."""
+    indexes = [0, 7, 999, 1000, 1001, 123_456, 1_234_067, 10**9]
+    entries = [b'{"n":1}', "é".encode(), b""]
+    good = tiles.bundle(entries, 0)
+    cases = [
+        (good.hex(), 3),
+        (good[:-1].hex(), 3),  # cut short
+        ((good + b"\0").hex(), 3),  # a trailing byte: a length with no entry
+        (good.hex(), 2),  # another width
+        ((b"\0\2\xff\xfe").hex(), 1),  # not UTF-8
+    ]
+    page.goto(grown[0].url + "/")
+    page.wait_for_selector("#sign-in")
+    result = page.evaluate(CUT, [indexes, cases])
+    assert result["paths"] == [
+        tiles.path(Tile(None, n, 256)).removeprefix("entries/") for n in indexes
+    ]
+    assert result["cut"][0] == [e.decode() for e in entries]
+    assert "cut short after 2 entries" in result["cut"][1]
+    assert "cut short after 3 entries" in result["cut"][2]
+    assert "holds 3 entries, not 2" in result["cut"][3]
+    assert "not UTF-8" in result["cut"][4]
