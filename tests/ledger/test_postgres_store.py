@@ -327,3 +327,42 @@ def test_nonces_commit_without_waiting_for_the_flush_but_appends_wait_for_it(
         assert shown == {"nonces": "off", "appends": "on"}
     finally:
         ledger.close()
+
+
+def test_the_newest_entries_are_read_from_memory_and_agree_with_the_database(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long-polls at the head read the newest entries from memory (no query); every range,
+    across the edge of what is kept, reads the database's bytes; once a write's outcome is
+    unknown, memory is emptied and reads go to the database again."""
+    monkeypatch.setattr("ledger.store.postgres.entries.RECENT", 8)
+    store = PostgresStore.open(pg_dsn, create=True)
+    try:
+        payloads = [f"entry {n}".encode() for n in range(15)]
+        for first in range(0, 15, 4):
+            store.append_batch(payloads[first : first + 4])
+        rows = _sql(pg_dsn, "SELECT payload FROM pht_entries ORDER BY idx")
+        assert [bytes(p) for (p,) in rows] == payloads  # type: ignore[arg-type]
+        queries: list[str] = []
+        real = store._query
+
+        def counted(sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+            queries.append(sql)
+            return real(sql, params)
+
+        monkeypatch.setattr(store, "_query", counted)
+        assert store.read_range(7, 15) == payloads[7:15]  # the newest 8: from memory
+        assert store.read_range(15, 15) == []
+        assert queries == []
+        for start in range(15):
+            for stop in range(start, 16):
+                assert store.read_range(start, stop) == payloads[start:stop]
+        assert queries  # the older ones came from the database
+
+        store._stale = True  # as after a write whose COMMIT went unanswered
+        _sql(pg_dsn, "UPDATE pht_entries SET payload = 'x', sha256 = sha256('x') WHERE idx = 14")
+        queries.clear()
+        assert store.read_range(14, 15) == [b"x"]  # memory was emptied: the database answers
+        assert queries
+    finally:
+        store.close()

@@ -14,6 +14,10 @@ Invariants:
   connection died during COMMIT) it is re-read from the database, and the ledger reloads.
 - Each entry keeps the SHA-256 of its payload, so ``read_range`` names an entry whose stored bytes
   changed (:class:`DamagedEntryError`). Connections come back after the database went away.
+- The newest ``RECENT`` entries handed to the ledger (written here, or read from the database as
+  others wrote them) are kept in memory, ending at ``count``: the long-polls and pages at the
+  head, where every follower reads, are answered without a query. Emptied whenever ``count`` is
+  read again from the database.
 - One process at a time integrates (:mod:`ledger.store.postgres.election`): it signs checkpoints
   and ``publish``es them into ``pht_log``; the others adopt the published one as they catch up.
   Sequencing refuses new entries (:class:`BacklogError`, a 503 to the client) while more than
@@ -24,7 +28,9 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,6 +51,7 @@ from ledger.store.postgres.schema import (
 from ledger.store.postgres.watch import Watcher
 
 READ_CHUNK = 1024
+RECENT = 4096  # the newest entries kept in memory (see the module)
 BACKLOG_LIMIT = 20_000  # sequenced entries awaiting a published checkpoint before appends wait
 Decide = Callable[[Sequence[bytes]], list[bytes]]
 Adopt = Callable[[Sequence[bytes], bytes | None], None]
@@ -64,6 +71,8 @@ class PostgresStore:
         self._readable = 0  # entries known committed, handed to the ledger or being handed
         self._count = 0
         self._bytes = 0
+        self._recent: deque[bytes] = deque(maxlen=RECENT)  # entries count-len..count-1
+        self._recent_lock = threading.Lock()  # ``_recent`` with ``_count``
         self._watcher: Watcher | None = None
         self._election: Election | None = None  # a serving ledger's candidacy (campaign)
         self._publisher: Publisher | None = None
@@ -102,7 +111,9 @@ class PostgresStore:
         # over committed entries only, so this one never covers more than ``count`` (one read
         # later could cover entries appended since, which this process has not read).
         row = self._query_one("SELECT size, bytes, checkpoint FROM pht_log")
-        self._count, self._bytes = int(row[0]), int(row[1])
+        with self._recent_lock:
+            self._count, self._bytes = int(row[0]), int(row[1])
+            self._recent.clear()
         self._note = None if row[2] is None else bytes(row[2])
         self._stale = False
 
@@ -113,7 +124,9 @@ class PostgresStore:
         return self._count
 
     def _advance(self, payloads: Sequence[bytes]) -> None:
-        self._count += len(payloads)
+        with self._recent_lock:
+            self._count += len(payloads)
+            self._recent.extend(payloads)
         self._bytes += sum(framed_size(p) for p in payloads)
         if self._digest is not None:
             self._digest.update(payloads)
@@ -278,6 +291,10 @@ class PostgresStore:
         count = max(self.count, self._readable) if upto is None else upto
         if not 0 <= start <= stop <= count:
             raise StoreError(f"entries {start}..{stop - 1} are out of range (the log has {count})")
+        with self._recent_lock:
+            first = self._count - len(self._recent)
+            if first <= start and stop <= self._count:
+                return list(itertools.islice(self._recent, start - first, stop - first))
         out: list[bytes] = []
         for first in range(start, stop, READ_CHUNK):
             last = min(stop, first + READ_CHUNK)
