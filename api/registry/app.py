@@ -29,6 +29,7 @@ from api.registry.resources import (
     InclusionProof,
     LongPollGate,
     OpenApi,
+    Ready,
     TaskResource,
 )
 from api.registry.tiles import Tiles
@@ -100,6 +101,7 @@ def create_app(
     )
     gate = LongPollGate(long_poll_slots, stop if stop is not None else threading.Event())
     app.add_route("/healthz", Health(ledger))
+    app.add_route("/readyz", Ready(ledger))
     app.add_route("/openapi.json", OpenApi(json.dumps(spec, separators=(",", ":")).encode()))
     app.add_route("/v1/checkpoint", CheckpointResource(ledger))
     app.add_route("/v1/checkpoint/cosigned", CosignedCheckpoint(ledger))

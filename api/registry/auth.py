@@ -19,9 +19,9 @@ served; the methods each path has are public in ``/openapi.json`` anyway):
 Decisions: a revoked member's key, like a stranger's, is not the key of a current member, so its
 requests cannot be authenticated at all (401 ``unknown-key``, the detail says so); 403 is reserved
 for a current member acting beyond their role. The public resources are ``/healthz``,
-``/openapi.json``, ``/v1/checkpoint`` (the checkpoint is signed by the log key and meant to be
-gossiped) and the web view's static files (``/``, ``/assets/...``). ``req.context.member`` holds
-the authenticated :class:`MemberRecord`.
+``/readyz``, ``/openapi.json``, ``/v1/checkpoint`` (the checkpoint is signed by the log key and
+meant to be gossiped) and the web view's static files (``/``, ``/assets/...``).
+``req.context.member`` holds the authenticated :class:`MemberRecord`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from crypto import KeyId, PublicKey
 from ledger.store.ledger import Ledger
 
 PUBLIC_ROUTES = (
-    frozenset({"/healthz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"})
+    frozenset({"/healthz", "/readyz", "/openapi.json", "/v1/checkpoint", "/v1/checkpoint/cosigned"})
     | ASSET_ROUTES
 )
 

@@ -186,20 +186,8 @@ def _answer_schemas() -> dict[str, Any]:
                 "cancelled": {"oneOf": [INDEX, {"type": "null"}]},
             },
         },
-        "Health": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["status", "size", "integrator"],
-            "properties": {
-                "status": {"const": "ok"},
-                "size": INDEX,
-                "integrator": {
-                    "type": "boolean",
-                    "description": "Whether this process signs the checkpoints (of replicas "
-                    "sharing a PostgreSQL ledger, one at a time does; a lone registry always)",
-                },
-            },
-        },
+        "Health": _health("ok"),
+        "Ready": _health("ready"),
     }
 
 
@@ -223,3 +211,20 @@ def _problem_responses() -> dict[str, Any]:
             response["headers"] = {"Allow": {"schema": {"type": "string"}}}
         responses[f"Problem{status}"] = response
     return responses
+
+
+def _health(status: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status", "size", "integrator"],
+        "properties": {
+            "status": {"const": status},
+            "size": INDEX,
+            "integrator": {
+                "type": "boolean",
+                "description": "Whether this process signs the checkpoints (of replicas "
+                "sharing a PostgreSQL ledger, one at a time does; a lone registry always)",
+            },
+        },
+    }

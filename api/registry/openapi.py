@@ -62,6 +62,17 @@ def document(
                 },
             }
         },
+        "/readyz": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness: the store answers (a replica's database is reachable)",
+                "security": public,
+                "responses": {
+                    "200": _json(ref("Ready"), "The registry can answer from its store"),
+                    **problems(400, 405, 500, 503),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

@@ -131,6 +131,26 @@ class Health:
         resp.content_type = JSON
 
 
+class Ready:
+    """``GET /readyz``: whether this process can answer from its store now (a load balancer's
+    readiness check; ``/healthz`` only says the process is up). A replica whose database is gone,
+    or that is recovering from a failed write, answers 503 ``store-unavailable``; it catches up
+    with the other replicas first, as any read past what it serves does."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        only_params(req, ())
+        ledger = self._ledger
+        ledger.sync()
+        resp.data = json_bytes(
+            {"status": "ready", "size": ledger.size, "integrator": ledger.integrating}
+        )
+        resp.content_type = JSON
+        resp.cache_control = ["no-store"]
+
+
 class OpenApi:
     def __init__(self, document: bytes) -> None:
         self._document = document

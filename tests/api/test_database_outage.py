@@ -66,7 +66,11 @@ def test_appends_wait_out_a_database_outage(
         return call("POST", "/v1/events", key=alice, body=body, content_type=JSON)
 
     assert post(1).status_code == 201
+    assert call("GET", "/readyz").json == {"status": "ready", "size": 2, "integrator": True}
     proxy[0].cut()
+    unready = call("GET", "/readyz")  # a load balancer's readiness check: take it out
+    assert unready.status_code == 503 and problem_slug(unready) == "store-unavailable"
+    assert call("GET", "/healthz").status_code == 200  # the process itself is alive
     refused = post(2)
     assert refused.status_code == 503, refused.text
     assert problem_slug(refused) == "store-unavailable"
@@ -78,6 +82,7 @@ def test_appends_wait_out_a_database_outage(
     assert gone.status_code == 503 and problem_slug(gone) == "store-unavailable"
 
     proxy[0].restore()
+    assert call("GET", "/readyz").status_code == 200
     again = post(4)
     assert again.status_code == 201, again.text
     assert again.json["index"] == 2

@@ -53,6 +53,12 @@ def test_health_and_openapi_need_no_signature(call: Caller) -> None:
         "size": 1,
         "integrator": True,
     }
+    ready = call("GET", "/readyz")  # the embedded store: ready whenever the process is up
+    assert ready.status_code == 200 and ready.json == {
+        "status": "ready",
+        "size": 1,
+        "integrator": True,
+    }
     spec = call("GET", "/openapi.json")
     assert spec.status_code == 200
     assert spec.json["openapi"] == "3.1.0"
