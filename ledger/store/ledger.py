@@ -369,6 +369,7 @@ class Ledger(Integration):
         self._unsettled = True
         self._recover()
         self._unsettled = False
+        log.info("rebuilt from the store after a failed write, at size %d", self._state.size)
 
     def _settle(self) -> None:
         """Reload a ledger a failed write left unsettled (called by the store's watcher, each
@@ -377,7 +378,6 @@ class Ledger(Integration):
         with self._writing, self._lock:
             if self._unsettled:
                 self._reload()
-                log.info("the ledger is settled again at size %d", self._state.size)
 
     def snapshot(self) -> None:
         """Persist the checkpoint and a snapshot of the derived data (called periodically)."""
