@@ -138,10 +138,15 @@ def serving(
             process.stop()
 
 
-def logged_besides_requests(log: Path, lines: int = 80) -> str:
-    """The last ``lines`` lines of a registry's ``log`` that are not access lines."""
+def logged_besides_requests(log: Path, records: int = 150) -> str:
+    """The last ``records`` records of a registry's ``log`` other than access lines, each on its
+    first line (a record's message says what failed; its traceback would crowd the rest out)."""
     if not log.exists():
         return "(no log)"
     text = log.read_text(errors="replace")
-    kept = [line for line in text.splitlines() if "pht.access" not in line]
-    return "\n".join(kept[-lines:])
+    kept = [
+        line
+        for line in text.splitlines()
+        if line[:2].isdigit() and "pht.access" not in line  # a record starts with its time
+    ]
+    return "\n".join(kept[-records:])
