@@ -591,6 +591,13 @@ def bench_pages(root: Path, args: argparse.Namespace) -> None:
             )
 
 
+def add_wrk_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a ``wrk`` run, shared by the benches that drive one."""
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-server":
         bare_server(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
@@ -599,9 +606,7 @@ def main() -> None:
         page_server(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--wrk-threads", type=int, default=2)
+    add_wrk_arguments(parser)
     parser.add_argument("--requests", type=int, default=7000, help="pre-signed, per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds")
     parser.add_argument("--threads", type=int, default=16, help="waitress threads")

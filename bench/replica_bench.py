@@ -58,6 +58,7 @@ from api.client.registry import Client
 from api.client.transport import SignedTransport, retry_after
 from api.errors import ProblemError
 from bench.api_bench import (
+    add_wrk_arguments,
     cpu_seconds,
     free_port,
     init_registry,
@@ -501,9 +502,7 @@ def bench_crowd(root: Path, args: Any) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--wrk-threads", type=int, default=2)
+    add_wrk_arguments(parser)
     parser.add_argument("--requests", type=int, default=5000, help="pre-signed per run, at least")
     parser.add_argument("--margin", type=float, default=3.0, help="x calibrated rate x duration")
     parser.add_argument("--rounds", type=int, default=3)

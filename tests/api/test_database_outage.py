@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import falcon
 import psycopg
 import pytest
 from falcon import testing
@@ -47,18 +46,13 @@ def outage_ledger(tmp_path: Path, world: World, proxy: tuple[Proxy, str]) -> Ite
 
 
 @pytest.fixture
-def app(outage_ledger: Ledger, clock: FakeClock) -> falcon.App[Any, Any]:
-    return make_app(outage_ledger, clock)
+def call(outage_ledger: Ledger, clock: FakeClock) -> Caller:
+    return Caller(testing.TestClient(make_app(outage_ledger, clock)), clock)
 
 
 def test_appends_wait_out_a_database_outage(
-    app: falcon.App[Any, Any],
-    clock: FakeClock,
-    world: World,
-    proxy: tuple[Proxy, str],
-    outage_ledger: Ledger,
+    call: Caller, world: World, proxy: tuple[Proxy, str], outage_ledger: Ledger
 ) -> None:
-    call = Caller(testing.TestClient(app), clock)
     alice = world.keys["alice"]
 
     def post(n: int) -> testing.Result:
@@ -95,8 +89,7 @@ def test_appends_wait_out_a_database_outage(
 
 
 def test_a_write_cut_midway_is_settled_without_waiting_for_the_next_append(
-    app: falcon.App[Any, Any],
-    clock: FakeClock,
+    call: Caller,
     world: World,
     proxy: tuple[Proxy, str],
     outage_ledger: Ledger,
@@ -106,7 +99,6 @@ def test_a_write_cut_midway_is_settled_without_waiting_for_the_next_append(
     state may be ahead of the store, so reads are refused until it is rebuilt. Once the
     database is back, the store's watcher rebuilds it: readers are answered again without
     anyone having to post first, and the cut entry never appears."""
-    call = Caller(testing.TestClient(app), clock)
     alice = world.keys["alice"]
     store = outage_ledger._store
     sequence = store.append_sequenced
